@@ -1,0 +1,179 @@
+"""The Pythia family: model names, shapes, checkpoints and memory estimates.
+
+Shapes come from the Pythia model cards and each repo's config.json (GPT-NeoX,
+rotary on 25% of each head, parallel residual, untied embeddings, intermediate
+size 4x hidden). Parameter counts are derived from the shapes rather than copied,
+so they cannot drift apart; the 70m count matches the card's 18,915,328
+non-embedding parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidRevision, UnknownModel
+
+CONTEXT_LENGTH = 2048  # every Pythia model was trained with 2048-token sequences
+EOS_TOKEN = "<|endoftext|>"  # GPT-NeoX-20B tokenizer; Pythia has no separate BOS
+MAIN_STEP = 143000  # branch "main" is exactly checkpoint step143000
+
+# Training checkpoints published as branches: step0, 10 log-spaced early steps,
+# then every 1000 steps up to 143000 -- 154 in all.
+TRAINING_STEPS: tuple[int, ...] = (0, *(2**i for i in range(10)), *range(1000, MAIN_STEP + 1, 1000))
+REVISIONS: tuple[str, ...] = ("main", *(f"step{s}" for s in TRAINING_STEPS))
+_STEP_SET = frozenset(TRAINING_STEPS)
+_REVISION_RE = re.compile(r"^step(0|[1-9][0-9]{0,5})$")
+
+# Bytes per weight of the stored compute types (int8 variants keep a float scale
+# per row, negligible next to the weights).
+_BYTES_PER_WEIGHT = {
+    "int8": 1, "int8_float32": 1, "int8_float16": 1, "int8_bfloat16": 1,
+    "int16": 2, "float16": 2, "bfloat16": 2, "float32": 4,
+}
+# Activations / KV cache precision for each compute type.
+_ACTIVATION_BYTES = {
+    "int8": 4, "int8_float32": 4, "int16": 4, "float32": 4,
+    "int8_float16": 2, "int8_bfloat16": 2, "float16": 2, "bfloat16": 2,
+}
+_RUNTIME_OVERHEAD = 1.15  # allocator slack and temporary buffers (measured ~10% on 160m)
+_FIXED_OVERHEAD = 64 * 2**20  # runtime libraries and the tokenizer
+
+
+@dataclass(frozen=True)
+class PythiaModel:
+    """One servable model: a Pythia from the Hub or an operator's local directory."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    vocab_size: int = 50304  # padded GPT-NeoX-20B vocabulary (12b pads to 50688)
+    repo_id: str | None = None  # EleutherAI repo on the Hub
+    ct2_repo_id: str | None = None  # pre-converted CT2 repo (revision main only)
+    local_path: Path | None = None  # operator-supplied HF or CT2 directory
+    random_weights: bool = False  # the offline demo model: say so in the UI
+
+    @property
+    def num_parameters(self) -> int:
+        """Total parameters: untied input and output embeddings plus the layers."""
+        d = self.hidden_size
+        per_layer = 12 * d * d + 13 * d  # qkv, dense, 4x MLP, two layer norms
+        return 2 * self.vocab_size * d + self.num_layers * per_layer + 2 * d
+
+    @property
+    def has_checkpoints(self) -> bool:
+        """Hub models have the 154 training checkpoints; local models only one."""
+        return self.local_path is None
+
+    def estimate_bytes(self, compute_type: str, batch_size: int = 1,
+                       context: int = CONTEXT_LENGTH) -> int:
+        """Memory needed to load the model and decode ``batch_size`` full-context rows."""
+        if compute_type not in _BYTES_PER_WEIGHT:
+            raise ValueError(f"unknown compute type {compute_type!r}")
+        weights = self.num_parameters * _BYTES_PER_WEIGHT[compute_type]
+        kv_cache = 2 * self.num_layers * context * self.hidden_size * _ACTIVATION_BYTES[compute_type]
+        return int((weights + batch_size * kv_cache) * _RUNTIME_OVERHEAD) + _FIXED_OVERHEAD
+
+
+def _hub(size: str, layers: int, hidden: int, heads: int, *, vocab: int = 50304,
+         deduped: bool = True, ct2: str | None = None) -> list[PythiaModel]:
+    base = f"pythia-{size}"
+    models = [PythiaModel(base, layers, hidden, heads, vocab, f"EleutherAI/{base}", ct2)]
+    if deduped:
+        name = f"{base}-deduped"
+        models.append(PythiaModel(name, layers, hidden, heads, vocab, f"EleutherAI/{name}"))
+    return models
+
+
+# Pre-converted CT2 repos (the seed's author); each holds revision main only.
+_HUB_MODELS: tuple[PythiaModel, ...] = tuple(
+    m
+    for group in (
+        _hub("14m", 6, 128, 4, deduped=False),  # 14m and 31m were released without -deduped
+        _hub("31m", 6, 256, 8, deduped=False),
+        _hub("70m", 6, 512, 8),
+        _hub("160m", 12, 768, 12, ct2="michaelfeil/ct2fast-pythia-160m"),
+        _hub("410m", 24, 1024, 16),
+        _hub("1b", 16, 2048, 8),
+        _hub("1.4b", 24, 2048, 16),
+        _hub("2.8b", 32, 2560, 32, ct2="michaelfeil/ct2fast-pythia-2.8b"),
+        _hub("6.9b", 32, 4096, 32, ct2="michaelfeil/ct2fast-pythia-6.9b"),
+        _hub("12b", 36, 5120, 40, vocab=50688, ct2="michaelfeil/ct2fast-pythia-12b"),
+    )
+    for m in group
+)
+SIZES: tuple[str, ...] = tuple(m.name.removeprefix("pythia-") for m in _HUB_MODELS if not m.name.endswith("-deduped"))
+DEFAULT_MODEL = "pythia-160m"
+
+
+def validate_revision(revision: object) -> str:
+    """Return ``revision`` if it names a Pythia checkpoint, else raise InvalidRevision."""
+    if isinstance(revision, str) and revision == "main":
+        return revision
+    if isinstance(revision, str):
+        match = _REVISION_RE.match(revision)
+        if match and int(match.group(1)) in _STEP_SET:
+            return revision
+    shown = repr(revision)[:60]
+    raise InvalidRevision(
+        f"Revision {shown} is not a Pythia checkpoint. Use 'main' (= step{MAIN_STEP}), "
+        "'step0', a power of two 'step1' ... 'step512', or a multiple of 1000 from "
+        f"'step1000' to 'step{MAIN_STEP}'."
+    )
+
+
+def canonical_revision(revision: str) -> str:
+    """Map ``step143000`` and ``main`` to one cache key (they are the same weights)."""
+    revision = validate_revision(revision)
+    return "main" if revision == f"step{MAIN_STEP}" else revision
+
+
+@dataclass
+class Catalog:
+    """The models this server may serve: the Pythia suite plus registered local dirs.
+
+    Visitors can only name models that are in here (an allowlist); local
+    directories are added by the operator, never from a request.
+    """
+
+    _models: dict[str, PythiaModel] = field(default_factory=lambda: {m.name: m for m in _HUB_MODELS})
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+    def models(self) -> list[PythiaModel]:
+        with self._lock:
+            return list(self._models.values())
+
+    def get(self, name: object) -> PythiaModel:
+        """Look a model up by name; raise UnknownModel listing the valid names."""
+        with self._lock:
+            model = self._models.get(name) if isinstance(name, str) else None
+            if model is None:
+                shown = repr(name)[:60]
+                raise UnknownModel(f"Unknown model {shown}. Choose one of: {', '.join(self._models)}.")
+            return model
+
+    def resolve(self, name: object, revision: object = "main") -> tuple[PythiaModel, str]:
+        """Validate a (model, revision) request; local models only have 'main'."""
+        model = self.get(name)
+        if not model.has_checkpoints:
+            if revision != "main":
+                raise InvalidRevision(f"{model.name} is a local model with a single revision: use 'main'.")
+            return model, "main"
+        return model, canonical_revision(revision)
+
+    def register_local(self, path: str | Path, name: str | None = None, *,
+                       random_weights: bool = False) -> PythiaModel:
+        """Register an HF GPT-NeoX checkpoint or a CT2 model directory as a model."""
+        from .local_models import describe_local_dir  # reads config.json only
+
+        model = describe_local_dir(Path(path), name=name, random_weights=random_weights)
+        with self._lock:
+            self._models[model.name] = model
+        return model

@@ -1,0 +1,76 @@
+"""Describe an operator-supplied model directory (HF GPT-NeoX or CT2) for the catalog."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from .catalog import PythiaModel
+from .errors import ModelUnavailable
+
+_INT_FORMATS = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+
+def is_ct2_dir(path: Path) -> bool:
+    """A converted CTranslate2 model has model.bin next to its config.json."""
+    return (path / "model.bin").is_file()
+
+
+def read_ct2_header(model_bin: Path) -> tuple[dict[str, tuple[int, ...]], int]:
+    """Return (variable shapes, number of heads) of a CT2 model.bin, skipping the weights.
+
+    Layout (ctranslate2/specs/model_spec.py ``_serialize``): u32 version, string
+    spec name, u32 revision, u32 count, then per variable: string name, u8 rank,
+    u32 dims, u8 dtype, u32 byte count, raw bytes. Strings are u16 length + bytes.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    num_heads = 0
+    with open(model_bin, "rb") as f:
+        def unpack(fmt: str):
+            return struct.unpack(fmt, f.read(struct.calcsize(fmt)))
+
+        def read_string() -> str:
+            (n,) = unpack("H")
+            return f.read(n)[:-1].decode("utf-8")
+
+        unpack("I")
+        read_string()
+        unpack("I")
+        (count,) = unpack("I")
+        for _ in range(count):
+            name = read_string()
+            (rank,) = unpack("B")
+            dims = unpack(f"{rank}I") if rank else ()
+            unpack("B")
+            (nbytes,) = unpack("I")
+            if name == "decoder/num_heads":
+                (num_heads,) = unpack(_INT_FORMATS[nbytes])
+                continue
+            shapes[name] = tuple(dims)
+            f.seek(nbytes, 1)
+    return shapes, num_heads
+
+
+def describe_local_dir(path: Path, *, name: str | None = None, random_weights: bool = False) -> PythiaModel:
+    """Build a catalog entry for a GPT-NeoX checkpoint dir or a CT2 model dir."""
+    path = Path(path).expanduser().resolve()
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelUnavailable(f"{path} is not a model directory: it has no config.json.")
+    name = name or path.name
+    if is_ct2_dir(path):
+        shapes, heads = read_ct2_header(path / "model.bin")
+        vocab, hidden = shapes["decoder/embeddings/weight"]
+        layers = sum(1 for k in shapes if k.endswith("/self_attention/linear_0/weight"))
+        return PythiaModel(name, layers, hidden, heads, vocab, local_path=path, random_weights=random_weights)
+    config = json.loads(config_file.read_text())
+    if config.get("model_type") != "gpt_neox":
+        raise ModelUnavailable(
+            f"{name}: config.json has model_type {config.get('model_type')!r}; only GPT-NeoX (Pythia) "
+            "checkpoints or converted CTranslate2 models can be served."
+        )
+    return PythiaModel(
+        name, config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"],
+        config["vocab_size"], local_path=path, random_weights=random_weights,
+    )
