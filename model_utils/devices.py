@@ -81,3 +81,46 @@ def resolve_device(device: str = "auto", compute_type: str = "default",
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise InvalidParameter(f"threads must be a positive integer, not {threads!r}.")
     return DeviceConfig(device, compute_type, intra_threads=threads if device == "cpu" else 1)
+
+
+def _cgroup_memory_left() -> int | None:
+    """Memory left under the container's cgroup limit (Spaces run in containers)."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = open(limit_file).read().strip()
+            usage = int(open(usage_file).read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            return int(limit) - usage
+    return None
+
+
+def _cuda_free_memory() -> int | None:
+    """Free memory of GPU 0 as nvidia-smi reports it (CT2 has no such query)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", "0"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return int(out.strip().splitlines()[0]) * 2**20
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def available_memory(device: str) -> int:
+    """Bytes a model may use on ``device``: free RAM (cgroup-aware) or free VRAM."""
+    if device == "cuda":
+        free = _cuda_free_memory()
+        if free is not None:
+            return free
+    import psutil
+
+    available = psutil.virtual_memory().available
+    cgroup_left = _cgroup_memory_left()
+    return min(available, cgroup_left) if cgroup_left is not None else available

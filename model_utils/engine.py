@@ -1,0 +1,105 @@
+"""The engine: catalog + disk store + in-memory cache + device, behind one object.
+
+The app and the tests talk to this; it owns every loaded generator and tears
+them down in :meth:`Engine.close`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from .catalog import Catalog, PythiaModel
+from .devices import DeviceConfig, available_memory
+from .errors import ModelTooLarge
+from .loaded_model import LoadedModel, load_ct2_model
+from .model_cache import ModelCache
+from .progress import Progress, ProgressCallback, report
+from .store import ModelStore
+
+MEMORY_HEADROOM = 0.85  # leave room for the app, the tokenizer and the OS
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What the model picker shows for one model."""
+
+    name: str
+    revision: str
+    parameters: int
+    estimated_bytes: int
+    cached: bool
+    loaded: bool
+    fits: bool
+    random_weights: bool = False
+
+    @property
+    def note(self) -> str:
+        if not self.fits:
+            return (f"needs ~{self.estimated_bytes / 2**30:.1f} GiB: more than this machine can give it")
+        return "loaded" if self.loaded else ("on disk" if self.cached else "downloads on first use")
+
+
+class Engine:
+    """Serve Pythia models in CT2 form on one device."""
+
+    def __init__(self, device: DeviceConfig, *, catalog: Catalog | None = None, store: ModelStore | None = None,
+                 memory_budget_bytes: int | None = None):
+        self.device = device
+        self.catalog = catalog or Catalog()
+        self.store = store or ModelStore()
+        budget = memory_budget_bytes or int(available_memory(device.device) * MEMORY_HEADROOM)
+        self.cache = ModelCache(budget)
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return self.cache.budget_bytes
+
+    def _key(self, model: PythiaModel, revision: str) -> tuple:
+        return (model.name, revision, self.device.device, self.device.compute_type)
+
+    def estimate(self, model: PythiaModel) -> int:
+        return model.estimate_bytes(self.device.compute_type)
+
+    def check_fits(self, model: PythiaModel) -> None:
+        """Refuse, before any download, a model that cannot fit in the memory budget."""
+        need = self.estimate(model)
+        if need > self.memory_budget_bytes:
+            raise ModelTooLarge(
+                f"{model.name} needs about {need / 2**30:.1f} GiB with {self.device.compute_type} on "
+                f"{self.device.device.upper()}, but this server can give models only "
+                f"{self.memory_budget_bytes / 2**30:.1f} GiB. Choose a smaller model.")
+
+    def status(self, name: str, revision: str = "main") -> ModelStatus:
+        model, revision = self.catalog.resolve(name, revision)
+        need = self.estimate(model)
+        return ModelStatus(model.name, revision, model.num_parameters, need,
+                           self.store.cached_path(model, revision) is not None,
+                           self.cache.is_loaded(self._key(model, revision)),
+                           need <= self.memory_budget_bytes, model.random_weights)
+
+    @contextmanager
+    def open(self, name: object, revision: object = "main",
+             progress: ProgressCallback | None = None) -> Iterator[LoadedModel]:
+        """Yield a loaded model, fetching/converting/loading it first if needed.
+
+        Validation happens before anything is downloaded; the model stays pinned
+        (never evicted) until the ``with`` block ends.
+        """
+        model, revision = self.catalog.resolve(name, revision)
+        self.check_fits(model)
+
+        def load() -> LoadedModel:
+            path = self.store.ensure(model, revision, progress)
+            report(progress, Progress("loading", 0, 1))
+            loaded = load_ct2_model(path, model, revision, self.device)
+            report(progress, Progress("loading", 1, 1))
+            return loaded
+
+        with self.cache.use(self._key(model, revision), self.estimate(model), load) as loaded:
+            yield loaded
+
+    def close(self) -> None:
+        """Unload every model (call at shutdown: CT2 may abort if generators outlive Python)."""
+        self.cache.close()

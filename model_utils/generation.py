@@ -1,0 +1,120 @@
+"""Streaming generation: token ids from CT2 in, text chunks with metrics out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from .detokenizer import StopStringFilter, StreamingDetokenizer
+from .loaded_model import LoadedModel
+from .prompts import PreparedPrompt, prepare_completion
+from .sampling import SamplingParams
+
+FINISH_REASONS = ("stop", "length", "cancelled")
+
+
+@dataclass(frozen=True)
+class GenerationChunk:
+    """One streamed step: the new text plus what a UI or a benchmark wants to show."""
+
+    text: str  # text added by this step ('' while a character or stop string is pending)
+    token_id: int | None  # None on the final chunk when it carries no token
+    log_prob: float | None
+    num_tokens: int  # tokens generated so far
+    elapsed: float  # seconds since the request started
+    time_to_first_token: float | None
+    finish_reason: str | None = None  # set on the last chunk only
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Decoding speed after the first token (prompt processing excluded)."""
+        if self.time_to_first_token is None or self.num_tokens < 2:
+            return 0.0
+        decode_time = self.elapsed - self.time_to_first_token
+        return (self.num_tokens - 1) / decode_time if decode_time > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A whole reply, as :func:`generate` returns it."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str
+    num_tokens: int
+    time_to_first_token: float | None
+    tokens_per_second: float
+    prompt: PreparedPrompt
+
+
+def ct2_steps(model: LoadedModel, prompt_ids: Sequence[int], params: SamplingParams, on_step=None):
+    """Raw CT2 decoding steps; closing the iterator stops CT2 at its next step.
+
+    ``on_step`` (called from CT2's thread for every decoded token) lets tests
+    count how many steps really ran.
+    """
+    return model.generator.generate_tokens(
+        model.tokens(prompt_ids), max_length=params.max_new_tokens, end_token=[model.eos_id],
+        return_log_prob=True, callback=on_step, **params.ct2_options(),
+    )
+
+
+def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
+           stop: Sequence[str] = (), cancel: threading.Event | None = None,
+           on_step=None) -> Iterator[GenerationChunk]:
+    """Generate text chunk by chunk.
+
+    The last chunk has ``finish_reason``: ``stop`` (end of text or a stop string,
+    which is never shown), ``length`` (max_new_tokens reached) or ``cancelled``
+    (``cancel`` was set). Closing the iterator early stops CT2 within one step.
+    """
+    if isinstance(prompt, str):
+        prompt = prepare_completion(model.tokenizer, prompt, params.max_new_tokens)
+    start = time.perf_counter()
+    detok = StreamingDetokenizer(model.tokenizer)
+    stops = StopStringFilter(stop)
+    count, first = 0, None
+    steps = ct2_steps(model, prompt.ids, params, on_step)
+    finish = "length"
+    try:
+        for step in steps:
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+                break
+            if step.token_id == model.eos_id:
+                finish = "stop"
+                break
+            count += 1
+            now = time.perf_counter() - start
+            first = now if first is None else first
+            text = stops.push(detok.step(step.token_id))
+            yield GenerationChunk(text, step.token_id, step.log_prob, count, now, first)
+            if stops.stopped:
+                finish = "stop"
+                break
+        else:
+            # CT2 ended on its own: either max_length or the end token (not yielded).
+            finish = "length" if count >= params.max_new_tokens else "stop"
+    finally:
+        steps.close()
+    tail = "" if stops.stopped else stops.push(detok.flush()) + stops.finish()
+    if stops.stopped and finish != "cancelled":
+        finish = "stop"
+    yield GenerationChunk(tail, None, None, count, time.perf_counter() - start, first, finish)
+
+
+def generate(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
+             stop: Sequence[str] = ()) -> GenerationResult:
+    """The whole reply at once: a loop over :func:`stream`."""
+    if isinstance(prompt, str):
+        prompt = prepare_completion(model.tokenizer, prompt, params.max_new_tokens)
+    text, ids, last = [], [], None
+    for chunk in stream(model, prompt, params, stop=stop):
+        text.append(chunk.text)
+        if chunk.token_id is not None:
+            ids.append(chunk.token_id)
+        last = chunk
+    return GenerationResult("".join(text), tuple(ids), last.finish_reason, last.num_tokens,
+                            last.time_to_first_token, last.tokens_per_second, prompt)

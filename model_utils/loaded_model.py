@@ -1,0 +1,66 @@
+"""A CT2 generator and its tokenizer, loaded and ready to decode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .catalog import EOS_TOKEN, PythiaModel
+from .devices import DeviceConfig
+from .errors import ModelUnavailable
+
+
+@dataclass
+class LoadedModel:
+    """One model in memory. Call :meth:`close` to free it (the cache does)."""
+
+    info: PythiaModel
+    revision: str
+    device: DeviceConfig
+    path: Path
+    generator: Any  # ctranslate2.Generator
+    tokenizer: Any  # tokenizers.Tokenizer
+    eos_id: int = field(init=False)
+
+    def __post_init__(self):
+        self.eos_id = self.tokenizer.token_to_id(EOS_TOKEN)
+
+    @property
+    def label(self) -> str:
+        """E.g. ``pythia-160m @ step3000``."""
+        return self.info.name if self.revision == "main" else f"{self.info.name} @ {self.revision}"
+
+    def tokens(self, ids) -> list[str]:
+        """Token strings for ids: CT2's Generator takes strings, not ids."""
+        return [self.tokenizer.id_to_token(i) for i in ids]
+
+    def close(self) -> None:
+        """Free the weights now instead of at interpreter exit.
+
+        CT2 can abort the process when a Generator is still alive at exit, so
+        every owner tears its generators down explicitly.
+        """
+        generator, self.generator = self.generator, None
+        if generator is not None:
+            generator.unload_model()
+            del generator
+
+
+def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceConfig) -> LoadedModel:
+    """Load a converted CT2 model directory (model.bin, vocabulary, tokenizer.json)."""
+    import ctranslate2
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    if not (path / "tokenizer.json").is_file():
+        raise ModelUnavailable(f"{info.name}: the converted model has no tokenizer.json.")
+    try:
+        generator = ctranslate2.Generator(
+            str(path), device=device.device, compute_type=device.compute_type,
+            intra_threads=device.intra_threads, inter_threads=device.inter_threads,
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise ModelUnavailable(f"{info.name} could not be loaded on {device.describe()}: {exc}") from exc
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    return LoadedModel(info, revision, device, path, generator, tokenizer)

@@ -1,0 +1,113 @@
+"""Streaming generation through real CT2 on the tiny random Pythia."""
+
+import threading
+
+import pytest
+
+from model_utils.generation import generate, stream
+from model_utils.prompts import prepare_completion
+from model_utils.sampling import SamplingParams
+
+GREEDY = SamplingParams(greedy=True, max_new_tokens=60, repetition_penalty=1.0)
+
+
+def ct2_reference_ids(model, prompt_ids, params):
+    """Greedy ids straight from CT2's generate_batch, no streaming code involved."""
+    result = model.generator.generate_batch(
+        [model.tokens(prompt_ids)], max_length=params.max_new_tokens, end_token=[model.eos_id],
+        include_prompt_in_result=False, **params.ct2_options())
+    return result[0].sequences_ids[0]
+
+
+@pytest.mark.parametrize("prompt", ["Hello, who are you?", "The capital of France", ""])
+def test_streamed_text_equals_non_streamed_and_ct2(tiny_model, prompt):
+    prepared = prepare_completion(tiny_model.tokenizer, prompt, GREEDY.max_new_tokens)
+    chunks = list(stream(tiny_model, prepared, GREEDY))
+    streamed = "".join(c.text for c in chunks)
+    whole = generate(tiny_model, prepared, GREEDY)
+    ref_ids = ct2_reference_ids(tiny_model, prepared.ids, GREEDY)
+    assert streamed == whole.text
+    assert list(whole.token_ids) == ref_ids
+    assert streamed == tiny_model.tokenizer.decode(ref_ids)
+    assert chunks[-1].finish_reason in ("stop", "length")
+    assert all(c.finish_reason is None for c in chunks[:-1])
+    # token counts grow one by one and each token chunk carries a log-prob
+    counts = [c.num_tokens for c in chunks if c.token_id is not None]
+    assert counts == list(range(1, len(counts) + 1))
+    assert all(c.log_prob is not None and c.log_prob <= 0 for c in chunks if c.token_id is not None)
+
+
+def test_empty_prompt_starts_from_endoftext(tiny_model):
+    prepared = prepare_completion(tiny_model.tokenizer, "", 10)
+    assert prepared.ids == (tiny_model.eos_id,)
+    result = generate(tiny_model, "", SamplingParams(greedy=True, max_new_tokens=10))
+    assert result.finish_reason in ("stop", "length")
+
+
+def test_length_finish_reason(tiny_model):
+    params = SamplingParams(greedy=True, max_new_tokens=5, repetition_penalty=1.0)
+    ref = ct2_reference_ids(tiny_model, tiny_model.tokenizer.encode("Once upon a time").ids, params)
+    result = generate(tiny_model, "Once upon a time", params)
+    assert result.num_tokens == len(ref) <= 5
+    assert result.finish_reason == ("length" if len(ref) == 5 else "stop")
+
+
+def test_stop_string_never_leaks(tiny_model):
+    """Pick a stop string from the greedy reply itself (spanning a token boundary)."""
+    params = SamplingParams(greedy=True, max_new_tokens=80, repetition_penalty=1.0)
+    prompt = "Every morning the clockmaker"
+    full = generate(tiny_model, prompt, params)
+    assert len(full.text) > 12, "the tiny model should say something"
+    stop = full.text[6:10]
+    expected = full.text[: full.text.find(stop)]
+    chunks = list(stream(tiny_model, prompt, params, stop=[stop, "never-appears"]))
+    text = "".join(c.text for c in chunks)
+    assert text == expected
+    assert stop not in text
+    assert all(stop not in c.text for c in chunks)
+    assert chunks[-1].finish_reason == "stop"
+
+
+def test_closing_the_stream_stops_ct2_decoding(tiny_model):
+    import time
+
+    steps, closing = [], threading.Event()
+    after_close = []
+
+    def on_step(step):  # runs in CT2's decoding thread; the sleep paces decoding
+        (after_close if closing.is_set() else steps).append(step)
+        time.sleep(0.005)
+        return False
+
+    params = SamplingParams(max_new_tokens=1000, top_k=0, top_p=1.0, temperature=1.0)
+    it = stream(tiny_model, "Once upon a time", params, on_step=on_step)
+    for _ in range(3):
+        next(it)
+    closing.set()
+    it.close()  # returns only once the CT2 job has ended
+    assert len(after_close) <= 1, "CT2 must stop within one step of close()"
+    assert len(steps) < 50
+    assert tiny_model.generator.num_active_batches == 0
+    total = len(steps) + len(after_close)
+    time.sleep(0.1)
+    assert len(steps) + len(after_close) == total  # nothing runs on in the background
+
+
+def test_cancel_event_ends_with_cancelled(tiny_model):
+    cancel = threading.Event()
+    steps = []
+    params = SamplingParams(max_new_tokens=1000, top_k=0, top_p=1.0, temperature=1.0)
+    chunks = []
+    for chunk in stream(tiny_model, "", params, cancel=cancel, on_step=lambda s: steps.append(s) and False):
+        chunks.append(chunk)
+        if len(chunks) == 2:
+            cancel.set()
+    assert chunks[-1].finish_reason == "cancelled"
+    assert len(steps) <= 5
+
+
+def test_tokens_per_second_and_ttft_are_reported(tiny_model):
+    result = generate(tiny_model, "Hello", SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0))
+    assert result.time_to_first_token is not None and result.time_to_first_token > 0
+    if result.num_tokens > 1:
+        assert result.tokens_per_second > 0

@@ -1,0 +1,117 @@
+"""The in-memory model cache: LRU under a budget, pins, single loads, real unloading."""
+
+import threading
+
+import pytest
+
+from model_utils.catalog import Catalog
+from model_utils.errors import ModelTooLarge, ModelUnavailable, ServerBusy
+from model_utils.loaded_model import load_ct2_model
+from model_utils.model_cache import ModelCache
+
+
+@pytest.fixture
+def loader(tiny_ct2_dir, cpu_device):
+    info = Catalog().register_local(tiny_ct2_dir, "tiny-pythia")
+    made = []
+
+    def load():
+        model = load_ct2_model(tiny_ct2_dir, info, "main", cpu_device)
+        made.append(model)
+        return model
+
+    yield load, made
+    for model in made:
+        model.close()
+
+
+def test_lru_evicts_least_recently_used_and_frees_it(loader):
+    load, made = loader
+    cache = ModelCache(budget_bytes=200)
+    with cache.use("a", 100, load) as a:
+        assert a.generator.model_is_loaded
+    with cache.use("b", 100, load):
+        pass
+    with cache.use("a", 100, load):  # a is now the most recently used
+        pass
+    with cache.use("c", 100, load):
+        pass
+    assert cache.loaded() == ["a", "c"]
+    evicted = made[1]  # b
+    assert evicted.generator is None  # close() dropped the CT2 generator after unloading it
+    assert made[0].generator.model_is_loaded
+    cache.close()
+    assert all(m.generator is None for m in made)
+
+
+def test_model_in_use_is_never_evicted(loader):
+    load, made = loader
+    cache = ModelCache(budget_bytes=150)
+    with cache.use("a", 100, load) as a:
+        with pytest.raises(ServerBusy):
+            with cache.use("b", 100, load):
+                pass
+        assert a.generator.model_is_loaded
+    with cache.use("b", 100, load):  # a is idle now, so it can go
+        pass
+    assert cache.loaded() == ["b"]
+    cache.close()
+
+
+def test_too_large_for_budget(loader):
+    load, _ = loader
+    cache = ModelCache(budget_bytes=50)
+    with pytest.raises(ModelTooLarge):
+        with cache.use("a", 100, load):
+            pass
+    assert cache.loads == 0
+
+
+def test_concurrent_first_requests_load_once(loader):
+    load, made = loader
+    cache = ModelCache(budget_bytes=10**9)
+    start = threading.Barrier(8)
+    seen, errors = [], []
+
+    def slow_load():
+        import time
+        time.sleep(0.3)  # keep the load in flight while the others arrive
+        return load()
+
+    def worker():
+        start.wait()
+        try:
+            with cache.use("a", 100, slow_load) as model:
+                seen.append(model)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert cache.loads == 1 and len(made) == 1
+    assert all(m is made[0] for m in seen)
+    cache.close()
+
+
+def test_failed_load_is_not_cached_and_retry_succeeds(loader):
+    load, _ = loader
+    cache = ModelCache(budget_bytes=10**9)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ModelUnavailable("simulated failure")
+        return load()
+
+    with pytest.raises(ModelUnavailable):
+        with cache.use("a", 100, flaky):
+            pass
+    assert cache.loaded() == []
+    with cache.use("a", 100, flaky) as model:
+        assert model.generator.model_is_loaded
+    cache.close()

@@ -1,0 +1,96 @@
+"""Bad input gets a specific, readable error before CT2 is called."""
+
+import math
+
+import pytest
+
+from model_utils.catalog import Catalog, validate_revision
+from model_utils.devices import resolve_device
+from model_utils.errors import InvalidParameter, InvalidRevision, ModelTooLarge, UnknownModel
+from model_utils.sampling import SamplingParams, bounds
+
+BAD_SAMPLING = [
+    ("temperature", math.nan), ("temperature", math.inf), ("temperature", -1.0), ("temperature", 0),
+    ("temperature", 100.0), ("temperature", "hot"), ("temperature", True),
+    ("top_k", -1), ("top_k", 3.7), ("top_k", 10**6), ("top_k", "5"),
+    ("top_p", 0.0), ("top_p", 1.5), ("top_p", -math.inf), ("top_p", math.nan),
+    ("repetition_penalty", 0.5), ("repetition_penalty", math.nan),
+    ("no_repeat_ngram_size", -2), ("no_repeat_ngram_size", 2.5),
+    ("max_new_tokens", 0), ("max_new_tokens", -5), ("max_new_tokens", 10**9), ("max_new_tokens", 12.5),
+    ("greedy", "yes"), ("greedy", 2),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_SAMPLING)
+def test_bad_sampling_values(name, value):
+    with pytest.raises(InvalidParameter) as info:
+        SamplingParams.parse(**{name: value})
+    assert name in str(info.value)
+
+
+def test_unknown_option():
+    with pytest.raises(InvalidParameter, match="unknown option"):
+        SamplingParams.parse(temprature=0.5)
+
+
+def test_defaults_and_integral_floats():
+    p = SamplingParams.parse(top_k=40.0, max_new_tokens=None)
+    assert p.top_k == 40 and isinstance(p.top_k, int)
+    assert p.max_new_tokens == bounds("max_new_tokens").default
+
+
+def test_params_are_frozen():
+    p = SamplingParams()
+    with pytest.raises(Exception):
+        p.temperature = 2.0
+
+
+def test_bounds_come_from_the_declaration():
+    b = bounds("temperature")
+    assert (b.minimum, b.maximum) == (0.05, 2.0)
+    assert b.info
+
+
+@pytest.mark.parametrize("name", ["gpt2", "../../etc/passwd", "EleutherAI/pythia-160m", "", None, 5, "pythia-160M"])
+def test_unknown_model(name):
+    with pytest.raises(UnknownModel) as info:
+        Catalog().get(name)
+    assert "pythia-160m" in str(info.value)  # lists what is valid
+
+
+@pytest.mark.parametrize("revision", ["step3", "step143001", "step-1", "step01", "v1", "", None, 1000, "main ",
+                                      "step1000/../x", "refs/pr/1"])
+def test_malformed_revision(revision):
+    with pytest.raises(InvalidRevision) as info:
+        validate_revision(revision)
+    assert "step143000" in str(info.value)
+
+
+def test_every_published_revision_is_valid():
+    from model_utils.catalog import REVISIONS
+
+    assert len(REVISIONS) == 155  # main + 154 checkpoints
+    for r in REVISIONS:
+        validate_revision(r)
+
+
+def test_engine_validates_before_loading(engine):
+    for bad in [("nope", "main"), ("tiny-pythia", "step1000"), ("pythia-70m", "step7")]:
+        with pytest.raises((UnknownModel, InvalidRevision)):
+            with engine.open(*bad):
+                pass
+    assert engine.cache.loads == 0 and engine.store.conversions == 0
+
+
+def test_memory_guard_refuses_before_download(engine):
+    with pytest.raises(ModelTooLarge, match="pythia-12b"):
+        with engine.open("pythia-12b"):
+            pass
+    assert engine.cache.loads == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(device="tpu"), dict(compute_type="int4"), dict(threads=0),
+                                    dict(threads=1.5)])
+def test_bad_device_settings(kwargs):
+    with pytest.raises(InvalidParameter):
+        resolve_device(**kwargs)
