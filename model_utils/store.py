@@ -79,13 +79,17 @@ def _hub_error(model: PythiaModel, revision: str, exc: Exception) -> ModelUnavai
     return ModelUnavailable(f"Downloading {model.name} ({revision}) failed: {type(exc).__name__}. Try again.")
 
 
+_DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
 def _progress_tqdm(progress: ProgressCallback | None, stage_start: float = 0.0):
     """A tqdm class that forwards huggingface_hub's byte counts to ``progress``."""
     from huggingface_hub.utils import tqdm as hf_tqdm
 
     class ReportingTqdm(hf_tqdm):
         def __init__(self, *args, **kwargs):
-            kwargs["disable"] = False
+            kwargs["disable"] = False  # counting must work even when hub bars are disabled
+            kwargs["file"] = _DEVNULL  # the UI shows progress; keep server logs clean
             super().__init__(*args, **kwargs)
 
         def update(self, n=1):

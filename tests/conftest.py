@@ -4,9 +4,16 @@ through the same code the app uses. Nothing here reaches the network."""
 from __future__ import annotations
 
 import gc
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from hub_server import HubServer
+
+import numpy as np
 
 from model_utils.catalog import Catalog
 from model_utils.converter import convert_checkpoint
@@ -62,3 +69,57 @@ def engine(tiny_hf_dir, tmp_path, cpu_device):
 def output_dir() -> Path:
     OUTPUT_DIR.mkdir(exist_ok=True)
     return OUTPUT_DIR
+
+
+def pytest_configure(config):
+    """Point huggingface_hub at a local fake Hub and a throw-away HF_HOME before it is imported."""
+    home = tempfile.mkdtemp(prefix="pythia-tests-hf-home-")
+    os.environ["HF_HOME"] = home
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["PYTHIA_CACHE_DIR"] = os.path.join(home, "pythia-ct2")
+    server = HubServer().start()
+    os.environ["HF_ENDPOINT"] = server.url
+    config._pythia_hub = server
+    assert "huggingface_hub" not in sys.modules, "HF_ENDPOINT must be set before huggingface_hub is imported"
+
+
+def pytest_unconfigure(config):
+    server = getattr(config, "_pythia_hub", None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def hub(request, tmp_path_factory):
+    """The fake Hub, serving tiny random Pythias under the real repo ids.
+
+    * EleutherAI/pythia-160m: main and step3000 (safetensors, different weights), step1000 (.bin only)
+    * EleutherAI/pythia-70m-deduped: main
+    * michaelfeil/ct2fast-pythia-160m: main, already converted (float16), like the seed's repo
+    """
+    server = request.config._pythia_hub
+    base = tmp_path_factory.mktemp("hub-repos")
+    state = server.state
+    for repo, revision, seed, fmt in [("EleutherAI/pythia-160m", "main", 10, "safetensors"),
+                                      ("EleutherAI/pythia-160m", "step3000", 11, "safetensors"),
+                                      ("EleutherAI/pythia-160m", "step1000", 12, "bin"),
+                                      ("EleutherAI/pythia-70m-deduped", "main", 13, "safetensors")]:
+        directory = write_tiny_checkpoint(base / f"{repo.replace('/', '--')}--{revision}",
+                                          TinyShape(seed=seed), weights_format=fmt, dtype=np.float16)
+        state.add_revision(repo, revision, directory)
+    ct2 = convert_checkpoint(base / "EleutherAI--pythia-160m--main", base / "ct2fast", precision="float16")
+    state.add_revision("michaelfeil/ct2fast-pythia-160m", "main", ct2)
+    return server
+
+
+@pytest.fixture
+def fresh_hub(hub, tmp_path, monkeypatch):
+    """The fake Hub with no faults, and an empty huggingface_hub cache for this test."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    state = hub.state
+    state.down, state.cut_after, state.cut_times = False, {}, 0
+    state.requests.clear()
+    yield hub
+    state.down, state.cut_after, state.cut_times = False, {}, 0
