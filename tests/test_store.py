@@ -138,8 +138,10 @@ def test_unknown_revision_on_hub_is_a_clear_error(fresh_hub, store):
         store.ensure(Catalog().get("pythia-160m"), "step2000")
 
 
-def test_hub_unreachable_is_a_clear_error(fresh_hub, store):
-    fresh_hub.state.down = True
+def test_hub_unreachable_is_a_clear_error(fresh_hub, store, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(ModelUnavailable) as info:
         store.ensure(Catalog().get("pythia-70m-deduped"), "main")
     assert "Traceback" not in str(info.value)
