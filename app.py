@@ -1,0 +1,60 @@
+"""Pythia × CTranslate2: a Gradio app serving every Pythia model fast on CPU or GPU.
+
+Run ``python app.py --help`` for flags. This file only assembles and launches;
+the logic lives in model_utils/.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def build(settings):
+    """Create the engine, service and Gradio Blocks for ``settings``."""
+    from model_utils.catalog import Catalog
+    from model_utils.devices import resolve_device
+    from model_utils.engine import Engine
+    from model_utils.service import PythiaService
+    from model_utils.store import ModelStore
+    from model_utils.ui import build_demo
+
+    catalog = Catalog()
+    store = ModelStore(settings.cache_dir)
+    default_model = settings.default_model
+    if settings.demo:
+        from model_utils.demo_model import ensure_demo_model
+
+        default_model = catalog.register_local(ensure_demo_model(store.root), "demo-random-pythia",
+                                               random_weights=True).name
+    if settings.model_dir:
+        default_model = catalog.register_local(settings.model_dir).name
+    catalog.get(default_model)  # fail fast on a typo in --default-model
+    budget = int(settings.memory_budget * 2**30) if settings.memory_budget else None
+    engine = Engine(resolve_device(settings.device, settings.compute_type), catalog=catalog, store=store,
+                    memory_budget_bytes=budget)
+    return engine, build_demo(PythiaService(engine, default_model))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from model_utils.errors import PythiaError
+    from model_utils.settings import parse_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = parse_settings(argv)
+    try:
+        engine, demo = build(settings)
+    except PythiaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    demo.queue(api_open=False, default_concurrency_limit=4, max_size=64)
+    try:
+        demo.launch(server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp or None,
+                    max_file_size="1mb", enable_monitoring=False, share=False, footer_links=["api"])
+    finally:
+        engine.close()  # unload generators before the interpreter exits
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""What the endpoints do, independent of Gradio: validate, open the model, stream replies."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .engine import Engine
+from .generation import GenerationChunk, stream
+from .progress import ProgressCallback
+from .prompts import CHAT_STOP_STRINGS, check_text, normalize_history, prepare_chat, prepare_completion
+from .sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The reply so far (text grows), and on the last one the finish reason and metrics."""
+
+    text: str
+    notice: str | None = None
+    finish_reason: str | None = None
+    num_tokens: int = 0
+    time_to_first_token: float | None = None
+    tokens_per_second: float = 0.0
+    device: str = ""
+    model: str = ""
+
+    def metrics(self) -> str:
+        """One short line for under the reply."""
+        ttft = f"{self.time_to_first_token * 1000:.0f} ms" if self.time_to_first_token is not None else "–"
+        return (f"{self.num_tokens} tokens · first token {ttft} · {self.tokens_per_second:.1f} tok/s · "
+                f"{self.device} · {self.model} · {self.finish_reason}")
+
+
+class PythiaService:
+    """The stateless operations behind /chat, /complete and /models."""
+
+    def __init__(self, engine: Engine, default_model: str):
+        self.engine = engine
+        self.default_model = default_model
+
+    def _replies(self, model_name: Any, revision: Any, sampling: dict, prepare, stop, progress, cancel,
+                 strip_leading: bool) -> Iterator[Reply]:
+        params = SamplingParams.parse(**sampling)
+        name = model_name if model_name is not None else self.default_model
+        self.engine.catalog.resolve(name, "main" if revision is None else revision)  # validate first
+        with self.engine.open(name, "main" if revision is None else revision, progress) as model:
+            prompt = prepare(model.tokenizer, params.max_new_tokens)
+            text, last = "", None
+            for chunk in stream(model, prompt, params, stop=stop, cancel=cancel):
+                text += chunk.text
+                last = chunk
+                shown = text.lstrip() if strip_leading else text
+                if chunk.finish_reason is None:
+                    yield Reply(shown, prompt.notice)
+            yield _final(shown, prompt.notice, last, model)
+
+    def chat(self, message: Any, history: Any = None, model: Any = None, revision: Any = None, *,
+             progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+             **sampling) -> Iterator[Reply]:
+        """Stream the next Bot turn of a User:/Bot: transcript."""
+        check_text(message, "message")
+        normalize_history(history)
+        return self._replies(model, revision, sampling,
+                             lambda tok, n: prepare_chat(tok, history, message, n),
+                             CHAT_STOP_STRINGS, progress, cancel, strip_leading=True)
+
+    def complete(self, prompt: Any, model: Any = None, revision: Any = None, *,
+                 progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+                 **sampling) -> Iterator[Reply]:
+        """Stream a plain continuation of ``prompt``."""
+        check_text(prompt)
+        return self._replies(model, revision, sampling, lambda tok, n: prepare_completion(tok, prompt, n),
+                             (), progress, cancel, strip_leading=False)
+
+    def models(self) -> list[dict]:
+        """Every servable model with its cached / loaded / fits-here status (revision main)."""
+        rows = []
+        for m in self.engine.catalog.models():
+            s = self.engine.status(m.name)
+            rows.append({"model": m.name, "parameters": m.num_parameters, "revisions": "local" if m.local_path
+                         else "main, step0 … step143000", "cached": s.cached, "loaded": s.loaded, "fits": s.fits,
+                         "estimated_gib": round(s.estimated_bytes / 2**30, 2), "random_weights": m.random_weights,
+                         "note": s.note})
+        return rows
+
+
+def _final(text: str, notice: str | None, chunk: GenerationChunk, model) -> Reply:
+    return Reply(text, notice, chunk.finish_reason, chunk.num_tokens, chunk.time_to_first_token,
+                 chunk.tokens_per_second, model.device.describe(), model.label)

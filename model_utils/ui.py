@@ -1,0 +1,265 @@
+"""The Gradio app: chat and completion tabs, model picker, sampling controls, and the
+stateless API endpoints /chat, /complete and /models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Iterator
+
+import gradio as gr
+
+from .catalog import REVISIONS
+from .errors import PythiaError
+from .progress import Progress
+from .sampling import bounds
+from .service import PythiaService, Reply
+
+log = logging.getLogger(__name__)
+
+GENERATION_CONCURRENCY = 4  # requests decoding at once; more wait in Gradio's queue
+SLIDERS = ("temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens")
+STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}
+BASE_MODEL_NOTE = (
+    "Pythia is a **base model**, not a chat assistant: it continues text. The chat tab writes your "
+    "conversation as a `User: … / Bot: …` transcript and lets the model write the next `Bot:` line. "
+    "For the most natural use, try the **Completion** tab.")
+
+
+def _user_error(exc: Exception) -> gr.Error:
+    """A readable message for the visitor; never a stack trace or a server path."""
+    if isinstance(exc, PythiaError):
+        return gr.Error(str(exc), print_exception=False)
+    log.exception("unexpected error")
+    return gr.Error("Something went wrong on the server while generating. Please try again.",
+                    print_exception=False)
+
+
+def _drain(replies: Iterator[Reply]) -> Iterator[Reply]:
+    try:
+        yield from replies
+    except gr.Error:
+        raise
+    except Exception as exc:
+        raise _user_error(exc) from None
+
+
+def _gradio_progress(progress: gr.Progress):
+    def callback(p: Progress) -> None:
+        progress(p.fraction, desc=f"{p.describe()} the model" if p.stage != "loading" else "Loading the model")
+    return callback
+
+
+class CancelRegistry:
+    """Per-session Stop flags: the Stop button reaches a running generation at its next token."""
+
+    def __init__(self):
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> threading.Event:
+        with self._lock:
+            event = self._events[session] = threading.Event()
+            return event
+
+    def cancel(self, session: str) -> None:
+        with self._lock:
+            event = self._events.get(session)
+        if event is not None:
+            event.set()
+
+
+def model_choices(service: PythiaService) -> list[tuple[str, str]]:
+    choices = []
+    for row in service.models():
+        label = f"{row['model']} · {row['parameters'] / 1e6:,.0f}M"
+        if row["random_weights"]:
+            label += " · random weights (demo)"
+        if not row["fits"]:
+            label += " · too large for this machine"
+        elif row["cached"]:
+            label += " · on disk"
+        choices.append((label, row["model"]))
+    return choices
+
+
+def status_markdown(service: PythiaService, model: str, revision: str) -> str:
+    try:
+        s = service.engine.status(model, revision)
+    except PythiaError as exc:
+        return f"⚠️ {exc}"
+    text = f"**{s.name}** @ `{s.revision}` — {s.parameters / 1e6:,.0f}M parameters, ~{s.estimated_bytes / 2**30:.2f} GiB"
+    text += f" with {service.engine.device.describe()}: {s.note}."
+    if s.random_weights:
+        text += " ⚠️ Random weights: this demo model writes gibberish; it exists to try the app offline."
+    return text
+
+
+def build_demo(service: PythiaService) -> gr.Blocks:
+    """Assemble the page and the API endpoints."""
+    cancels = CancelRegistry()
+    defaults = {name: bounds(name).default for name in SLIDERS}
+
+    # ---- API endpoints (stateless; every argument but message/prompt is optional) -------
+    def chat(message: str, history: list[dict] | None = None, model: str | None = None,
+             revision: str | None = None, temperature: float | None = None, top_k: int | None = None,
+             top_p: float | None = None, repetition_penalty: float | None = None,
+             max_new_tokens: int | None = None) -> Iterator[str]:
+        """Reply to `message` after the chat `history` ([{"role": "user"|"assistant", "content": str}])."""
+        try:
+            replies = service.chat(message, history, model, revision, temperature=temperature, top_k=top_k,
+                                   top_p=top_p, repetition_penalty=repetition_penalty,
+                                   max_new_tokens=max_new_tokens)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        for reply in _drain(replies):
+            yield reply.text
+
+    def complete(prompt: str, model: str | None = None, revision: str | None = None,
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                 repetition_penalty: float | None = None, max_new_tokens: int | None = None) -> Iterator[str]:
+        """Continue `prompt` (the natural way to use a base language model)."""
+        try:
+            replies = service.complete(prompt, model, revision, temperature=temperature, top_k=top_k,
+                                       top_p=top_p, repetition_penalty=repetition_penalty,
+                                       max_new_tokens=max_new_tokens)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        for reply in _drain(replies):
+            yield reply.text
+
+    def models() -> list[dict]:
+        """Every model with whether it is cached on disk, loaded in memory, and fits this machine."""
+        return service.models()
+
+    # ---- UI handlers ------------------------------------------------------------------
+    def sampling_kwargs(values) -> dict:
+        temperature, top_k, top_p, rep, ngram, max_new, greedy = values
+        return dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=rep,
+                    no_repeat_ngram_size=ngram, max_new_tokens=max_new, greedy=greedy)
+
+    def add_user_message(message: str, history: list):
+        if not message.strip():
+            raise gr.Error("Type a message first.", print_exception=False)
+        return "", history + [{"role": "user", "content": message}], message
+
+    def bot_reply(history: list, model: str, revision: str, *rest, request: gr.Request,
+                  progress=gr.Progress()):
+        if not history or history[-1]["role"] != "user":
+            yield history, gr.update()
+            return
+        *previous, last = history
+        cancel = cancels.start(request.session_hash or "")
+        replies = service.chat(last["content"], previous, model, revision, progress=_gradio_progress(progress),
+                               cancel=cancel, **sampling_kwargs(rest))
+        reply = None
+        for reply in _drain(replies):
+            yield previous + [last, {"role": "assistant", "content": reply.text}], gr.update()
+        if reply is not None:
+            yield previous + [last, {"role": "assistant", "content": reply.text}], _metrics(reply)
+
+    def retry(history: list):
+        while history and history[-1]["role"] == "assistant":
+            history = history[:-1]
+        return history
+
+    def undo(history: list):
+        while history and history[-1]["role"] == "assistant":
+            history = history[:-1]
+        message = history[-1]["content"] if history else ""
+        return history[:-1], message
+
+    def completion(prompt: str, model: str, revision: str, *rest, request: gr.Request,
+                   progress=gr.Progress()):
+        cancel = cancels.start(request.session_hash or "")
+        replies = service.complete(prompt, model, revision, progress=_gradio_progress(progress), cancel=cancel,
+                                   **sampling_kwargs(rest))
+        reply = None
+        for reply in _drain(replies):
+            yield reply.text, gr.update()
+        if reply is not None:
+            yield reply.text, _metrics(reply)
+
+    def stop(request: gr.Request):
+        cancels.cancel(request.session_hash or "")
+
+    def pick_model(model: str, revision: str):
+        local = service.engine.catalog.get(model).local_path is not None
+        revisions = ["main"] if local else list(REVISIONS)
+        revision = revision if revision in revisions else "main"
+        return gr.update(choices=revisions, value=revision, interactive=not local), \
+            status_markdown(service, model, revision)
+
+    # ---- layout -------------------------------------------------------------------------
+    with gr.Blocks(title="Pythia × CTranslate2") as demo:
+        gr.Markdown("# Pythia × CTranslate2\nEvery EleutherAI Pythia model, at every training checkpoint, "
+                    "running fast on CPU or GPU through CTranslate2.")
+        with gr.Row():
+            model = gr.Dropdown(model_choices(service), value=service.default_model, label="Model", scale=3,
+                                info="Size and variant (-deduped: trained on the deduplicated Pile)")
+            revision = gr.Dropdown(list(REVISIONS), value="main", label="Checkpoint", scale=1,
+                                   info="Training step (main = step143000)")
+        status = gr.Markdown(status_markdown(service, service.default_model, "main"), elem_id="model-status")
+        with gr.Accordion("Sampling", open=False):
+            with gr.Row():
+                sliders = []
+                for name in SLIDERS:
+                    b = bounds(name)
+                    sliders.append(gr.Slider(b.minimum, b.maximum, value=b.default, step=STEPS.get(name, 1),
+                                             label=name.replace("_", " ").capitalize(), info=b.info))
+                greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info)
+        controls = [*sliders, greedy]
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                gr.Markdown(BASE_MODEL_NOTE)
+                chatbot = gr.Chatbot(label="Chat", height=420, elem_id="chatbot")
+                with gr.Row():
+                    message = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
+                                         scale=5, elem_id="chat-input", max_lines=6)
+                    send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
+                    stop_chat = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
+                with gr.Row():
+                    retry_btn = gr.Button("🔄 Retry", size="sm")
+                    undo_btn = gr.Button("↩️ Undo", size="sm")
+                    clear_btn = gr.Button("🗑️ Clear", size="sm")
+                chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
+            with gr.Tab("Completion", id="completion"):
+                prompt = gr.Textbox(label="Prompt", lines=4, elem_id="completion-prompt",
+                                    value="The Pythia models were trained to")
+                with gr.Row():
+                    generate_btn = gr.Button("Generate", variant="primary", elem_id="completion-generate")
+                    stop_completion = gr.Button("Stop", variant="stop", elem_id="completion-stop")
+                output = gr.Textbox(label="Continuation", lines=8, elem_id="completion-output", interactive=False)
+                completion_metrics = gr.Markdown(elem_id="completion-metrics", elem_classes="metrics")
+
+        last_message = gr.State("")
+        common = dict(concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate",
+                      api_visibility="private")
+        bot_inputs = [chatbot, model, revision, *controls]
+        events = []
+        for trigger in (message.submit, send.click):
+            events.append(trigger(add_user_message, [message, chatbot], [message, chatbot, last_message],
+                                  queue=False, api_visibility="private")
+                          .success(bot_reply, bot_inputs, [chatbot, chat_metrics], **common))
+        events.append(retry_btn.click(retry, chatbot, chatbot, queue=False, api_visibility="private")
+                      .then(bot_reply, bot_inputs, [chatbot, chat_metrics], **common))
+        undo_btn.click(undo, chatbot, [chatbot, message], queue=False, api_visibility="private")
+        clear_btn.click(lambda: ([], ""), None, [chatbot, chat_metrics], queue=False, api_visibility="private")
+        stop_chat.click(stop, None, None, queue=False, api_visibility="private")
+        gen = generate_btn.click(completion, [prompt, model, revision, *controls], [output, completion_metrics],
+                                 **common)
+        stop_completion.click(stop, None, None, queue=False, api_visibility="private")
+        model.change(pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
+        revision.change(lambda m, r: status_markdown(service, m, r), [model, revision], status, queue=False,
+                        api_visibility="private")
+
+        gr.api(chat, api_name="chat", concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate")
+        gr.api(complete, api_name="complete", concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate")
+        gr.api(models, api_name="models", queue=False)
+    _ = defaults, events, gen
+    return demo
+
+
+def _metrics(reply: Reply) -> str:
+    line = reply.metrics()
+    return f"<small>{line}</small>" + (f"\n\n<small>ℹ️ {reply.notice}</small>" if reply.notice else "")
