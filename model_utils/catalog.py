@@ -162,11 +162,12 @@ class Catalog:
     def resolve(self, name: object, revision: object = "main") -> tuple[PythiaModel, str]:
         """Validate a (model, revision) request; local models only have 'main'."""
         model = self.get(name)
+        revision = canonical_revision(revision)
         if not model.has_checkpoints:
             if revision != "main":
                 raise InvalidRevision(f"{model.name} is a local model with a single revision: use 'main'.")
             return model, "main"
-        return model, canonical_revision(revision)
+        return model, revision
 
     def register_local(self, path: str | Path, name: str | None = None, *,
                        random_weights: bool = False) -> PythiaModel:

@@ -92,7 +92,7 @@ class Engine:
 
         def load() -> LoadedModel:
             path = self.store.ensure(model, revision, progress)
-            report(progress, Progress("loading", 0, 1))
+            report(progress, Progress("loading", 0, None))  # CT2 gives no load progress: indeterminate
             loaded = load_ct2_model(path, model, revision, self.device)
             report(progress, Progress("loading", 1, 1))
             return loaded

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 
 from .catalog import REVISIONS
 from .errors import PythiaError
 from .progress import Progress
+from .prompts import message_text
 from .sampling import bounds
 from .service import PythiaService, Reply
 
@@ -35,9 +36,10 @@ def _user_error(exc: Exception) -> gr.Error:
                     print_exception=False)
 
 
-def _drain(replies: Iterator[Reply]) -> Iterator[Reply]:
+def _guarded(make_replies: Callable[[], Iterator[Reply]]) -> Iterator[Reply]:
+    """Run a reply stream, turning any failure (at creation or mid-stream) into a gr.Error."""
     try:
-        yield from replies
+        yield from make_replies()
     except gr.Error:
         raise
     except Exception as exc:
@@ -46,7 +48,7 @@ def _drain(replies: Iterator[Reply]) -> Iterator[Reply]:
 
 def _gradio_progress(progress: gr.Progress):
     def callback(p: Progress) -> None:
-        progress(p.fraction, desc=f"{p.describe()} the model" if p.stage != "loading" else "Loading the model")
+        progress(p.fraction, desc=f"{p.stage.capitalize()} the model")
     return callback
 
 
@@ -98,7 +100,6 @@ def status_markdown(service: PythiaService, model: str, revision: str) -> str:
 def build_demo(service: PythiaService) -> gr.Blocks:
     """Assemble the page and the API endpoints."""
     cancels = CancelRegistry()
-    defaults = {name: bounds(name).default for name in SLIDERS}
 
     # ---- API endpoints (stateless; every argument but message/prompt is optional) -------
     def chat(message: str, history: list[dict] | None = None, model: str | None = None,
@@ -106,26 +107,18 @@ def build_demo(service: PythiaService) -> gr.Blocks:
              top_p: float | None = None, repetition_penalty: float | None = None,
              max_new_tokens: int | None = None) -> Iterator[str]:
         """Reply to `message` after the chat `history` ([{"role": "user"|"assistant", "content": str}])."""
-        try:
-            replies = service.chat(message, history, model, revision, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, repetition_penalty=repetition_penalty,
-                                   max_new_tokens=max_new_tokens)
-        except Exception as exc:
-            raise _user_error(exc) from None
-        for reply in _drain(replies):
+        for reply in _guarded(lambda: service.chat(
+                message, history, model, revision, temperature=temperature, top_k=top_k, top_p=top_p,
+                repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)):
             yield reply.text
 
     def complete(prompt: str, model: str | None = None, revision: str | None = None,
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                  repetition_penalty: float | None = None, max_new_tokens: int | None = None) -> Iterator[str]:
         """Continue `prompt` (the natural way to use a base language model)."""
-        try:
-            replies = service.complete(prompt, model, revision, temperature=temperature, top_k=top_k,
-                                       top_p=top_p, repetition_penalty=repetition_penalty,
-                                       max_new_tokens=max_new_tokens)
-        except Exception as exc:
-            raise _user_error(exc) from None
-        for reply in _drain(replies):
+        for reply in _guarded(lambda: service.complete(
+                prompt, model, revision, temperature=temperature, top_k=top_k, top_p=top_p,
+                repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)):
             yield reply.text
 
     def models() -> list[dict]:
@@ -133,27 +126,26 @@ def build_demo(service: PythiaService) -> gr.Blocks:
         return service.models()
 
     # ---- UI handlers ------------------------------------------------------------------
-    def sampling_kwargs(values) -> dict:
-        temperature, top_k, top_p, rep, ngram, max_new, greedy = values
+    def sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy) -> dict:
         return dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=rep,
                     no_repeat_ngram_size=ngram, max_new_tokens=max_new, greedy=greedy)
 
     def add_user_message(message: str, history: list):
         if not message.strip():
             raise gr.Error("Type a message first.", print_exception=False)
-        return "", history + [{"role": "user", "content": message}], message
+        return "", history + [{"role": "user", "content": message}]
 
-    def bot_reply(history: list, model: str, revision: str, *rest, request: gr.Request,
-                  progress=gr.Progress()):
+    def bot_reply(history: list, model: str, revision: str, temperature, top_k, top_p, rep, ngram, max_new,
+                  greedy, request: gr.Request, progress=gr.Progress()):
         if not history or history[-1]["role"] != "user":
             yield history, gr.update()
             return
         *previous, last = history
         cancel = cancels.start(request.session_hash or "")
-        replies = service.chat(last["content"], previous, model, revision, progress=_gradio_progress(progress),
-                               cancel=cancel, **sampling_kwargs(rest))
         reply = None
-        for reply in _drain(replies):
+        for reply in _guarded(lambda: service.chat(
+                message_text(last["content"]), previous, model, revision, progress=_gradio_progress(progress),
+                cancel=cancel, **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
             yield previous + [last, {"role": "assistant", "content": reply.text}], gr.update()
         if reply is not None:
             yield previous + [last, {"role": "assistant", "content": reply.text}], _metrics(reply)
@@ -166,16 +158,16 @@ def build_demo(service: PythiaService) -> gr.Blocks:
     def undo(history: list):
         while history and history[-1]["role"] == "assistant":
             history = history[:-1]
-        message = history[-1]["content"] if history else ""
+        message = message_text(history[-1]["content"]) if history else ""
         return history[:-1], message
 
-    def completion(prompt: str, model: str, revision: str, *rest, request: gr.Request,
-                   progress=gr.Progress()):
+    def completion(prompt: str, model: str, revision: str, temperature, top_k, top_p, rep, ngram, max_new,
+                   greedy, request: gr.Request, progress=gr.Progress()):
         cancel = cancels.start(request.session_hash or "")
-        replies = service.complete(prompt, model, revision, progress=_gradio_progress(progress), cancel=cancel,
-                                   **sampling_kwargs(rest))
         reply = None
-        for reply in _drain(replies):
+        for reply in _guarded(lambda: service.complete(
+                prompt, model, revision, progress=_gradio_progress(progress), cancel=cancel,
+                **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
             yield reply.text, gr.update()
         if reply is not None:
             yield reply.text, _metrics(reply)
@@ -196,8 +188,9 @@ def build_demo(service: PythiaService) -> gr.Blocks:
                     "running fast on CPU or GPU through CTranslate2.")
         with gr.Row():
             model = gr.Dropdown(model_choices(service), value=service.default_model, label="Model", scale=3,
+                                elem_id="model-picker",
                                 info="Size and variant (-deduped: trained on the deduplicated Pile)")
-            revision = gr.Dropdown(list(REVISIONS), value="main", label="Checkpoint", scale=1,
+            revision = gr.Dropdown(list(REVISIONS), value="main", label="Checkpoint", scale=1, elem_id="checkpoint",
                                    info="Training step (main = step143000)")
         status = gr.Markdown(status_markdown(service, service.default_model, "main"), elem_id="model-status")
         with gr.Accordion("Sampling", open=False):
@@ -206,8 +199,10 @@ def build_demo(service: PythiaService) -> gr.Blocks:
                 for name in SLIDERS:
                     b = bounds(name)
                     sliders.append(gr.Slider(b.minimum, b.maximum, value=b.default, step=STEPS.get(name, 1),
-                                             label=name.replace("_", " ").capitalize(), info=b.info))
-                greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info)
+                                             label=name.replace("_", " ").capitalize(), info=b.info,
+                                             elem_id=name.replace("_", "-")))
+                greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info,
+                             elem_id="greedy")
         controls = [*sliders, greedy]
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
@@ -219,9 +214,9 @@ def build_demo(service: PythiaService) -> gr.Blocks:
                     send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
                     stop_chat = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
                 with gr.Row():
-                    retry_btn = gr.Button("🔄 Retry", size="sm")
-                    undo_btn = gr.Button("↩️ Undo", size="sm")
-                    clear_btn = gr.Button("🗑️ Clear", size="sm")
+                    retry_btn = gr.Button("Retry", size="sm", elem_id="chat-retry")
+                    undo_btn = gr.Button("Undo", size="sm", elem_id="chat-undo")
+                    clear_btn = gr.Button("Clear", size="sm", elem_id="chat-clear")
                 chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
             with gr.Tab("Completion", id="completion"):
                 prompt = gr.Textbox(label="Prompt", lines=4, elem_id="completion-prompt",
@@ -232,31 +227,29 @@ def build_demo(service: PythiaService) -> gr.Blocks:
                 output = gr.Textbox(label="Continuation", lines=8, elem_id="completion-output", interactive=False)
                 completion_metrics = gr.Markdown(elem_id="completion-metrics", elem_classes="metrics")
 
-        last_message = gr.State("")
         common = dict(concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate",
                       api_visibility="private")
         bot_inputs = [chatbot, model, revision, *controls]
-        events = []
+        refresh = dict(fn=lambda m, r: status_markdown(service, m, r), inputs=[model, revision], outputs=status,
+                       queue=False, api_visibility="private")
         for trigger in (message.submit, send.click):
-            events.append(trigger(add_user_message, [message, chatbot], [message, chatbot, last_message],
-                                  queue=False, api_visibility="private")
-                          .success(bot_reply, bot_inputs, [chatbot, chat_metrics], **common))
-        events.append(retry_btn.click(retry, chatbot, chatbot, queue=False, api_visibility="private")
-                      .then(bot_reply, bot_inputs, [chatbot, chat_metrics], **common))
+            trigger(add_user_message, [message, chatbot], [message, chatbot],
+                    queue=False, api_visibility="private") \
+                .success(bot_reply, bot_inputs, [chatbot, chat_metrics], **common).then(**refresh)
+        retry_btn.click(retry, chatbot, chatbot, queue=False, api_visibility="private") \
+            .then(bot_reply, bot_inputs, [chatbot, chat_metrics], **common).then(**refresh)
         undo_btn.click(undo, chatbot, [chatbot, message], queue=False, api_visibility="private")
         clear_btn.click(lambda: ([], ""), None, [chatbot, chat_metrics], queue=False, api_visibility="private")
         stop_chat.click(stop, None, None, queue=False, api_visibility="private")
-        gen = generate_btn.click(completion, [prompt, model, revision, *controls], [output, completion_metrics],
-                                 **common)
+        generate_btn.click(completion, [prompt, model, revision, *controls], [output, completion_metrics],
+                           **common).then(**refresh)
         stop_completion.click(stop, None, None, queue=False, api_visibility="private")
         model.change(pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
-        revision.change(lambda m, r: status_markdown(service, m, r), [model, revision], status, queue=False,
-                        api_visibility="private")
+        revision.change(**refresh)
 
         gr.api(chat, api_name="chat", concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate")
         gr.api(complete, api_name="complete", concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate")
         gr.api(models, api_name="models", queue=False)
-    _ = defaults, events, gen
     return demo
 
 

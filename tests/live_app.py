@@ -1,0 +1,30 @@
+"""Start the real app (same build() as app.py) on a free loopback port, in-process."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import contextmanager
+
+from model_utils.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(settings: Settings):
+    import app
+
+    engine, demo = app.build(settings)
+    demo.queue(api_open=False, default_concurrency_limit=4, max_size=64)
+    port = free_port()
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                            max_file_size="1mb", enable_monitoring=False, share=False)
+    try:
+        yield url.rstrip("/"), engine
+    finally:
+        demo.close()
+        engine.close()

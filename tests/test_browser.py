@@ -1,0 +1,149 @@
+"""A real browser (Debian's chromium, driven by Playwright) using the live app.
+
+Screenshots are saved under test-output/ for people to look at.
+"""
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from live_app import running_app
+from model_utils.settings import Settings
+from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Big enough that decoding 1024 tokens takes seconds on CPU (time to press Stop),
+# and given as an HF checkpoint so its first use converts it (time to see progress).
+SLOW_SHAPE = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
+SLOW = "slow-random-pythia"
+DEMO = "demo-random-pythia"
+
+
+@pytest.fixture(scope="module")
+def slow_checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, SLOW_SHAPE, dtype=np.float16)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium must be installed (tests/run.sh installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def live(slow_checkpoint, tmp_path):
+    settings = Settings(demo=True, model_dir=str(slow_checkpoint), cache_dir=str(tmp_path / "cache"), device="cpu")
+    with running_app(settings) as (url, _engine):
+        yield url
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    yield page
+    page.close()
+
+
+def shot(page, output_dir, name):
+    page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)
+
+
+def open_app(page, url):
+    page.goto(url)
+    page.wait_for_selector("#chat-input textarea")
+
+
+def pick_model(page, name):
+    box = page.locator("#model-picker input")
+    box.click()
+    box.fill(name)
+    page.locator("li.item", has_text=f"{name} ·").first.click()
+    page.wait_for_function(f"document.querySelector('#model-status').innerText.includes('{name}')")
+
+
+def last_bot_text(page):
+    messages = page.locator("#chatbot .message-row.bot-row, #chatbot .bot-row")
+    if messages.count() == 0:
+        return ""
+    return messages.last.inner_text()
+
+
+def test_chat_streams_with_progress_on_first_load(page, live, output_dir):
+    open_app(page, live)
+    shot(page, output_dir, "01-start")
+    page.fill("#chat-input textarea", "Tell me a story.")
+    page.click("#chat-send")
+    seen_progress = set()
+    lengths = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        for text in page.locator("#chatbot [data-testid=status-tracker]").all_inner_texts():
+            seen_progress.add(text)
+            if len(seen_progress) == 1:
+                shot(page, output_dir, "02-progress")
+        lengths.append(len(last_bot_text(page)))
+        if "tok/s" in page.locator("#chat-metrics").inner_text():
+            break
+        time.sleep(0.05)
+    assert any("Converting the model" in t or "Loading the model" in t for t in seen_progress), seen_progress
+    growing = [n for n in lengths if n > 0]
+    assert len(set(growing)) > 1, "the reply should appear in several steps"
+    metrics = page.locator("#chat-metrics").inner_text()
+    assert "tokens" in metrics and "tok/s" in metrics and SLOW in metrics and "CPU" in metrics
+    shot(page, output_dir, "03-reply")
+
+
+def test_stop_mid_reply(page, live, output_dir):
+    open_app(page, live)
+    page.get_by_text("Sampling").first.click()
+    number = page.locator("#max-new-tokens input[type=number]")
+    number.fill("1024")
+    number.press("Enter")
+    page.fill("#chat-input textarea", "Tell me a long story.")
+    page.click("#chat-send")
+    page.wait_for_function("() => { const rows = document.querySelectorAll('#chatbot .bot-row');"
+                           " return rows.length && rows[rows.length-1].innerText.length > 40; }", timeout=60000)
+    page.click("#chat-stop")
+    page.wait_for_function("document.querySelector('#chat-metrics').innerText.includes('cancelled')",
+                           timeout=10000)
+    stopped = last_bot_text(page)
+    time.sleep(1.0)
+    assert last_bot_text(page) == stopped, "no more text after Stop"
+    metrics = page.locator("#chat-metrics").inner_text()
+    tokens = int(metrics.split(" tokens")[0].split()[-1])
+    assert tokens < 1024
+    shot(page, output_dir, "04-stopped")
+
+
+def test_switch_model_and_use_completion_tab(page, live, output_dir):
+    open_app(page, live)
+    pick_model(page, DEMO)
+    assert "Random weights" in page.locator("#model-status").inner_text()
+    page.get_by_role("tab", name="Completion").click()
+    page.fill("#completion-prompt textarea", "Once upon a time")
+    page.click("#completion-generate")
+    page.wait_for_function("document.querySelector('#completion-metrics').innerText.includes('tok/s')",
+                           timeout=60000)
+    assert page.locator("#completion-output textarea").input_value()
+    assert DEMO in page.locator("#completion-metrics").inner_text()
+    shot(page, output_dir, "05-completion")
+
+
+def test_app_inside_an_iframe_still_chats(page, live, output_dir):
+    page.set_content(f'<html><body><h1>Embedding test</h1>'
+                     f'<iframe id="space" src="{live}" width="1100" height="1000"></iframe></body></html>')
+    frame = page.frame_locator("#space")
+    frame.locator("#chat-input textarea").fill("Hello from an embedding page")
+    frame.locator("#chat-send").click()
+    frame.locator("#chat-metrics").get_by_text("tok/s").wait_for(timeout=60000)
+    assert frame.locator("#chatbot .bot-row").count() >= 1
+    shot(page, output_dir, "06-iframe")
