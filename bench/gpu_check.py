@@ -1,0 +1,122 @@
+"""CUDA path check, run by hand on a GPU machine (never by the test suite).
+
+Checks: device auto-selection picks CUDA with int8_float16; int8_float16 generation
+streams the same text as the non-streamed call; int8_float16 agrees with float32;
+the memory guard reads free VRAM and refuses what cannot fit. Writes JSON to argv[1].
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+report: dict = {}
+
+
+def stage(name):
+    def wrap(fn):
+        start = time.perf_counter()
+        try:
+            report[name] = {"ok": True, **(fn() or {})}
+        except Exception as exc:  # report every stage, whatever fails
+            report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                            "trace": traceback.format_exc()[-1500:]}
+        report[name]["seconds"] = round(time.perf_counter() - start, 2)
+        print(name, json.dumps(report[name])[:600], flush=True)
+        return fn
+    return wrap
+
+
+def main(out: Path) -> None:
+    import ctranslate2
+
+    from model_utils.catalog import Catalog
+    from model_utils.converter import convert_checkpoint
+    from model_utils.devices import available_memory, resolve_device, supported_compute_types
+    from model_utils.engine import Engine
+    from model_utils.errors import ModelTooLarge
+    from model_utils.generation import generate, stream
+    from model_utils.sampling import SamplingParams
+    from model_utils.store import ModelStore
+    from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+
+    work = Path(tempfile.mkdtemp())
+    state = {}
+
+    @stage("device")
+    def _():
+        cfg = resolve_device("auto")
+        state["cfg"] = cfg
+        return {"ct2": ctranslate2.__version__, "cuda_devices": ctranslate2.get_cuda_device_count(),
+                "supported": sorted(supported_compute_types("cuda")), "auto": [cfg.device, cfg.compute_type],
+                "free_vram_gib": round(available_memory("cuda") / 2**30, 2)}
+
+    @stage("build")
+    def _():
+        hf = write_tiny_checkpoint(work / "hf", TinyShape(num_layers=12, hidden_size=768, num_heads=12, seed=5))
+        state["ct2"] = convert_checkpoint(hf, work / "ct2", precision="float16")
+        return {}
+
+    @stage("int8_float16_generation")
+    def _():
+        catalog = Catalog()
+        catalog.register_local(state["ct2"], "gpu-check")
+        engine = Engine(state["cfg"], catalog=catalog, store=ModelStore(work / "store"))
+        state["engine"] = engine
+        params = SamplingParams(greedy=True, max_new_tokens=256, repetition_penalty=1.0)
+        with engine.open("gpu-check") as model:
+            whole = generate(model, "Once upon a time", params)
+            streamed = "".join(c.text for c in stream(model, "Once upon a time", params))
+            runs = [generate(model, "Once upon a time", params) for _ in range(3)]
+            return {"device": model.generator.device, "compute_type": model.generator.compute_type,
+                    "stream_equals_generate": streamed == whole.text, "tokens": whole.num_tokens,
+                    "tok_per_s_best": round(max(r.tokens_per_second for r in runs), 1),
+                    "ttft_ms_best": round(min(r.time_to_first_token for r in runs) * 1000, 2),
+                    "memory_budget_gib": round(engine.memory_budget_bytes / 2**30, 2)}
+
+    @stage("int8_float16_vs_float32")
+    def _():
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(state["ct2"] / "tokenizer.json"))
+        text = (Path(__file__).resolve().parent.parent / "model_utils/data/tiny_corpus.txt").read_text()[:1500]
+        tokens = [tok.id_to_token(i) for i in tok.encode(text).ids][:300]
+        logits = {}
+        for ct in ("float32", "int8_float16"):
+            g = ctranslate2.Generator(str(state["ct2"]), device="cuda", compute_type=ct)
+            logits[ct] = np.asarray(g.forward_batch([tokens]).to("cpu") if hasattr(
+                g.forward_batch([tokens]), "to") else g.forward_batch([tokens]))[0].astype(np.float32)
+            g.unload_model()
+            del g
+        agree = float((logits["float32"].argmax(-1) == logits["int8_float16"].argmax(-1)).mean())
+        return {"top1_agreement": round(agree, 3)}
+
+    @stage("memory_guard_vram")
+    def _():
+        engine = state["engine"]
+        catalog = engine.catalog
+        statuses = {n: engine.status(n).fits for n in ("pythia-1.4b", "pythia-6.9b", "pythia-12b")}
+        small = Engine(state["cfg"], catalog=catalog, store=engine.store, memory_budget_bytes=2**30)
+        try:
+            with small.open("pythia-1.4b"):
+                refused = False
+        except ModelTooLarge as exc:
+            refused = str(exc)
+        return {"fits_on_this_gpu": statuses, "refused_with_1gib_budget": refused,
+                "estimate_12b_gib": round(catalog.get("pythia-12b").estimate_bytes("int8_float16") / 2**30, 1)}
+
+    if "engine" in state:
+        state["engine"].close()
+    out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
