@@ -30,6 +30,7 @@ class TinyShape:
     num_heads: int = 4
     vocab_target: int = 512  # BPE may stop earlier; the model uses the real size
     seed: int = 0
+    weight_std: float = 0.3  # large for peaked logits in tests; 0.02 (HF's init) keeps fp16 activations finite
 
 
 def train_tokenizer(path: Path, vocab_size: int) -> int:
@@ -54,11 +55,11 @@ def train_tokenizer(path: Path, vocab_size: int) -> int:
 
 
 def random_state_dict(shape: TinyShape, vocab_size: int, dtype=np.float32) -> dict[str, np.ndarray]:
-    """Random GPT-NeoX weights with HF names. Std 0.3 gives peaked, varied logits."""
+    """Random GPT-NeoX weights with HF names (matrices drawn with ``shape.weight_std``)."""
     rng = np.random.default_rng(shape.seed)
     d, inner = shape.hidden_size, 4 * shape.hidden_size
 
-    def w(*dims, std=0.3):
+    def w(*dims, std=shape.weight_std):
         return (rng.standard_normal(dims) * std).astype(dtype)
 
     def norm(prefix):
