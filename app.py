@@ -7,7 +7,14 @@ the logic lives in model_utils/.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+
+
+def _stop_on_sigterm(signum, frame):
+    # Spaces and containers stop the app with SIGTERM: treat it like Ctrl+C so Gradio
+    # closes its server and the generators are unloaded before the interpreter exits.
+    raise KeyboardInterrupt
 
 
 def build(settings):
@@ -48,9 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     demo.queue(api_open=False, default_concurrency_limit=4, max_size=64)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp or None,
                     max_file_size="1mb", enable_monitoring=False, share=False, footer_links=["api"])
+    except KeyboardInterrupt:
+        demo.close()
     finally:
         engine.close()  # unload generators before the interpreter exits
     return 0

@@ -36,8 +36,11 @@ def parse_settings(argv: list[str] | None = None, environ: dict | None = None) -
     env = os.environ if environ is None else environ
     d = Settings()
     p = argparse.ArgumentParser(description="Chat with and study the EleutherAI Pythia models through CTranslate2.")
-    p.add_argument("--host", default=env.get("PYTHIA_HOST", d.host), help="address to listen on (PYTHIA_HOST)")
-    p.add_argument("--port", type=int, default=int(env.get("PYTHIA_PORT", d.port)), help="port (PYTHIA_PORT)")
+    # Hugging Face Spaces tell Gradio where to listen through GRADIO_SERVER_NAME/PORT.
+    host = env.get("PYTHIA_HOST") or env.get("GRADIO_SERVER_NAME") or d.host
+    port = env.get("PYTHIA_PORT") or env.get("GRADIO_SERVER_PORT") or d.port
+    p.add_argument("--host", default=host, help="address to listen on (PYTHIA_HOST)")
+    p.add_argument("--port", type=int, default=int(port), help="port (PYTHIA_PORT)")
     p.add_argument("--device", choices=DEVICES, default=env.get("PYTHIA_DEVICE", d.device),
                    help="auto picks CUDA when CTranslate2 sees a GPU (PYTHIA_DEVICE)")
     p.add_argument("--compute-type", choices=COMPUTE_TYPES, default=env.get("PYTHIA_COMPUTE_TYPE", d.compute_type),

@@ -1,0 +1,49 @@
+"""Every CLI flag has a PYTHIA_* environment twin; flags win over the environment."""
+
+import pytest
+
+from model_utils.settings import Settings, parse_settings
+
+FLAG_ENV = [
+    (["--host", "0.0.0.0"], {"PYTHIA_HOST": "0.0.0.0"}, "host", "0.0.0.0"),
+    (["--port", "8000"], {"PYTHIA_PORT": "8000"}, "port", 8000),
+    (["--device", "cpu"], {"PYTHIA_DEVICE": "cpu"}, "device", "cpu"),
+    (["--compute-type", "float32"], {"PYTHIA_COMPUTE_TYPE": "float32"}, "compute_type", "float32"),
+    (["--cache-dir", "/tmp/x"], {"PYTHIA_CACHE_DIR": "/tmp/x"}, "cache_dir", "/tmp/x"),
+    (["--memory-budget", "3.5"], {"PYTHIA_MEMORY_BUDGET": "3.5"}, "memory_budget", 3.5),
+    (["--default-model", "pythia-70m"], {"PYTHIA_DEFAULT_MODEL": "pythia-70m"}, "default_model", "pythia-70m"),
+    (["--model-dir", "/m"], {"PYTHIA_MODEL_DIR": "/m"}, "model_dir", "/m"),
+    (["--demo"], {"PYTHIA_DEMO": "1"}, "demo", True),
+    (["--mcp"], {"PYTHIA_MCP": "true"}, "mcp", True),
+]
+
+
+@pytest.mark.parametrize("flags,env,field,value", FLAG_ENV)
+def test_flag_and_env_twin(flags, env, field, value):
+    assert getattr(parse_settings(flags, environ={}), field) == value
+    assert getattr(parse_settings([], environ=env), field) == value
+
+
+def test_defaults():
+    s = parse_settings([], environ={})
+    assert s == Settings()
+    assert (s.host, s.port, s.device, s.compute_type, s.default_model) == (
+        "127.0.0.1", 7860, "auto", "default", "pythia-160m")
+
+
+def test_flag_beats_environment():
+    assert parse_settings(["--port", "9000"], environ={"PYTHIA_PORT": "8000"}).port == 9000
+
+
+def test_spaces_listen_address():
+    s = parse_settings([], environ={"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861"})
+    assert (s.host, s.port) == ("0.0.0.0", 7861)
+
+
+@pytest.mark.parametrize("flags", [["--device", "tpu"], ["--memory-budget", "-1"], ["--port", "x"],
+                                   ["--compute-type", "int4"]])
+def test_bad_flags_exit_with_usage(flags, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_settings(flags, environ={})
+    assert info.value.code == 2
+    assert "usage" in capsys.readouterr().err
