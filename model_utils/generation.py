@@ -76,7 +76,15 @@ def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingPar
     detok = StreamingDetokenizer(model.tokenizer)
     stops = StopStringFilter(stop)
     count, first = 0, None
-    steps = ct2_steps(model, prompt.ids, params, on_step)
+
+    def ct2_callback(step) -> bool:
+        # Runs in CT2's thread, which decodes ahead of a slow consumer: checking the
+        # cancel flag here stops decoding at the next step, not when the consumer catches up.
+        if on_step is not None:
+            on_step(step)
+        return cancel is not None and cancel.is_set()
+
+    steps = ct2_steps(model, prompt.ids, params, ct2_callback)
     finish = "length"
     try:
         for step in steps:
