@@ -119,7 +119,7 @@ def fresh_hub(hub, tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     state = hub.state
-    state.down, state.cut_after, state.cut_times = False, {}, 0
+    state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
     state.requests.clear()
     yield hub
-    state.down, state.cut_after, state.cut_times = False, {}, 0
+    state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0

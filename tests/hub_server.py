@@ -29,6 +29,7 @@ class HubState:
     cut_after: dict[str, int] = field(default_factory=dict)  # filename -> bytes sent before closing
     cut_times: int = 0  # how many GETs are cut (0 = none)
     down: bool = False  # answer 503 to everything
+    delay_s: float = 0.0  # wait before sending each file body (a slow download)
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             return
+        if self.state.delay_s:
+            import time
+
+            time.sleep(self.state.delay_s)
         cut = None
         with self.state.lock:
             if filename in self.state.cut_after and self.state.cut_times > 0:

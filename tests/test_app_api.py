@@ -1,6 +1,7 @@
 """The live app driven through gradio_client, one Client per simulated user."""
 
 import threading
+import time
 
 import pytest
 from gradio_client import Client
@@ -112,3 +113,25 @@ def test_several_users_at_once(live):
     for t in threads:
         t.join()
     assert not errors and len(results) == 4
+
+
+def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub):
+    """While one visitor waits for a slow download, another chats with the loaded demo model."""
+    url, _ = live
+    fresh_hub.state.delay_s = 3.0
+    finished = {}
+
+    def slow_user():
+        c = Client(url, verbose=False)
+        c.predict(prompt="Hi", model="pythia-160m", revision="step3000", max_new_tokens=5, api_name="/complete")
+        finished["slow"] = time.monotonic()
+
+    slow = threading.Thread(target=slow_user)
+    slow.start()
+    time.sleep(0.5)  # the slow download is under way
+    fast = Client(url, verbose=False)
+    fast.predict(prompt="Hello", model=DEMO, max_new_tokens=5, api_name="/complete")
+    finished["fast"] = time.monotonic()
+    slow.join(timeout=120)
+    assert "slow" in finished, "the slow request should complete too"
+    assert finished["fast"] < finished["slow"]

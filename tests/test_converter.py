@@ -140,3 +140,19 @@ def test_convert_refuses_non_gpt_neox(tmp_path, tiny_hf_dir):
     with pytest.raises(ModelUnavailable, match="GPT-NeoX"):
         convert_checkpoint(bad, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_same_model_as_ctranslate2s_own_converter(checkpoint, tmp_path):
+    """The official (torch) converter, patched for transformers 5 names, gives identical logits."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from official_converter import convert
+    from tokenizers import Tokenizer
+
+    hf, ours = checkpoint
+    official = convert(str(hf), str(tmp_path / "official"), "float32")
+    tok = Tokenizer.from_file(str(hf / "tokenizer.json"))
+    tokens = [tok.id_to_token(i) for i in tok.encode(PROMPT).ids]
+    assert np.array_equal(ct2_logits(official, tokens), ct2_logits(ours, tokens))
