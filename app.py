@@ -18,7 +18,10 @@ def _stop_on_sigterm(signum, frame):
 
 
 def build(settings):
-    """Create the engine, service and Gradio Blocks for ``settings``."""
+    """Create the engine, service and the queued Gradio Blocks for ``settings``."""
+    import os
+
+    from model_utils.batching import BatchingConfig
     from model_utils.catalog import Catalog
     from model_utils.devices import resolve_device
     from model_utils.engine import Engine
@@ -38,9 +41,17 @@ def build(settings):
         default_model = catalog.register_local(settings.model_dir).name
     catalog.get(default_model)  # fail fast on a typo in --default-model
     budget = int(settings.memory_budget * 2**30) if settings.memory_budget else None
-    engine = Engine(resolve_device(settings.device, settings.compute_type), catalog=catalog, store=store,
-                    memory_budget_bytes=budget)
-    return engine, build_demo(PythiaService(engine, default_model))
+    batching = BatchingConfig(settings.max_batch_size, settings.batch_window_ms / 1000, settings.workers,
+                              settings.max_queue)
+    threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
+    engine = Engine(resolve_device(settings.device, settings.compute_type, threads), catalog=catalog,
+                    store=store, memory_budget_bytes=budget, batching=batching)
+    running = settings.max_batch_size * settings.workers
+    demo = build_demo(PythiaService(engine, default_model), concurrency=running)
+    # Gradio's queue holds visitors beyond those decoding (and shows their position);
+    # api_open=False: the REST shortcut cannot bypass it.
+    demo.queue(api_open=False, default_concurrency_limit=running, max_size=settings.max_queue)
+    return engine, demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     except PythiaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    demo.queue(api_open=False, default_concurrency_limit=4, max_size=64)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp or None,

@@ -68,14 +68,18 @@ class PythiaModel:
         """Hub models have the 154 training checkpoints; local models only one."""
         return self.local_path is None
 
+    def kv_cache_bytes(self, compute_type: str, context: int = CONTEXT_LENGTH) -> int:
+        """Keys and values of one full-context row, with allocator slack."""
+        raw = 2 * self.num_layers * context * self.hidden_size * _ACTIVATION_BYTES[compute_type]
+        return int(raw * _RUNTIME_OVERHEAD)
+
     def estimate_bytes(self, compute_type: str, batch_size: int = 1,
                        context: int = CONTEXT_LENGTH) -> int:
         """Memory needed to load the model and decode ``batch_size`` full-context rows."""
         if compute_type not in _BYTES_PER_WEIGHT:
             raise ValueError(f"unknown compute type {compute_type!r}")
-        weights = self.num_parameters * _BYTES_PER_WEIGHT[compute_type]
-        kv_cache = 2 * self.num_layers * context * self.hidden_size * _ACTIVATION_BYTES[compute_type]
-        return int((weights + batch_size * kv_cache) * _RUNTIME_OVERHEAD) + _FIXED_OVERHEAD
+        weights = int(self.num_parameters * _BYTES_PER_WEIGHT[compute_type] * _RUNTIME_OVERHEAD)
+        return weights + batch_size * self.kv_cache_bytes(compute_type, context) + _FIXED_OVERHEAD
 
 
 def _hub(size: str, layers: int, hidden: int, heads: int, *, vocab: int = 50304,

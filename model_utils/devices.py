@@ -27,8 +27,7 @@ class DeviceConfig:
 
     device: str  # "cpu" or "cuda"
     compute_type: str
-    intra_threads: int  # threads per generation (CPU)
-    inter_threads: int = 1  # parallel generations per model
+    intra_threads: int  # threads per batch (CPU); batches in parallel are set by BatchingConfig.workers
 
     def describe(self) -> str:
         return f"{self.device.upper()} · {self.compute_type}"

@@ -7,9 +7,10 @@ them down in :meth:`Engine.close`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
+from .batching import BatchingConfig
 from .catalog import Catalog, PythiaModel
 from .devices import DeviceConfig, available_memory
 from .errors import ModelTooLarge
@@ -45,8 +46,9 @@ class Engine:
     """Serve Pythia models in CT2 form on one device."""
 
     def __init__(self, device: DeviceConfig, *, catalog: Catalog | None = None, store: ModelStore | None = None,
-                 memory_budget_bytes: int | None = None):
+                 memory_budget_bytes: int | None = None, batching: BatchingConfig = BatchingConfig()):
         self.device = device
+        self.batching = batching
         self.catalog = catalog or Catalog()
         self.store = store or ModelStore()
         budget = memory_budget_bytes or int(available_memory(device.device) * MEMORY_HEADROOM)
@@ -59,8 +61,17 @@ class Engine:
     def _key(self, model: PythiaModel, revision: str) -> tuple:
         return (model.name, revision, self.device.device, self.device.compute_type)
 
+    def batching_for(self, model: PythiaModel) -> BatchingConfig:
+        """The engine's batching, with fewer rows per batch when full-context rows would not fit."""
+        ct = self.device.compute_type
+        spare = self.memory_budget_bytes - model.estimate_bytes(ct, batch_size=0)
+        rows_that_fit = max(1, spare // max(1, model.kv_cache_bytes(ct) * self.batching.workers))
+        return replace(self.batching, max_batch_size=int(min(self.batching.max_batch_size, rows_that_fit)))
+
     def estimate(self, model: PythiaModel) -> int:
-        return model.estimate_bytes(self.device.compute_type)
+        """Memory for the weights plus a full-context KV cache for every row that may decode at once."""
+        rows = self.batching_for(model).max_batch_size * self.batching.workers
+        return model.estimate_bytes(self.device.compute_type, batch_size=rows)
 
     def check_fits(self, model: PythiaModel) -> None:
         """Refuse, before any download, a model that cannot fit in the memory budget."""
@@ -93,7 +104,7 @@ class Engine:
         def load() -> LoadedModel:
             path = self.store.ensure(model, revision, progress)
             report(progress, Progress("loading", 0, None))  # CT2 gives no load progress: indeterminate
-            loaded = load_ct2_model(path, model, revision, self.device)
+            loaded = load_ct2_model(path, model, revision, self.device, self.batching_for(model))
             report(progress, Progress("loading", 1, 1))
             return loaded
 

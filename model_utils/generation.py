@@ -49,16 +49,15 @@ class GenerationResult:
     prompt: PreparedPrompt
 
 
-def ct2_steps(model: LoadedModel, prompt_ids: Sequence[int], params: SamplingParams, on_step=None):
-    """Raw CT2 decoding steps; closing the iterator stops CT2 at its next step.
+def ct2_steps(model: LoadedModel, prompt_ids: Sequence[int], params: SamplingParams,
+              cancel: threading.Event | None = None, on_step=None):
+    """Raw CT2 decoding steps through the model's batching scheduler.
 
-    ``on_step`` (called from CT2's thread for every decoded token) lets tests
-    count how many steps really ran.
+    Closing the iterator, or setting ``cancel``, ends this request's row at CT2's
+    next step. ``on_step`` (called from CT2's thread for each decoded token) lets
+    tests count how many steps really ran.
     """
-    return model.generator.generate_tokens(
-        model.tokens(prompt_ids), max_length=params.max_new_tokens, end_token=[model.eos_id],
-        return_log_prob=True, callback=on_step, **params.ct2_options(),
-    )
+    return model.scheduler.steps(model.tokens(prompt_ids), params, cancel=cancel, on_step=on_step)
 
 
 def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
@@ -76,15 +75,9 @@ def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingPar
     detok = StreamingDetokenizer(model.tokenizer)
     stops = StopStringFilter(stop)
     count, first = 0, None
-
-    def ct2_callback(step) -> bool:
-        # Runs in CT2's thread, which decodes ahead of a slow consumer: checking the
-        # cancel flag here stops decoding at the next step, not when the consumer catches up.
-        if on_step is not None:
-            on_step(step)
-        return cancel is not None and cancel.is_set()
-
-    steps = ct2_steps(model, prompt.ids, params, ct2_callback)
+    # CT2 decodes ahead of a slow consumer; the scheduler checks ``cancel`` in CT2's own
+    # callback, so a cancel stops decoding at the next step, not when the consumer catches up.
+    steps = ct2_steps(model, prompt.ids, params, cancel, on_step)
     finish = "length"
     try:
         for step in steps:
@@ -103,8 +96,12 @@ def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingPar
                 finish = "stop"
                 break
         else:
-            # CT2 ended on its own: either max_length or the end token (not yielded).
-            finish = "length" if count >= params.max_new_tokens else "stop"
+            # The row ended without a step telling us why: cancelled (the scheduler saw the
+            # flag first), max_new_tokens, or the end token.
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+            else:
+                finish = "length" if count >= params.max_new_tokens else "stop"
     finally:
         steps.close()
     tail = "" if stops.stopped else stops.push(detok.flush()) + stops.finish()

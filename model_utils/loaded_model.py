@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .batching import BatchingConfig, BatchScheduler
 from .catalog import EOS_TOKEN, PythiaModel
 from .devices import DeviceConfig
 from .errors import ModelUnavailable
@@ -21,10 +22,13 @@ class LoadedModel:
     path: Path
     generator: Any  # ctranslate2.Generator
     tokenizer: Any  # tokenizers.Tokenizer
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
     eos_id: int = field(init=False)
+    scheduler: BatchScheduler = field(init=False)
 
     def __post_init__(self):
         self.eos_id = self.tokenizer.token_to_id(EOS_TOKEN)
+        self.scheduler = BatchScheduler(self.generator, self.eos_id, self.batching)
 
     @property
     def label(self) -> str:
@@ -43,11 +47,13 @@ class LoadedModel:
         """
         generator, self.generator = self.generator, None
         if generator is not None:
+            self.scheduler.close()
             generator.unload_model()
             del generator
 
 
-def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceConfig) -> LoadedModel:
+def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceConfig,
+                   batching: BatchingConfig = BatchingConfig()) -> LoadedModel:
     """Load a converted CT2 model directory (model.bin, vocabulary, tokenizer.json)."""
     import ctranslate2
     from tokenizers import Tokenizer
@@ -58,9 +64,9 @@ def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceC
     try:
         generator = ctranslate2.Generator(
             str(path), device=device.device, compute_type=device.compute_type,
-            intra_threads=device.intra_threads, inter_threads=device.inter_threads,
+            intra_threads=device.intra_threads, inter_threads=batching.workers,
         )
     except (RuntimeError, ValueError) as exc:
         raise ModelUnavailable(f"{info.name} could not be loaded on {device.describe()}: {exc}") from exc
     tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-    return LoadedModel(info, revision, device, path, generator, tokenizer)
+    return LoadedModel(info, revision, device, path, generator, tokenizer, batching)

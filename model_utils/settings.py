@@ -22,6 +22,11 @@ class Settings:
     model_dir: str | None = None
     demo: bool = False
     mcp: bool = False
+    threads: int | None = None  # CPU threads per batch; default: cores / workers
+    max_batch_size: int = 16  # rows decoded together (MEASUREMENTS.md: 16 rows ~7x one row's throughput)
+    batch_window_ms: float = 10.0  # how long a new batch waits for more requests to join
+    workers: int = 1  # batches decoding side by side
+    max_queue: int = 64  # visitors waiting beyond this are told the server is busy
 
 
 def _parse_size(text: str) -> float:
@@ -57,11 +62,37 @@ def parse_settings(argv: list[str] | None = None, environ: dict | None = None) -
                    help="serve a tiny random-weight Pythia built locally: no network needed (PYTHIA_DEMO)")
     p.add_argument("--mcp", action="store_true", default=_flag(env.get("PYTHIA_MCP")),
                    help="also offer the endpoints as MCP tools (PYTHIA_MCP)")
+    def positive_int(text):
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError("must be a positive integer")
+        return value
+
+    def non_negative(text):
+        value = float(text)
+        if not value >= 0:
+            raise argparse.ArgumentTypeError("must be zero or more")
+        return value
+
+    p.add_argument("--threads", type=positive_int, default=env.get("PYTHIA_THREADS", d.threads),
+                   help="CPU threads per batch (PYTHIA_THREADS)")
+    p.add_argument("--max-batch-size", type=positive_int,
+                   default=env.get("PYTHIA_MAX_BATCH_SIZE", d.max_batch_size),
+                   help="requests decoded together; 1 = one at a time (PYTHIA_MAX_BATCH_SIZE)")
+    p.add_argument("--batch-window-ms", type=non_negative,
+                   default=env.get("PYTHIA_BATCH_WINDOW_MS", d.batch_window_ms),
+                   help="how long a new batch waits for more requests (PYTHIA_BATCH_WINDOW_MS)")
+    p.add_argument("--workers", type=positive_int, default=env.get("PYTHIA_WORKERS", d.workers),
+                   help="batches decoding side by side (PYTHIA_WORKERS)")
+    p.add_argument("--max-queue", type=positive_int, default=env.get("PYTHIA_MAX_QUEUE", d.max_queue),
+                   help="waiting requests before new ones are told the server is busy (PYTHIA_MAX_QUEUE)")
     a = p.parse_args(argv)
+    # argparse applies `type` to string defaults (the environment) but not to other defaults.
     budget = a.memory_budget if a.memory_budget is None or isinstance(a.memory_budget, float) else _parse_size(
         str(a.memory_budget))
     return Settings(a.host, a.port, a.device, a.compute_type, a.cache_dir, budget, a.default_model,
-                    a.model_dir, a.demo, a.mcp)
+                    a.model_dir, a.demo, a.mcp, a.threads, a.max_batch_size, a.batch_window_ms, a.workers,
+                    a.max_queue)
 
 
 def _flag(value: str | None) -> bool:

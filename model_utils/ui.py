@@ -18,7 +18,6 @@ from .service import PythiaService, Reply
 
 log = logging.getLogger(__name__)
 
-GENERATION_CONCURRENCY = 4  # requests decoding at once; more wait in Gradio's queue
 SLIDERS = ("temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens")
 STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}
 BASE_MODEL_NOTE = (
@@ -97,8 +96,8 @@ def status_markdown(service: PythiaService, model: str, revision: str) -> str:
     return text
 
 
-def build_demo(service: PythiaService) -> gr.Blocks:
-    """Assemble the page and the API endpoints."""
+def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
+    """Assemble the page and the API endpoints; ``concurrency`` requests may decode at once."""
     cancels = CancelRegistry()
 
     # ---- API endpoints (stateless; every argument but message/prompt is optional) -------
@@ -227,7 +226,7 @@ def build_demo(service: PythiaService) -> gr.Blocks:
                 output = gr.Textbox(label="Continuation", lines=8, elem_id="completion-output", interactive=False)
                 completion_metrics = gr.Markdown(elem_id="completion-metrics", elem_classes="metrics")
 
-        common = dict(concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate",
+        common = dict(concurrency_limit=concurrency, concurrency_id="generate",
                       api_visibility="private")
         bot_inputs = [chatbot, model, revision, *controls]
         refresh = dict(fn=lambda m, r: status_markdown(service, m, r), inputs=[model, revision], outputs=status,
@@ -247,8 +246,8 @@ def build_demo(service: PythiaService) -> gr.Blocks:
         model.change(pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
         revision.change(**refresh)
 
-        gr.api(chat, api_name="chat", concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate")
-        gr.api(complete, api_name="complete", concurrency_limit=GENERATION_CONCURRENCY, concurrency_id="generate")
+        gr.api(chat, api_name="chat", concurrency_limit=concurrency, concurrency_id="generate")
+        gr.api(complete, api_name="complete", concurrency_limit=concurrency, concurrency_id="generate")
         gr.api(models, api_name="models", queue=False)
     return demo
 

@@ -19,7 +19,6 @@ def running_app(settings: Settings):
     import app
 
     engine, demo = app.build(settings)
-    demo.queue(api_open=False, default_concurrency_limit=4, max_size=64)
     port = free_port()
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                             max_file_size="1mb", enable_monitoring=False, share=False,

@@ -14,7 +14,9 @@ DEMO = "demo-random-pythia"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    settings = Settings(demo=True, cache_dir=str(tmp_path_factory.mktemp("app-cache")), device="cpu")
+    # A wide batching window so that the concurrent smoke test's requests surely share a batch.
+    settings = Settings(demo=True, cache_dir=str(tmp_path_factory.mktemp("app-cache")), device="cpu",
+                        batch_window_ms=300)
     with running_app(settings) as (url, engine):
         yield url, engine
 
@@ -96,23 +98,35 @@ def test_hub_model_without_network_says_how_to_run_offline(client, monkeypatch):
     assert "pythia-31m" in str(info.value)
 
 
-def test_several_users_at_once(live):
-    url, _ = live
+def test_concurrent_users_are_batched_and_correct(live):
+    url, engine = live
+    prompts = [f"User {i} says" for i in range(4)]
+    args = dict(max_new_tokens=20, top_k=1, repetition_penalty=1.0, model=DEMO, api_name="/complete")
+    solo = Client(url, verbose=False)
+    expected = [solo.predict(prompt=p, **args) for p in prompts]
+    with engine.open(DEMO) as model:
+        before = len(model.scheduler.batch_sizes)
     results, errors = {}, []
+    barrier = threading.Barrier(len(prompts))
 
     def user(i):
         try:
-            c = Client(url, verbose=False)
-            results[i] = c.predict(prompt=f"User {i} says", max_new_tokens=20, top_k=1, api_name="/complete")
+            c = Client(url, verbose=False)  # one client per simulated user
+            barrier.wait()
+            results[i] = c.predict(prompt=prompts[i], **args)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(prompts))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors and len(results) == 4
+    assert not errors
+    assert [results[i] for i in range(len(prompts))] == expected
+    with engine.open(DEMO) as model:
+        batches = model.scheduler.batch_sizes[before:]
+    assert max(batches) > 1, f"requests were not batched: {batches}"
 
 
 def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub):

@@ -87,6 +87,9 @@ def test_closing_the_stream_stops_ct2_decoding(tiny_model):
     it.close()  # returns only once the CT2 job has ended
     assert len(after_close) <= 1, "CT2 must stop within one step of close()"
     assert len(steps) + len(after_close) < params.max_new_tokens  # it stopped early
+    deadline = time.monotonic() + 1.0  # its only row stopped, so CT2 ends the batch
+    while tiny_model.generator.num_active_batches and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert tiny_model.generator.num_active_batches == 0
     total = len(steps) + len(after_close)
     time.sleep(0.1)

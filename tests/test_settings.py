@@ -47,3 +47,15 @@ def test_bad_flags_exit_with_usage(flags, capsys):
         parse_settings(flags, environ={})
     assert info.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,env,field,value", [
+    (["--threads", "2"], {"PYTHIA_THREADS": "2"}, "threads", 2),
+    (["--max-batch-size", "1"], {"PYTHIA_MAX_BATCH_SIZE": "1"}, "max_batch_size", 1),
+    (["--batch-window-ms", "25"], {"PYTHIA_BATCH_WINDOW_MS": "25"}, "batch_window_ms", 25.0),
+    (["--workers", "2"], {"PYTHIA_WORKERS": "2"}, "workers", 2),
+    (["--max-queue", "5"], {"PYTHIA_MAX_QUEUE": "5"}, "max_queue", 5),
+])
+def test_batching_flags(flags, env, field, value):
+    assert getattr(parse_settings(flags, environ={}), field) == value
+    assert getattr(parse_settings([], environ=env), field) == value

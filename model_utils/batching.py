@@ -1,0 +1,210 @@
+"""Decode concurrent requests together: one scheduler per loaded model.
+
+CTranslate2 decodes a batch of rows for little more than the cost of one row on a
+small CPU (MEASUREMENTS.md: a step costs ~the same for 1 row as for 8), so waiting
+requests are gathered into one ``generate_batch`` call. Its per-step ``callback``
+routes each row's token to that request's queue, and returning True from it stops
+that row only: a cancelled request leaves its batch at the next step while the
+others go on.
+
+Requests share a batch only when their sampling settings agree (CT2 takes one
+temperature / top-k / top-p per call). The oldest waiting request always leads the
+next batch, so nobody starves. New arrivals wait for a free worker; with
+``workers`` > 1 several batches decode side by side.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .errors import ServerBusy
+from .sampling import SamplingParams
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How a model's scheduler groups requests."""
+
+    max_batch_size: int = 8  # rows decoded together (MEASUREMENTS: nearly free up to ~8 on 2 vCPUs)
+    window_s: float = 0.01  # after the first request, wait this long for others to join its batch
+    workers: int = 1  # batches decoding at once (CT2 inter_threads)
+    max_waiting: int = 64  # requests queued in the scheduler before new ones are told "busy"
+
+
+class RequestStream:
+    """The CT2 steps of one request. ``close()`` works even before iteration starts."""
+
+    def __init__(self, scheduler: "BatchScheduler", request: "_Request"):
+        self._scheduler, self._request, self._done = scheduler, request, False
+
+    def __iter__(self) -> "RequestStream":
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item = self._request.steps.get()
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._scheduler._forget(self._request)
+
+    def __del__(self):
+        if not self._done:
+            self._done = True
+            self._request.closed.set()  # no waiting in a finalizer
+
+
+@dataclass(eq=False)
+class _Request:
+    tokens: list[str]
+    params: SamplingParams
+    cancel: threading.Event | None
+    on_step: Callable[[Any], None] | None
+    steps: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    closed: threading.Event = field(default_factory=threading.Event)  # the consumer stopped listening
+    finished: threading.Event = field(default_factory=threading.Event)  # CT2 will not decode this row again
+    produced: int = 0
+
+    def wants_more(self) -> bool:
+        if self.closed.is_set() or (self.cancel is not None and self.cancel.is_set()):
+            return False
+        return self.produced < self.params.max_new_tokens
+
+
+def _batch_key(params: SamplingParams) -> tuple:
+    """Requests can share a generate_batch call when these agree (max length is per row)."""
+    return tuple(sorted(params.ct2_options().items()))
+
+
+class BatchScheduler:
+    """Gather requests for one CT2 generator and decode them in batches."""
+
+    def __init__(self, generator, end_token_id: int, config: BatchingConfig = BatchingConfig()):
+        self._generator = generator
+        self._end_token = end_token_id
+        self.config = config
+        self._pending: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self.batch_sizes: list[int] = []  # size of every batch run (tests and benchmarks read it)
+        self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
+                         for i in range(config.workers)]
+        for worker in self._workers:
+            worker.start()
+
+    # -- consumer side -------------------------------------------------------------------
+    def steps(self, tokens: Sequence[str], params: SamplingParams, *, cancel: threading.Event | None = None,
+              on_step: Callable[[Any], None] | None = None) -> "RequestStream":
+        """Yield CT2 step results for one prompt; closing the iterator ends its row at the next step."""
+        request = _Request(list(tokens), params, cancel, on_step)
+        with self._cond:
+            if self._closing:
+                raise ServerBusy("The model is being unloaded; try again.")
+            if len(self._pending) >= self.config.max_waiting:
+                raise ServerBusy("The server is busy right now; please try again in a moment.")
+            self._pending.append(request)
+            self._cond.notify_all()
+        return RequestStream(self, request)
+
+    def _forget(self, request: _Request) -> None:
+        """The consumer is gone: drop the request if it never started, else let CT2 end its row."""
+        request.closed.set()
+        with self._cond:
+            if request in self._pending:  # never started: it never will
+                self._pending.remove(request)
+                request.finished.set()
+        request.finished.wait(timeout=10)  # CT2 leaves the row at its next step
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def close(self) -> None:
+        """Stop the workers after their current batch (the model is being unloaded)."""
+        with self._cond:
+            self._closing = True
+            for request in self._pending:
+                request.steps.put(ServerBusy("The model was unloaded; try again."))
+                request.finished.set()
+            self._pending.clear()
+            self._cond.notify_all()
+        for worker in self._workers:
+            if worker is not threading.current_thread():
+                worker.join(timeout=30)
+
+    # -- worker side ---------------------------------------------------------------------
+    def _next_batch(self) -> list[_Request] | None:
+        with self._cond:
+            while not self._pending and not self._closing:
+                self._cond.wait()
+            if self._closing:
+                return None
+            head = self._pending[0]
+            key = _batch_key(head.params)
+            deadline = time.monotonic() + self.config.window_s
+            while True:
+                batch = [r for r in self._pending if _batch_key(r.params) == key][: self.config.max_batch_size]
+                left = deadline - time.monotonic()
+                if len(batch) >= self.config.max_batch_size or left <= 0 or self._closing:
+                    break
+                self._cond.wait(timeout=left)
+            for request in batch:
+                self._pending.remove(request)
+            return batch
+
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._run(batch)
+
+    def _run(self, batch: list[_Request]) -> None:
+        self.batch_sizes.append(len(batch))
+
+        def callback(step) -> bool:
+            request = batch[step.batch_id]
+            if request.finished.is_set():
+                return True
+            if not request.wants_more():
+                request.finished.set()
+                return True
+            if request.on_step is not None:
+                request.on_step(step)
+            request.produced += 1
+            request.steps.put(step)
+            if not request.wants_more() or step.token_id == self._end_token:
+                request.finished.set()
+                return True
+            return False
+
+        try:
+            self._generator.generate_batch(
+                [r.tokens for r in batch], max_length=max(r.params.max_new_tokens for r in batch),
+                end_token=[self._end_token], return_scores=True, include_prompt_in_result=False,
+                beam_size=1, callback=callback, **batch[0].params.ct2_options())
+        except Exception as exc:  # a failed batch fails its requests, not the worker
+            for request in batch:
+                request.steps.put(exc)
+        finally:
+            for request in batch:
+                request.finished.set()
+                request.steps.put(_END)

@@ -1,0 +1,147 @@
+"""The batching scheduler: concurrent requests decoded together through real CT2."""
+
+import threading
+import time
+
+import pytest
+
+from model_utils.batching import BatchingConfig
+from model_utils.catalog import Catalog
+from model_utils.errors import ServerBusy
+from model_utils.generation import generate, stream
+from model_utils.loaded_model import load_ct2_model
+from model_utils.prompts import prepare_completion
+from model_utils.sampling import SamplingParams
+
+PROMPTS = ["Once upon a time", "The capital of France", "def fibonacci(n):", "Hello, who are you?",
+           "Every morning the clockmaker", "中文字符", "The Pythia Scaling Suite", "A language model"]
+GREEDY = SamplingParams(greedy=True, max_new_tokens=40, repetition_penalty=1.0)
+
+
+@pytest.fixture
+def make_model(tiny_ct2_dir, cpu_device):
+    info = Catalog().register_local(tiny_ct2_dir, "tiny-pythia")
+    made = []
+
+    def make(**config):
+        model = load_ct2_model(tiny_ct2_dir, info, "main", cpu_device, BatchingConfig(**config))
+        made.append(model)
+        return model
+
+    yield make
+    for model in made:
+        model.close()
+
+
+def run_concurrently(fn, args):
+    results, errors = {}, []
+    barrier = threading.Barrier(len(args))
+
+    def worker(i, arg):
+        barrier.wait()
+        try:
+            results[i] = fn(arg)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i, a)) for i, a in enumerate(args)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return [results[i] for i in range(len(args))]
+
+
+def test_batched_greedy_equals_one_at_a_time(make_model):
+    alone = make_model(max_batch_size=1)
+    expected = [generate(alone, p, GREEDY).text for p in PROMPTS]
+    batched = make_model(max_batch_size=8, window_s=0.2)
+    got = run_concurrently(lambda p: "".join(c.text for c in stream(batched, p, GREEDY)), PROMPTS)
+    assert got == expected
+    assert max(batched.scheduler.batch_sizes) > 1, "requests should really share batches"
+    assert sum(batched.scheduler.batch_sizes) == len(PROMPTS)
+    assert alone.scheduler.batch_sizes == [1] * len(PROMPTS)
+
+
+def test_each_row_keeps_its_own_length(make_model):
+    model = make_model(max_batch_size=4, window_s=0.2)
+    lengths = [3, 7, 15, 30]
+    params = [SamplingParams(greedy=True, max_new_tokens=n, repetition_penalty=1.0) for n in lengths]
+    solo = make_model(max_batch_size=1)
+    expected = [generate(solo, "Once upon a time", p).num_tokens for p in params]
+    got = run_concurrently(lambda p: generate(model, "Once upon a time", p).num_tokens, params)
+    assert got == expected
+    assert model.scheduler.batch_sizes == [4]
+
+
+def test_cancelled_request_leaves_its_batch_without_disturbing_the_others(make_model):
+    model = make_model(max_batch_size=4, window_s=0.2)
+    solo = make_model(max_batch_size=1)
+    params = SamplingParams(greedy=True, max_new_tokens=200, repetition_penalty=1.0)
+    prompts = PROMPTS[:3] + ["Every morning the clockmaker"]  # the last one runs long without stopping
+    expected = [generate(solo, p, params).text for p in prompts[:3]]
+    cancel = threading.Event()
+    after_cancel = []
+
+    def on_step(step):
+        if cancel.is_set():
+            after_cancel.append(step)
+        time.sleep(0.002)  # pace decoding so the cancel lands mid-batch
+
+    def run(i):
+        if i == 3:
+            chunks = []
+            for chunk in stream(model, prompts[3], params, cancel=cancel, on_step=on_step):
+                chunks.append(chunk)
+                if len(chunks) == 3:
+                    cancel.set()
+            return chunks[-1].finish_reason
+        return generate(model, prompts[i], params).text
+
+    results = run_concurrently(run, [0, 1, 2, 3])
+    assert results[:3] == expected
+    assert results[3] == "cancelled"
+    assert len(after_cancel) <= 1
+    assert model.scheduler.batch_sizes == [4]
+
+
+def test_incompatible_settings_get_separate_batches(make_model):
+    model = make_model(max_batch_size=8, window_s=0.2)
+    params = [SamplingParams(greedy=True, max_new_tokens=10), SamplingParams(temperature=1.0, max_new_tokens=10),
+              SamplingParams(greedy=True, max_new_tokens=20)]
+    run_concurrently(lambda p: generate(model, "Hello", p), params)
+    assert sorted(model.scheduler.batch_sizes) == [1, 2]
+
+
+def test_queue_limit_gives_busy(make_model):
+    model = make_model(max_batch_size=1, max_waiting=1)
+    slow = threading.Event()
+    params = SamplingParams(greedy=True, max_new_tokens=50, repetition_penalty=1.0)
+    first = stream(model, "Once", params, on_step=lambda s: slow.wait(0.02))
+    next(first)  # running
+    second = model.scheduler.steps(model.tokens([1, 2]), params)  # waiting
+    with pytest.raises(ServerBusy):
+        model.scheduler.steps(model.tokens([1, 2]), params)
+    second.close()  # closing before it starts: it never runs
+    first.close()
+    assert model.scheduler.waiting == 0
+    assert model.scheduler.batch_sizes == [1]
+
+
+def test_waiting_request_that_is_closed_never_starts(make_model):
+    model = make_model(max_batch_size=1)
+    gate = threading.Event()
+    params = SamplingParams(greedy=True, max_new_tokens=30, repetition_penalty=1.0)
+    running = stream(model, "Once", params, on_step=lambda s: gate.wait(5))
+    started = threading.Thread(target=lambda: next(running))
+    started.start()
+    time.sleep(0.1)
+    waiting = model.scheduler.steps(model.tokens([5, 6]), params)
+    assert model.scheduler.waiting == 1
+    waiting.close()
+    assert model.scheduler.waiting == 0
+    gate.set()
+    started.join()
+    running.close()
+    assert model.scheduler.batch_sizes == [1]
