@@ -41,8 +41,8 @@ def build(settings):
         default_model = catalog.register_local(settings.model_dir).name
     catalog.get(default_model)  # fail fast on a typo in --default-model
     budget = int(settings.memory_budget * 2**30) if settings.memory_budget else None
-    batching = BatchingConfig(settings.max_batch_size, settings.batch_window_ms / 1000, settings.workers,
-                              settings.max_queue)
+    batching = BatchingConfig(max_batch_size=settings.max_batch_size, window_s=settings.batch_window_ms / 1000,
+                              workers=settings.workers, max_waiting=settings.max_queue)
     threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
     engine = Engine(resolve_device(settings.device, settings.compute_type, threads), catalog=catalog,
                     store=store, memory_budget_bytes=budget, batching=batching)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -11,6 +12,9 @@ from .generation import GenerationChunk, stream
 from .progress import ProgressCallback
 from .prompts import CHAT_STOP_STRINGS, check_text, normalize_history, prepare_chat, prepare_completion
 from .sampling import SamplingParams
+
+
+STREAM_INTERVAL_S = 0.05  # at most 20 updates a second per reply
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,17 @@ class PythiaService:
         self.engine.catalog.resolve(name, "main" if revision is None else revision)  # validate first
         with self.engine.open(name, "main" if revision is None else revision, progress) as model:
             prompt = prepare(model.tokenizer, params.max_new_tokens)
-            text, last = "", None
+            text, last, sent, sent_at = "", None, "", 0.0
             for chunk in stream(model, prompt, params, stop=stop, cancel=cancel):
                 text += chunk.text
                 last = chunk
                 shown = text.lstrip() if strip_leading else text
-                if chunk.finish_reason is None:
+                now = time.monotonic()
+                # Send the first text at once, then at most every STREAM_INTERVAL_S: each update
+                # re-sends the growing reply to the browser, and per-token updates for many
+                # visitors cost more CPU than the decoding itself on a 2-vCPU Space.
+                if chunk.finish_reason is None and shown != sent and (not sent or now - sent_at >= STREAM_INTERVAL_S):
+                    sent, sent_at = shown, now
                     yield Reply(shown, prompt.notice)
             yield _final(shown, prompt.notice, last, model)
 

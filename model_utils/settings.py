@@ -24,7 +24,7 @@ class Settings:
     mcp: bool = False
     threads: int | None = None  # CPU threads per batch; default: cores / workers
     max_batch_size: int = 16  # rows decoded together (MEASUREMENTS.md: 16 rows ~7x one row's throughput)
-    batch_window_ms: float = 10.0  # how long a new batch waits for more requests to join
+    batch_window_ms: float = 50.0  # how long a new batch may wait for more requests to join
     workers: int = 1  # batches decoding side by side
     max_queue: int = 64  # visitors waiting beyond this are told the server is busy
 
@@ -81,7 +81,8 @@ def parse_settings(argv: list[str] | None = None, environ: dict | None = None) -
                    help="requests decoded together; 1 = one at a time (PYTHIA_MAX_BATCH_SIZE)")
     p.add_argument("--batch-window-ms", type=non_negative,
                    default=env.get("PYTHIA_BATCH_WINDOW_MS", d.batch_window_ms),
-                   help="how long a new batch waits for more requests (PYTHIA_BATCH_WINDOW_MS)")
+                   help="the longest a new batch waits for more requests; it starts sooner once arrivals pause "
+                        "for 10 ms (PYTHIA_BATCH_WINDOW_MS)")
     p.add_argument("--workers", type=positive_int, default=env.get("PYTHIA_WORKERS", d.workers),
                    help="batches decoding side by side (PYTHIA_WORKERS)")
     p.add_argument("--max-queue", type=positive_int, default=env.get("PYTHIA_MAX_QUEUE", d.max_queue),
