@@ -17,6 +17,15 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def default_workers(device: str) -> int:
+    """Two batches side by side, one thread each, on a multi-core CPU: a new visitor starts in the
+    idle worker instead of waiting for a running batch (BENCHMARKS.md), and at Pythia-160m one
+    thread decodes as fast as two (MEASUREMENTS.md). On CUDA one batch at a time."""
+    import os
+
+    return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+
+
 def build(settings):
     """Create the engine, service and the queued Gradio Blocks for ``settings``."""
     import os
@@ -41,12 +50,14 @@ def build(settings):
         default_model = catalog.register_local(settings.model_dir).name
     catalog.get(default_model)  # fail fast on a typo in --default-model
     budget = int(settings.memory_budget * 2**30) if settings.memory_budget else None
+    device = resolve_device(settings.device, settings.compute_type)
+    workers = settings.workers or default_workers(device.device)
     batching = BatchingConfig(max_batch_size=settings.max_batch_size, window_s=settings.batch_window_ms / 1000,
-                              workers=settings.workers, max_waiting=settings.max_queue)
-    threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
+                              workers=workers, max_waiting=settings.max_queue)
+    threads = settings.threads or max(1, (os.cpu_count() or 1) // workers)
     engine = Engine(resolve_device(settings.device, settings.compute_type, threads), catalog=catalog,
                     store=store, memory_budget_bytes=budget, batching=batching)
-    running = settings.max_batch_size * settings.workers
+    running = settings.max_batch_size * workers
     demo = build_demo(PythiaService(engine, default_model), concurrency=running)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.

@@ -263,6 +263,8 @@ def main() -> None:
     parser.add_argument("--users", nargs="+", type=int, default=[1, 4, 8, 16, 32])
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
     parser.add_argument("--skip-isa", action="store_true")
+    parser.add_argument("--batch-flags", default="", help="extra app flags for the batching run")
+    parser.add_argument("--only-batching", action="store_true", help="skip the one-at-a-time and reference runs")
     args = parser.parse_args()
     from tokenizers import Tokenizer
 
@@ -278,7 +280,11 @@ def main() -> None:
     results["single_stream"]["engine stream"] = engine_stream(model_dir, prompts[0], threads)
     print(json.dumps(results["single_stream"]), flush=True)
     expected = expected_replies(model_dir, prompts)
-    for name, extra in [("batching (max batch 16)", []), ("one at a time", ["--max-batch-size", "1"])]:
+    configs = [("batching (max batch 16)" + (f" {args.batch_flags}" if args.batch_flags else ""),
+                args.batch_flags.split())]
+    if not args.only_batching:
+        configs.append(("one at a time", ["--max-batch-size", "1"]))
+    for name, extra in configs:
         server = Server(model_dir, 7990, extra)
         try:
             from gradio_client import Client
@@ -302,7 +308,8 @@ def main() -> None:
             results.setdefault("server_peak_rss_mib", {})[name] = round(server.peak_rss_mib(), 1)
         finally:
             server.stop()
-    results["single_stream"]["transformers"] = transformers_ref(model_dir.parent / "bench-160m-hf", prompt_ids)
+    if not args.only_batching:
+        results["single_stream"]["transformers"] = transformers_ref(model_dir.parent / "bench-160m-hf", prompt_ids)
     print(json.dumps(results["single_stream"]), flush=True)
     if not args.skip_isa:
         results["isa_threads"] = isa_and_threads(model_dir, prompt_ids)

@@ -25,7 +25,7 @@ class Settings:
     threads: int | None = None  # CPU threads per batch; default: cores / workers
     max_batch_size: int = 16  # rows decoded together (MEASUREMENTS.md: 16 rows ~7x one row's throughput)
     batch_window_ms: float = 50.0  # how long a new batch may wait for more requests to join
-    workers: int = 1  # batches decoding side by side
+    workers: int | None = None  # batches decoding side by side; default: 2 on a multi-core CPU, 1 on CUDA
     max_queue: int = 64  # visitors waiting beyond this are told the server is busy
 
 
