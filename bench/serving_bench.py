@@ -283,7 +283,8 @@ def main() -> None:
     configs = [("batching (max batch 16)" + (f" {args.batch_flags}" if args.batch_flags else ""),
                 args.batch_flags.split())]
     if not args.only_batching:
-        configs.append(("one at a time", ["--max-batch-size", "1"]))
+        # What a plain Gradio LLM demo does: one request decoding at a time, on all cores.
+        configs.append(("one at a time", ["--max-batch-size", "1", "--workers", "1"]))
     for name, extra in configs:
         server = Server(model_dir, 7990, extra)
         try:

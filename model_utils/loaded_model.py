@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from .batching import BatchingConfig, BatchScheduler
 from .catalog import EOS_TOKEN, PythiaModel
 from .devices import DeviceConfig
 from .errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +70,9 @@ def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceC
             intra_threads=device.intra_threads, inter_threads=batching.workers,
         )
     except (RuntimeError, ValueError) as exc:
-        raise ModelUnavailable(f"{info.name} could not be loaded on {device.describe()}: {exc}") from exc
+        # CT2's message names server paths: log it, tell the user what failed.
+        log.error("loading %s from %s failed: %s", info.name, path, exc)
+        raise ModelUnavailable(f"{info.name} could not be loaded on {device.describe()}: its files are "
+                               "damaged or incomplete. Try again; the operator has the details in the log.") from exc
     tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
     return LoadedModel(info, revision, device, path, generator, tokenizer, batching)

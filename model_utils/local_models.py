@@ -24,6 +24,13 @@ def read_ct2_header(model_bin: Path) -> tuple[dict[str, tuple[int, ...]], int]:
     spec name, u32 revision, u32 count, then per variable: string name, u8 rank,
     u32 dims, u8 dtype, u32 byte count, raw bytes. Strings are u16 length + bytes.
     """
+    try:
+        return _read_header(model_bin)
+    except (struct.error, UnicodeDecodeError, KeyError) as exc:
+        raise ModelUnavailable(f"{model_bin.parent.name}: model.bin is damaged or incomplete.") from exc
+
+
+def _read_header(model_bin: Path) -> tuple[dict[str, tuple[int, ...]], int]:
     shapes: dict[str, tuple[int, ...]] = {}
     num_heads = 0
     with open(model_bin, "rb") as f:

@@ -16,6 +16,7 @@ huggingface_hub's own cache (``HF_HOME``) holds the downloads; ``HF_ENDPOINT``,
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ from .errors import ModelUnavailable
 from .local_models import is_ct2_dir, read_ct2_header
 from .progress import Progress, ProgressCallback, report
 
+log = logging.getLogger(__name__)
 COMPLETE_MARKER = "pythia-store.json"  # written last, inside the temp dir, before the rename
 CT2_REPO_FILES = ["config.json", "model.bin", "vocabulary*", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json"]
@@ -268,8 +270,14 @@ class ModelStore:
                 shutil.rmtree(final)
             output.rename(final)
             self.conversions += 1
-        except OSError as exc:
-            raise ModelUnavailable(f"Converting {model.name} ({revision}) failed: {exc.strerror or exc}. "
+        except ModelUnavailable:
+            raise
+        except OSError as exc:  # e.g. a full disk: say so, without paths
+            raise ModelUnavailable(f"Converting {model.name} ({revision}) failed: {exc.strerror or 'I/O error'}. "
+                                   "Nothing was saved; try again.") from exc
+        except Exception as exc:
+            log.exception("conversion of %s (%s) failed", model.name, revision)
+            raise ModelUnavailable(f"Converting {model.name} ({revision}) failed ({type(exc).__name__}). "
                                    "Nothing was saved; try again.") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

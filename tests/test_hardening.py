@@ -1,0 +1,168 @@
+"""A public Space under abuse: raw payloads, security settings, overload, failures, disconnects."""
+
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from gradio_client import Client
+
+from live_app import running_app
+from model_utils.settings import Settings
+from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+from raw_gradio import raw_call
+
+DEMO = "demo-random-pythia"
+SLOW = "slow-random-pythia"
+
+
+@pytest.fixture(scope="module")
+def slow_checkpoint(tmp_path_factory):
+    # ~90 tokens/s on this CPU: long replies last seconds (time to disconnect, to fill queues).
+    shape = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, shape, dtype=np.float16)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, slow_checkpoint):
+    settings = Settings(demo=True, model_dir=str(slow_checkpoint), cache_dir=str(tmp_path_factory.mktemp("cache")),
+                        device="cpu")
+    with running_app(settings) as (url, engine):
+        Client(url, verbose=False).predict(prompt="warm up", model=DEMO, max_new_tokens=2, api_name="/complete")
+        yield url, engine
+
+
+def decoded(engine, name=DEMO) -> int:
+    with engine.open(name) as model:
+        return model.scheduler.tokens_decoded
+
+
+# data: [message, history, model, revision, temperature, top_k, top_p, repetition_penalty, max_new_tokens]
+RAW_CHAT = [
+    ('["hi", null, "%s", "main", NaN, null, null, null, null]' % DEMO, "temperature"),
+    ('["hi", null, "%s", "main", Infinity, null, null, null, null]' % DEMO, "temperature"),
+    ('["hi", null, "%s", "main", null, -5, null, null, null]' % DEMO, "top_k"),
+    ('["hi", null, "%s", "main", null, 3.7, null, null, null]' % DEMO, "top_k"),
+    ('["hi", null, "%s", "main", null, null, 0, null, null]' % DEMO, "top_p"),
+    ('["hi", null, "%s", "main", null, null, null, -1e308, null]' % DEMO, "repetition_penalty"),
+    ('["hi", null, "%s", "main", null, null, null, null, 1e12]' % DEMO, "max_new_tokens"),
+    ('["hi", null, "%s", "main", null, null, null, null, "lots"]' % DEMO, "max_new_tokens"),
+    ('["hi", null, "%s", "main", "hot", null, null, null, null]' % DEMO, "temperature"),
+    ('[null, null, "%s", "main", null, null, null, null, null]' % DEMO, "message must be text"),
+    ('[{"a": 1}, null, "%s", "main", null, null, null, null, null]' % DEMO, "message must be text"),
+    ('["%s", null, "%s", "main", null, null, null, null, null]' % ("x" * 20001, DEMO), "20,000"),
+    ('["hi", "history", "%s", "main", null, null, null, null, null]' % DEMO, "history must be a list"),
+    ('["hi", null, "../../etc/passwd", "main", null, null, null, null, null]', "Unknown model"),
+    ('["hi", null, "EleutherAI/gpt-j-6b", "main", null, null, null, null, null]', "Unknown model"),
+    ('["hi", null, "%s", "refs/pr/1", null, null, null, null, null]' % DEMO, "not a Pythia checkpoint"),
+    ('["hi", null, "pythia-70m", "step7", null, null, null, null, null]', "not a Pythia checkpoint"),
+]
+
+
+@pytest.mark.parametrize("payload,expected", RAW_CHAT)
+def test_raw_http_payloads_get_readable_errors_and_never_reach_ct2(live, payload, expected):
+    url, engine = live
+    before = decoded(engine)
+    message = raw_call(url, "chat", payload)
+    assert message["msg"] == "process_completed" and message["success"] is False, message
+    error = json.dumps(message["output"])
+    assert expected in error
+    for leak in ("Traceback", "/work/", "site-packages", "File \\\""):
+        assert leak not in error
+    assert decoded(engine) == before  # CT2 was never called
+
+
+def test_raw_http_valid_payload_works(live):
+    url, _ = live
+    message = raw_call(url, "complete", '["Once upon a time", "%s", "main", null, 1, null, null, 5]' % DEMO)
+    assert message["success"] is True
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "app.py", "model_utils/ui.py", "../../../../etc/passwd"])
+def test_files_outside_the_app_are_refused(live, path):
+    url, _ = live
+    import app
+
+    target = path if not path.endswith(".py") else str(__import__("pathlib").Path(app.__file__).parent / path)
+    for route in (f"/gradio_api/file={target}", f"/file={target}"):
+        response = httpx.get(url + route, timeout=10)
+        assert response.status_code in (403, 404), (route, response.status_code)
+        assert "root:" not in response.text and "import gradio" not in response.text
+
+
+def test_model_cache_and_metadata_address_are_refused(live):
+    url, engine = live
+    with engine.open(DEMO) as model:
+        model_bin = model.path / "model.bin"
+    for route in (f"/gradio_api/file={model_bin}", "/gradio_api/file=http://169.254.169.254/latest/meta-data/",
+                  "/gradio_api/proxy=http://169.254.169.254/latest/meta-data/"):
+        response = httpx.get(url + route, timeout=10)
+        assert 400 <= response.status_code < 500, route  # refused, whatever the reason given
+        assert b"ami-id" not in response.content and len(response.content) < 10_000
+
+
+def test_monitoring_and_rest_shortcut_are_off(live):
+    url, _ = live
+    assert httpx.get(f"{url}/monitoring", timeout=10).status_code in (403, 404)  # enable_monitoring=False
+    # queue(api_open=False): the REST shortcut that would skip the queue (and its limits) is closed
+    for route in ("/gradio_api/run/complete", "/gradio_api/api/complete"):
+        r = httpx.post(url + route, json={"data": ["hi", DEMO, "main", None, None, None, None, 5]}, timeout=10)
+        assert 400 <= r.status_code < 500, (route, r.status_code)
+
+
+def test_a_disconnecting_client_stops_decoding(live):
+    url, engine = live
+    with engine.open(SLOW):
+        pass
+    client = Client(url, verbose=False)
+    job = client.submit(prompt="Tell me a long story", model=SLOW, max_new_tokens=1024, top_k=0, top_p=1.0,
+                        temperature=1.0, api_name="/complete")
+    deadline = time.time() + 30
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.outputs(), "the reply should have started"
+    job.cancel()
+    client.close() if hasattr(client, "close") else None
+    time.sleep(1.0)
+    settled = decoded(engine, SLOW)
+    time.sleep(1.0)
+    assert decoded(engine, SLOW) - settled <= 1, "decoding went on after the client left"
+    assert settled < 1024
+    # the slot is free: the next request starts at once
+    start = time.time()
+    Client(url, verbose=False).predict(prompt="next", model=SLOW, max_new_tokens=5, api_name="/complete")
+    assert time.time() - start < 10
+
+
+def test_overload_turns_away_exactly_the_surplus(tmp_path, slow_checkpoint):
+    """L running + Q waiting: of L+Q+5 simultaneous users, exactly 5 are told the server is busy."""
+    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu",
+                        max_batch_size=1, workers=1, max_queue=2)
+    running, waiting, surplus = 1, 2, 5
+    with running_app(settings) as (url, _):
+        Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")
+        clients = [Client(url, verbose=False) for _ in range(running + waiting + surplus)]
+        outcomes = []
+        barrier = threading.Barrier(len(clients))
+
+        def user(i, client):
+            barrier.wait()
+            time.sleep(0.05 * i)  # arrive in order, all while the first is still decoding
+            started = time.time()
+            try:
+                client.predict(prompt=f"user {i}", max_new_tokens=150, top_k=1, api_name="/complete")
+                outcomes.append(("ok", time.time() - started))
+            except Exception as exc:
+                outcomes.append((str(exc), time.time() - started))
+
+        threads = [threading.Thread(target=user, args=(i, c)) for i, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    busy = [o for o in outcomes if o[0] != "ok"]
+    assert len(busy) == surplus, outcomes
+    assert all("try again" in msg.lower() for msg, _ in busy)
+    assert all(elapsed < 2 for _, elapsed in busy), "the busy answer must be immediate"
