@@ -166,3 +166,11 @@ def test_overload_turns_away_exactly_the_surplus(tmp_path, slow_checkpoint):
     assert len(busy) == surplus, outcomes
     assert all("try again" in msg.lower() for msg, _ in busy)
     assert all(elapsed < 2 for _, elapsed in busy), "the busy answer must be immediate"
+
+
+def test_uploads_are_capped(live):
+    url, _ = live
+    small = httpx.post(f"{url}/gradio_api/upload", files={"files": ("small.txt", b"hello")}, timeout=30)
+    assert small.status_code == 200  # the route works, so the refusal below is the size cap
+    big = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.bin", b"0" * (2 * 2**20))}, timeout=30)
+    assert big.status_code == 413

@@ -1,0 +1,55 @@
+"""`python app.py` in a subprocess, as a user runs it, with its memory and threads readable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from live_app import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class AppProcess:
+    def __init__(self, *flags: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(self.port), *flags], cwd=ROOT,
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the app exited: {self.proc.stdout.read()[-2000:]}")
+            try:
+                if httpx.get(self.url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.kill()
+        raise AssertionError("the app did not start")
+
+    def _status(self, field: str) -> int:
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(text.split(f"{field}:")[1].split()[0])
+
+    def rss_mib(self) -> float:
+        return self._status("VmRSS") / 1024
+
+    def threads(self) -> int:
+        return self._status("Threads")
+
+    def terminate(self, timeout: float = 10) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

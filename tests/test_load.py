@@ -1,0 +1,118 @@
+"""Bounded load and soak tests against `python app.py` on loopback (tiny models)."""
+
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+from gradio_client import Client
+
+from app_process import AppProcess
+from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+
+DEMO = "demo-random-pythia"
+SLOW = "slow-random-pythia"
+BUSY = "queue is full"
+
+
+@pytest.fixture(scope="module")
+def slow_checkpoint(tmp_path_factory):
+    shape = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, shape, dtype=np.float16)
+
+
+def test_32_users_complete_correctly_or_are_told_busy(tmp_path):
+    app = AppProcess("--demo", "--cache-dir", str(tmp_path), "--device", "cpu",
+                     "--max-batch-size", "4", "--workers", "2", "--max-queue", "8")
+    try:
+        args = dict(model=DEMO, max_new_tokens=64, top_k=1, repetition_penalty=1.0, api_name="/complete")
+        solo = Client(app.url, verbose=False)
+        prompts = [f"visitor {i} asks about rivers" for i in range(32)]
+        expected = [solo.predict(prompt=p, **args) for p in prompts]
+        rss_before = app.rss_mib()
+        clients = [Client(app.url, verbose=False) for _ in prompts]
+        outcomes = [None] * len(prompts)
+        barrier = threading.Barrier(len(prompts))
+
+        def user(i):
+            barrier.wait()
+            for _ in range(2):  # two requests each, back to back
+                try:
+                    text = clients[i].predict(prompt=prompts[i], **args)
+                    outcomes[i] = "ok" if text == expected[i] else f"wrong text: {text[:40]!r}"
+                except Exception as exc:
+                    outcomes[i] = "busy" if BUSY in str(exc).lower() else f"error: {exc}"
+                if outcomes[i] != "ok":
+                    return
+
+        threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "a request hung"
+        assert all(o in ("ok", "busy") for o in outcomes), outcomes
+        assert outcomes.count("ok") >= 8  # L = 4 x 2 run at once, 8 more wait
+        assert app.rss_mib() - rss_before < 100
+    finally:
+        assert app.terminate() == 0
+
+
+def settle(app, client):
+    """Let idle pool threads expire: anyio prunes workers idle for 10 s when it next starts one."""
+    time.sleep(11)
+    client.predict(prompt="x", model=DEMO, max_new_tokens=1, api_name="/complete")
+    time.sleep(0.5)
+
+
+def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint):
+    app = AppProcess("--demo", "--model-dir", str(slow_checkpoint), "--cache-dir", str(tmp_path),
+                     "--device", "cpu")
+    try:
+        warm = Client(app.url, verbose=False)
+        for model in (DEMO, SLOW):
+            warm.predict(prompt="warm up", model=model, max_new_tokens=32, api_name="/complete")
+            warm.predict(message="hi", model=model, max_new_tokens=32, api_name="/chat")
+        settle(app, warm)
+        rss_base, threads_base = app.rss_mib(), app.threads()
+        stop_at = time.time() + 60
+        errors, done = [], [0]
+
+        def user(seed):
+            rng = random.Random(seed)
+            client = Client(app.url, verbose=False)
+            while time.time() < stop_at:
+                model = rng.choice([DEMO, SLOW])
+                kind = rng.choice(["chat", "complete", "cancel"])
+                try:
+                    if kind == "chat":
+                        client.predict(message="tell me more", history=[{"role": "user", "content": "hi"},
+                                       {"role": "assistant", "content": "hello"}], model=model,
+                                       max_new_tokens=rng.randint(8, 96), api_name="/chat")
+                    elif kind == "complete":
+                        client.predict(prompt="Once upon a time", model=model, max_new_tokens=rng.randint(8, 96),
+                                       temperature=rng.uniform(0.3, 1.5), api_name="/complete")
+                    else:
+                        job = client.submit(prompt="A long story", model=model, max_new_tokens=512,
+                                            api_name="/complete")
+                        time.sleep(rng.uniform(0.05, 0.5))
+                        job.cancel()
+                    done[0] += 1
+                except Exception as exc:
+                    errors.append(f"{kind}: {exc}")
+
+        threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors[:5]
+        assert done[0] > 50
+        growth = app.rss_mib() - rss_base
+        assert growth < 100, f"memory grew by {growth:.0f} MiB"
+        settle(app, warm)
+        assert app.threads() <= threads_base + 2, (threads_base, app.threads())
+    finally:
+        assert app.terminate() == 0
