@@ -9,6 +9,9 @@ from model_utils.prompts import prepare_completion
 from model_utils.sampling import SamplingParams
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=60, repetition_penalty=1.0)
+# Greedy from this prompt runs 200+ tokens without an end token on the tiny model (seed 0):
+# deterministic, so cancel/close tests never race an early end of text.
+LONG_RUNNING = "Every morning the clockmaker"
 
 
 def ct2_reference_ids(model, prompt_ids, params):
@@ -79,8 +82,8 @@ def test_closing_the_stream_stops_ct2_decoding(tiny_model):
         time.sleep(0.005)
         return False
 
-    params = SamplingParams(max_new_tokens=1000, top_k=0, top_p=1.0, temperature=1.0)
-    it = stream(tiny_model, "Once upon a time", params, on_step=on_step)
+    params = SamplingParams(greedy=True, max_new_tokens=1000, repetition_penalty=1.0)
+    it = stream(tiny_model, LONG_RUNNING, params, on_step=on_step)
     for _ in range(3):
         next(it)
     closing.set()
@@ -106,9 +109,9 @@ def test_cancel_event_stops_ct2_at_the_next_step(tiny_model):
         (after if cancel.is_set() else before).append(step)
         time.sleep(0.005)
 
-    params = SamplingParams(max_new_tokens=1000, top_k=0, top_p=1.0, temperature=1.0)
+    params = SamplingParams(greedy=True, max_new_tokens=1000, repetition_penalty=1.0)
     chunks = []
-    for chunk in stream(tiny_model, "", params, cancel=cancel, on_step=on_step):
+    for chunk in stream(tiny_model, LONG_RUNNING, params, cancel=cancel, on_step=on_step):
         chunks.append(chunk)
         if len(chunks) == 2:
             cancel.set()

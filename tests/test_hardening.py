@@ -174,3 +174,24 @@ def test_uploads_are_capped(live):
     assert small.status_code == 200  # the route works, so the refusal below is the size cap
     big = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.bin", b"0" * (2 * 2**20))}, timeout=30)
     assert big.status_code == 413
+
+
+def test_a_request_cancelled_while_queued_never_starts(tmp_path, slow_checkpoint):
+    from live_app import running_app as run_app
+
+    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu",
+                        max_batch_size=1, workers=1)
+    with run_app(settings) as (url, engine):
+        Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")
+        with engine.open(SLOW) as model:
+            scheduler = model.scheduler
+        batches_before = len(scheduler.batch_sizes)
+        busy = Client(url, verbose=False).submit(prompt="long", max_new_tokens=300, api_name="/complete")
+        while not busy.outputs():
+            time.sleep(0.05)
+        queued = Client(url, verbose=False).submit(prompt="never", max_new_tokens=300, api_name="/complete")
+        time.sleep(0.5)  # it waits in Gradio's queue behind the running one
+        queued.cancel()
+        busy.result(timeout=60)
+        time.sleep(1.0)
+        assert len(scheduler.batch_sizes) == batches_before + 1, "the cancelled request must not run"
