@@ -29,6 +29,8 @@ class Reply:
     tokens_per_second: float = 0.0
     device: str = ""
     model: str = ""
+    prompt_ids: tuple[int, ...] = ()  # on the final reply: what was fed and generated, for token views
+    token_ids: tuple[int, ...] = ()
 
     def metrics(self) -> str:
         """One short line for under the reply."""
@@ -51,10 +53,12 @@ class PythiaService:
         self.engine.catalog.resolve(name, "main" if revision is None else revision)  # validate first
         with self.engine.open(name, "main" if revision is None else revision, progress) as model:
             prompt = prepare(model.tokenizer, params.max_new_tokens)
-            text, last, sent, sent_at = "", None, "", 0.0
+            text, last, sent, sent_at, ids = "", None, "", 0.0, []
             for chunk in stream(model, prompt, params, stop=stop, cancel=cancel):
                 text += chunk.text
                 last = chunk
+                if chunk.token_id is not None:
+                    ids.append(chunk.token_id)
                 shown = text.lstrip() if strip_leading else text
                 now = time.monotonic()
                 # Send the first text at once, then at most every STREAM_INTERVAL_S: each update
@@ -63,7 +67,7 @@ class PythiaService:
                 if chunk.finish_reason is None and shown != sent and (not sent or now - sent_at >= STREAM_INTERVAL_S):
                     sent, sent_at = shown, now
                     yield Reply(shown, prompt.notice)
-            yield _final(shown, prompt.notice, last, model)
+            yield _final(shown, prompt.notice, last, model, prompt.ids, tuple(ids))
 
     def chat(self, message: Any, history: Any = None, model: Any = None, revision: Any = None, *,
              progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
@@ -83,6 +87,14 @@ class PythiaService:
         return self._replies(model, revision, sampling, lambda tok, n: prepare_completion(tok, prompt, n),
                              (), progress, cancel, strip_leading=False)
 
+    def token_probabilities(self, model: Any, revision: Any, reply: Reply, top: int = 5):
+        """Probabilities and top alternatives of a finished reply's tokens (one forward pass)."""
+        from .scoring import token_probabilities
+
+        name = model if model is not None else self.default_model
+        with self.engine.open(name, "main" if revision is None else revision) as loaded:
+            return token_probabilities(loaded, reply.prompt_ids, reply.token_ids, top)
+
     def models(self) -> list[dict]:
         """Every servable model with its cached / loaded / fits-here status (revision main)."""
         rows = []
@@ -95,6 +107,6 @@ class PythiaService:
         return rows
 
 
-def _final(text: str, notice: str | None, chunk: GenerationChunk, model) -> Reply:
+def _final(text: str, notice: str | None, chunk: GenerationChunk, model, prompt_ids, token_ids) -> Reply:
     return Reply(text, notice, chunk.finish_reason, chunk.num_tokens, chunk.time_to_first_token,
-                 chunk.tokens_per_second, model.device.describe(), model.label)
+                 chunk.tokens_per_second, model.device.describe(), model.label, tuple(prompt_ids), token_ids)

@@ -14,7 +14,10 @@ from .errors import PythiaError
 from .progress import Progress
 from .prompts import message_text
 from .sampling import bounds
+from .heatmap import alternatives_table, token_heatmap
+from .research import Researcher
 from .service import PythiaService, Reply
+from .ui_research import api_endpoints, build_research_tabs
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ def status_markdown(service: PythiaService, model: str, revision: str) -> str:
 
 def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
     """Assemble the page and the API endpoints; ``concurrency`` requests may decode at once."""
+    researcher = Researcher(service.engine, service.default_model)
     cancels = CancelRegistry()
 
     # ---- API endpoints (stateless; every argument but message/prompt is optional) -------
@@ -113,12 +117,20 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
 
     def complete(prompt: str, model: str | None = None, revision: str | None = None,
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                 repetition_penalty: float | None = None, max_new_tokens: int | None = None) -> Iterator[str]:
-        """Continue `prompt` (the natural way to use a base language model)."""
+                 repetition_penalty: float | None = None, max_new_tokens: int | None = None,
+                 logprobs: int | None = None) -> Iterator[str | dict]:
+        """Continue `prompt` (the natural way to use a base language model). With `logprobs` = k (1-10),
+        the last output is {"text", "tokens": [{"token", "logprob", "top": [[token, prob], ...]}]}."""
+        reply = None
         for reply in _guarded(lambda: service.complete(
                 prompt, model, revision, temperature=temperature, top_k=top_k, top_p=top_p,
                 repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)):
-            yield reply.text
+            if reply.finish_reason is None or not logprobs:
+                yield reply.text
+        if logprobs and reply is not None:
+            tokens = next(_guarded(lambda: iter([service.token_probabilities(model, revision, reply, logprobs)])))
+            yield {"text": reply.text, "tokens": [{"token": t.text, "token_id": t.token_id, "logprob": t.log_prob,
+                                                   "top": [list(a) for a in t.alternatives]} for t in tokens]}
 
     def models() -> list[dict]:
         """Every model with whether it is cached on disk, loaded in memory, and fits this machine."""
@@ -161,15 +173,22 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         return history[:-1], message
 
     def completion(prompt: str, model: str, revision: str, temperature, top_k, top_p, rep, ngram, max_new,
-                   greedy, request: gr.Request, progress=gr.Progress()):
+                   greedy, show_probs: bool, request: gr.Request, progress=gr.Progress()):
         cancel = cancels.start(request.session_hash or "")
         reply = None
         for reply in _guarded(lambda: service.complete(
                 prompt, model, revision, progress=_gradio_progress(progress), cancel=cancel,
                 **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
-            yield reply.text, gr.update()
-        if reply is not None:
-            yield reply.text, _metrics(reply)
+            yield reply.text, gr.update(), gr.update(), gr.update()
+        if reply is None:
+            return
+        if show_probs:
+            # One forward pass after generation: decoding speed is the same with the view on or off.
+            tokens = next(_guarded(lambda: iter([service.token_probabilities(model, revision, reply)])))
+            yield reply.text, _metrics(reply), gr.update(value=token_heatmap(tokens), visible=True), \
+                gr.update(value=alternatives_table(tokens), visible=True)
+        else:
+            yield reply.text, _metrics(reply), gr.update(visible=False), gr.update(visible=False)
 
     def stop(request: gr.Request):
         cancels.cancel(request.session_hash or "")
@@ -223,8 +242,16 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="completion-generate")
                     stop_completion = gr.Button("Stop", variant="stop", elem_id="completion-stop")
+                show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="show-probs",
+                                         info="Colour each generated token by its probability and list the "
+                                              "alternatives the model considered.")
                 output = gr.Textbox(label="Continuation", lines=8, elem_id="completion-output", interactive=False)
                 completion_metrics = gr.Markdown(elem_id="completion-metrics", elem_classes="metrics")
+                probs_view = gr.HTML(visible=False, elem_id="completion-heatmap")
+                probs_table = gr.Dataframe(headers=["#", "token", "probability", "top alternatives"],
+                                           visible=False, interactive=False, elem_id="completion-alternatives")
+            build_research_tabs(researcher, model, revision, controls, _user_error, _gradio_progress,
+                                concurrency)
 
         common = dict(concurrency_limit=concurrency, concurrency_id="generate",
                       api_visibility="private")
@@ -240,8 +267,8 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         undo_btn.click(undo, chatbot, [chatbot, message], queue=False, api_visibility="private")
         clear_btn.click(lambda: ([], ""), None, [chatbot, chat_metrics], queue=False, api_visibility="private")
         stop_chat.click(stop, None, None, queue=False, api_visibility="private")
-        generate_btn.click(completion, [prompt, model, revision, *controls], [output, completion_metrics],
-                           **common).then(**refresh)
+        generate_btn.click(completion, [prompt, model, revision, *controls, show_probs],
+                           [output, completion_metrics, probs_view, probs_table], **common).then(**refresh)
         stop_completion.click(stop, None, None, queue=False, api_visibility="private")
         model.change(pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
         revision.change(**refresh)
@@ -249,6 +276,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         gr.api(chat, api_name="chat", concurrency_limit=concurrency, concurrency_id="generate")
         gr.api(complete, api_name="complete", concurrency_limit=concurrency, concurrency_id="generate")
         gr.api(models, api_name="models", queue=False)
+        api_endpoints(researcher, _user_error, concurrency)
     return demo
 
 

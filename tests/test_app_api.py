@@ -1,5 +1,6 @@
 """The live app driven through gradio_client, one Client per simulated user."""
 
+import math
 import threading
 import time
 
@@ -149,3 +150,31 @@ def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub):
     slow.join(timeout=120)
     assert "slow" in finished, "the slow request should complete too"
     assert finished["fast"] < finished["slow"]
+
+
+def test_research_endpoints(client):
+    scored = client.predict(text="Once upon a time", model=DEMO, api_name="/score")
+    assert scored["num_tokens"] == len(scored["log_probs"]) == len(scored["tokens"]) > 0
+    assert scored["perplexity"] == pytest.approx(math.exp(-sum(scored["log_probs"]) / scored["num_tokens"]))
+    rows = client.predict(text="Once upon a time", model=DEMO, revisions=["main"], api_name="/score_across")
+    assert [r["revision"] for r in rows] == ["main"] and rows[0]["status"] == "ok"
+    assert rows[0]["perplexity"] == pytest.approx(scored["perplexity"])
+    job = client.submit(prompt="Hello", pairs=[[DEMO, "main"], [DEMO, "main"]], greedy=True, max_new_tokens=30,
+                        api_name="/compare")
+    updates = list(job)
+    final = updates[-1]
+    assert len(final) == 2 and all(c["done"] for c in final)
+    assert final[0]["text"] == final[1]["text"]  # same model, greedy: the same reply
+    with pytest.raises(Exception, match="pairs must be"):
+        client.predict(prompt="Hello", pairs=[], api_name="/compare")
+
+
+def test_complete_with_logprobs(client):
+    args = dict(prompt="Once upon a time", model=DEMO, top_k=1, max_new_tokens=12, repetition_penalty=1.0)
+    plain = client.predict(api_name="/complete", **args)
+    result = client.predict(logprobs=3, api_name="/complete", **args)
+    assert result["text"] == plain
+    assert len(result["tokens"]) >= 1
+    for token in result["tokens"]:
+        assert len(token["top"]) == 3 and token["logprob"] <= 0
+        assert token["top"][0][1] == pytest.approx(math.exp(token["logprob"]), rel=1e-3)  # greedy = top choice

@@ -188,3 +188,37 @@ def test_closing_the_tab_stops_decoding(browser, live_with_engine, output_dir):
     time.sleep(1.0)
     assert scheduler.tokens_decoded - settled <= 1, "decoding went on after the tab closed"
     assert settled < 1024
+
+
+def test_score_a_text_heatmap_and_learning_curve(page, live, hub, output_dir):
+    """pythia-160m from the local fake Hub: the default checkpoints that the Hub lacks show as failed."""
+    open_app(page, live)
+    pick_model(page, "pythia-160m")
+    page.get_by_role("tab", name="Score a text").click()
+    page.fill("#score-text textarea", "Once upon a time there was a clockmaker who loved his cat.")
+    page.click("#score-button")
+    page.wait_for_function("document.querySelectorAll('#score-heatmap span.tok').length > 5", timeout=90000)
+    assert "perplexity" in page.locator("#score-summary").inner_text()
+    probs = page.eval_on_selector_all("#score-heatmap span.tok", "els => els.map(e => +e.dataset.prob)")
+    assert all(0 < p <= 1 for p in probs)
+    shot(page, output_dir, "07-score-heatmap")
+    page.click("#curve-button")
+    page.wait_for_function("document.querySelector('#curve-table').innerText.includes('failed')", timeout=120000)
+    table = page.locator("#curve-table").inner_text()
+    assert "step1000" in table and "main" in table and "ok" in table
+    page.wait_for_selector("#curve-plot canvas, #curve-plot svg", timeout=30000)
+    page.locator("#curve-plot").scroll_into_view_if_needed()
+    shot(page, output_dir, "08-learning-curve")
+
+
+def test_completion_token_probabilities(page, live, output_dir):
+    open_app(page, live)
+    pick_model(page, DEMO)
+    page.get_by_role("tab", name="Completion").click()
+    page.locator("#show-probs input").check()
+    page.click("#completion-generate")
+    page.wait_for_function("document.querySelectorAll('#completion-heatmap span.tok').length > 0", timeout=60000)
+    tip = page.locator("#completion-heatmap span.tok").first.get_attribute("title")
+    assert tip.startswith("p = ") and "\n" in tip  # probability, then the alternatives
+    assert page.locator("#completion-alternatives").inner_text().strip()
+    shot(page, output_dir, "09-token-probabilities")

@@ -66,50 +66,55 @@ def settle(app, client):
     time.sleep(0.5)
 
 
+def mixed_traffic(url, seconds, users=12):
+    """Many users: chat and completion on two models, some cancelled mid-reply. Returns (done, errors)."""
+    stop_at = time.time() + seconds
+    errors, done = [], [0]
+
+    def user(seed):
+        rng = random.Random(seed)
+        client = Client(url, verbose=False)
+        while time.time() < stop_at:
+            model = rng.choice([DEMO, SLOW])
+            kind = rng.choice(["chat", "complete", "cancel"])
+            try:
+                if kind == "chat":
+                    client.predict(message="tell me more", history=[{"role": "user", "content": "hi"},
+                                   {"role": "assistant", "content": "hello"}], model=model,
+                                   max_new_tokens=rng.randint(8, 96), api_name="/chat")
+                elif kind == "complete":
+                    client.predict(prompt="Once upon a time", model=model, max_new_tokens=rng.randint(8, 96),
+                                   temperature=rng.uniform(0.3, 1.5), api_name="/complete")
+                else:
+                    job = client.submit(prompt="A long story", model=model, max_new_tokens=512, api_name="/complete")
+                    time.sleep(rng.uniform(0.05, 0.5))
+                    job.cancel()
+                done[0] += 1
+            except Exception as exc:
+                errors.append(f"{kind}: {exc}")
+
+    threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    assert not any(t.is_alive() for t in threads), "a request hung"
+    return done[0], errors
+
+
 def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint):
     app = AppProcess("--demo", "--model-dir", str(slow_checkpoint), "--cache-dir", str(tmp_path),
                      "--device", "cpu")
     try:
         warm = Client(app.url, verbose=False)
-        for model in (DEMO, SLOW):
-            warm.predict(prompt="warm up", model=model, max_new_tokens=32, api_name="/complete")
-            warm.predict(message="hi", model=model, max_new_tokens=32, api_name="/chat")
+        # Warm up with the same traffic: CT2's and Python's allocators keep their high-water
+        # marks, which is reuse, not a leak. Growth is measured after that.
+        mixed_traffic(app.url, 10)
         settle(app, warm)
         rss_base, threads_base = app.rss_mib(), app.threads()
-        stop_at = time.time() + 60
-        errors, done = [], [0]
-
-        def user(seed):
-            rng = random.Random(seed)
-            client = Client(app.url, verbose=False)
-            while time.time() < stop_at:
-                model = rng.choice([DEMO, SLOW])
-                kind = rng.choice(["chat", "complete", "cancel"])
-                try:
-                    if kind == "chat":
-                        client.predict(message="tell me more", history=[{"role": "user", "content": "hi"},
-                                       {"role": "assistant", "content": "hello"}], model=model,
-                                       max_new_tokens=rng.randint(8, 96), api_name="/chat")
-                    elif kind == "complete":
-                        client.predict(prompt="Once upon a time", model=model, max_new_tokens=rng.randint(8, 96),
-                                       temperature=rng.uniform(0.3, 1.5), api_name="/complete")
-                    else:
-                        job = client.submit(prompt="A long story", model=model, max_new_tokens=512,
-                                            api_name="/complete")
-                        time.sleep(rng.uniform(0.05, 0.5))
-                        job.cancel()
-                    done[0] += 1
-                except Exception as exc:
-                    errors.append(f"{kind}: {exc}")
-
-        threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(12)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not any(t.is_alive() for t in threads)
+        done, errors = mixed_traffic(app.url, 60)
         assert not errors, errors[:5]
-        assert done[0] > 50
+        assert done > 50
         growth = app.rss_mib() - rss_base
         assert growth < 100, f"memory grew by {growth:.0f} MiB"
         settle(app, warm)

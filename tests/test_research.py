@@ -1,0 +1,138 @@
+"""Research tools: scoring against a transformers reference, token probabilities, learning
+curves across checkpoints, side-by-side comparison."""
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from model_utils.catalog import Catalog
+from model_utils.devices import resolve_device
+from model_utils.engine import Engine
+from model_utils.generation import generate
+from model_utils.research import Researcher
+from model_utils.sampling import SamplingParams
+from model_utils.scoring import WINDOW, TextScore, TokenScore, log_softmax, score_text, token_probabilities
+from model_utils.store import ModelStore
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_hf_dir):
+    return GPTNeoXForCausalLM.from_pretrained(str(tiny_hf_dir), dtype=torch.float32).eval()
+
+
+def reference_log_probs(reference, eos_id, ids):
+    """transformers' log-prob of every token, windows of WINDOW tokens each after <|endoftext|>."""
+    out = []
+    for start in range(0, len(ids), WINDOW):
+        window = ids[start:start + WINDOW]
+        with torch.no_grad():
+            logits = reference(torch.tensor([[eos_id, *window]])).logits[0].numpy()
+        rows = log_softmax(logits[:-1])
+        out += [float(rows[i, t]) for i, t in enumerate(window)]
+    return np.array(out)
+
+
+@pytest.mark.parametrize("text", ["Once upon a time, in a quiet village by the river 🙂 中文",
+                                  " ".join(f"w{i}" for i in range(1500))])  # the second spans 3 windows
+def test_scores_match_transformers(tiny_model, reference, text):
+    result = score_text(tiny_model, text)
+    ids = tiny_model.tokenizer.encode(text).ids
+    assert [t.token_id for t in result.tokens] == ids
+    expected = reference_log_probs(reference, tiny_model.eos_id, ids)
+    got = np.array([t.log_prob for t in result.tokens])
+    assert np.abs(got - expected).max() < 1e-4
+    assert result.windows == math.ceil(len(ids) / WINDOW)
+    assert (result.note is not None) == (result.windows > 1)
+
+
+def test_perplexity_and_bits_per_byte_by_hand():
+    tokens = tuple(TokenScore(t, i, lp) for i, (t, lp) in enumerate([("ab", -1.0), ("c", -2.0), ("def", -3.0)]))
+    score = TextScore(tokens, num_bytes=6, windows=1)
+    assert score.log_likelihood == -6.0
+    assert score.perplexity == pytest.approx(math.exp(2.0))  # exp(6 / 3 tokens)
+    assert score.bits_per_byte == pytest.approx(6 / math.log(2) / 6)  # 6 nats = 8.66 bits over 6 bytes
+
+
+def test_alternatives_agree_with_softmax_over_forward_batch(tiny_model):
+    prompt = tiny_model.tokenizer.encode("The capital of France").ids
+    reply = generate(tiny_model, "The capital of France", SamplingParams(greedy=True, max_new_tokens=12,
+                                                                         repetition_penalty=1.0))
+    scores = token_probabilities(tiny_model, prompt, reply.token_ids, top=5)
+    logits = np.asarray(tiny_model.generator.forward_batch([tiny_model.tokens(list(prompt) + list(reply.token_ids))]))
+    probs = np.exp(log_softmax(logits[0].astype(np.float64)))
+    for k, score in enumerate(scores):
+        row = probs[len(prompt) - 1 + k]
+        top = np.argsort(-row)[:5]
+        assert [p for _, p in score.alternatives] == pytest.approx(row[top].tolist(), abs=1e-5)
+        assert score.probability == pytest.approx(row[score.token_id], abs=1e-5)
+        assert score.alternatives[0][1] == pytest.approx(row.max(), abs=1e-5)  # greedy picked the top token
+        assert score.token_id == top[0]
+
+
+@pytest.fixture
+def hub_researcher(fresh_hub, tmp_path):
+    engine = Engine(resolve_device("cpu", "int8", 1), catalog=Catalog(), store=ModelStore(tmp_path / "store"),
+                    memory_budget_bytes=8 * 2**30)
+    yield Researcher(engine, "pythia-160m")
+    engine.close()
+
+
+def test_learning_curve_has_a_point_per_revision_and_survives_a_failure(hub_researcher):
+    rows = hub_researcher.score_across("Once upon a time there was a clockmaker.", "pythia-160m",
+                                       ["step1000", "main", "step2000", "step3000", "step143000"])
+    by_revision = {r["revision"]: r for r in rows}
+    assert list(by_revision) == ["step1000", "step2000", "step3000", "main"]  # by step; step143000 is main
+    assert by_revision["step2000"]["status"] == "failed" and "step2000" in by_revision["step2000"]["error"]
+    for revision in ("step1000", "step3000", "main"):
+        assert by_revision[revision]["status"] == "ok" and by_revision[revision]["perplexity"] > 1
+    assert len({by_revision[r]["perplexity"] for r in ("step1000", "step3000", "main")}) == 3
+
+
+def test_compare_streams_every_column_and_stop_stops_all(hub_researcher):
+    params = SamplingParams(greedy=True, max_new_tokens=400, repetition_penalty=1.0)
+    pairs = [["pythia-160m", "step1000"], {"model": "pythia-160m", "revision": "step3000"},
+             ["pythia-70m-deduped", "main"]]
+    updates = hub_researcher.compare("Every morning the clockmaker", pairs, params, interval=0.02)
+    seen = [next(updates) for _ in range(3)]
+    while not all(c.text for c in seen[-1]):
+        seen.append(next(updates))
+    assert [c.model for c in seen[-1]] == ["pythia-160m", "pythia-160m", "pythia-70m-deduped"]
+    updates.close()  # the visitor pressed Stop / left: every column stops
+    engine = hub_researcher.engine
+    schedulers = []
+    for model, revision in [("pythia-160m", "step1000"), ("pythia-160m", "step3000"), ("pythia-70m-deduped", "main")]:
+        with engine.open(model, revision) as loaded:
+            schedulers.append(loaded.scheduler)
+    counts = [s.tokens_decoded for s in schedulers]
+    threading.Event().wait(0.5)
+    assert [s.tokens_decoded for s in schedulers] == counts
+    assert all(c < 400 for c in counts)
+
+
+def test_compare_whole_run_matches_single_generations(hub_researcher):
+    params = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
+    pairs = [["pythia-160m", "step1000"], ["pythia-160m", "step3000"]]
+    final = list(hub_researcher.compare("Hello there", pairs, params))[-1]
+    for column, (model, revision) in zip(final, pairs):
+        with hub_researcher.engine.open(model, revision) as loaded:
+            assert column.text == generate(loaded, "Hello there", params).text
+        assert column.done and column.error is None and "tokens" in column.metrics
+
+
+def test_bad_research_arguments(hub_researcher):
+    from model_utils.errors import InvalidParameter, InvalidRevision, UnknownModel
+
+    with pytest.raises(InvalidRevision):
+        hub_researcher.score_across("text", "pythia-160m", ["step7"])
+    with pytest.raises(InvalidParameter):
+        hub_researcher.score_across("text", "pythia-160m", [])
+    with pytest.raises(UnknownModel):
+        list(hub_researcher.compare("hi", [["gpt2", "main"]], SamplingParams()))
+    with pytest.raises(InvalidParameter):
+        list(hub_researcher.compare("hi", [["pythia-160m"]] * 5, SamplingParams()))
+    with pytest.raises(InvalidParameter):
+        hub_researcher.score("", "pythia-160m", "step1000")
