@@ -113,6 +113,15 @@ SIZES: tuple[str, ...] = tuple(m.name.removeprefix("pythia-") for m in _HUB_MODE
 DEFAULT_MODEL = "pythia-160m"
 
 
+def format_parameters(n: int) -> str:
+    """162322944 -> '162M', 1414647808 -> '1.4B', 98304 -> '98K'."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f}{unit}" if value < 10 and unit == "B" else f"{value:.0f}{unit}"
+    return str(n)
+
+
 def validate_revision(revision: object) -> str:
     """Return ``revision`` if it names a Pythia checkpoint, else raise InvalidRevision."""
     if isinstance(revision, str) and revision == "main":

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
-from .catalog import REVISIONS
+from .catalog import REVISIONS, format_parameters
 from .errors import PythiaError
 from .progress import Progress
 from .prompts import message_text
@@ -76,7 +76,7 @@ class CancelRegistry:
 def model_choices(service: PythiaService) -> list[tuple[str, str]]:
     choices = []
     for row in service.models():
-        label = f"{row['model']} · {row['parameters'] / 1e6:,.0f}M"
+        label = f"{row['model']} · {format_parameters(row['parameters'])}"
         if row["random_weights"]:
             label += " · random weights (demo)"
         if not row["fits"]:
@@ -92,7 +92,7 @@ def status_markdown(service: PythiaService, model: str, revision: str) -> str:
         s = service.engine.status(model, revision)
     except PythiaError as exc:
         return f"⚠️ {exc}"
-    text = f"**{s.name}** @ `{s.revision}` — {s.parameters / 1e6:,.0f}M parameters, ~{s.estimated_bytes / 2**30:.2f} GiB"
+    text = f"**{s.name}** @ `{s.revision}` — {format_parameters(s.parameters)} parameters, ~{s.estimated_bytes / 2**30:.2f} GiB"
     text += f" with {service.engine.device.describe()}: {s.note}."
     if s.random_weights:
         text += " ⚠️ Random weights: this demo model writes gibberish; it exists to try the app offline."
