@@ -9,15 +9,17 @@ from model_utils.settings import Settings
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_readme_api_examples_run(tmp_path, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    example = next(b for b in blocks if "gradio_client" in b)
-    with running_app(Settings(demo=True, cache_dir=str(tmp_path), device="cpu",
-                              default_model="pythia-160m")) as (url, _):
-        # Only the address differs from what a reader runs.
-        exec(compile(example.replace("http://127.0.0.1:7860/", url), "README.md", "exec"), {})
+def test_readme_api_examples_run(tmp_path, capsys, fresh_hub):
+    """Every gradio_client example, against `python app.py --demo` with the fake Hub serving pythia-160m."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "gradio_client" in b]
+    assert len(blocks) >= 2
+    with running_app(Settings(demo=True, cache_dir=str(tmp_path), device="cpu")) as (url, _):
+        for example in blocks:
+            # Only the address differs from what a reader runs.
+            exec(compile(example.replace("http://127.0.0.1:7860/", url), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "demo-random-pythia" in printed
+    assert "step1000 ok" in printed and "step3000 ok" in printed
 
 
 def test_readme_states_both_commands():
