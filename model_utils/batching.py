@@ -152,6 +152,9 @@ class BatchScheduler:
         for worker in self._workers:
             if worker is not threading.current_thread():
                 worker.join(timeout=30)
+        # Drop our reference so the owner destroys the CT2 Generator now, in its own thread,
+        # rather than whenever this scheduler happens to be garbage-collected.
+        self._generator = None
 
     # -- worker side ---------------------------------------------------------------------
     def _next_batch(self) -> list[_Request] | None:

@@ -50,9 +50,9 @@ class LoadedModel:
         """
         generator, self.generator = self.generator, None
         if generator is not None:
-            self.scheduler.close()
+            self.scheduler.close()  # waits for running batches; releases its reference
             generator.unload_model()
-            del generator
+            del generator  # the last reference: the Generator is destroyed here, deterministically
 
 
 def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceConfig,
