@@ -121,8 +121,10 @@ def token_probabilities(model: LoadedModel, prompt_ids: Sequence[int], generated
     # the logits at position p predict token p + 1
     rows = log_softmax(logits[len(prompt_ids) - 1:len(ids) - 1])
     scores = []
-    for row, token_id in zip(rows, generated_ids):
-        best = np.argsort(-row)[:top]
+    # top-k per row without sorting the whole vocabulary
+    candidates = np.argpartition(-rows, top - 1, axis=-1)[:, :top]
+    for row, token_id, cand in zip(rows, generated_ids, candidates):
+        best = cand[np.argsort(-row[cand])]
         alternatives = tuple((_piece(model.tokenizer, int(i)), float(np.exp(row[i]))) for i in best)
         scores.append(TokenScore(_piece(model.tokenizer, int(token_id)), int(token_id), float(row[token_id]),
                                  alternatives))

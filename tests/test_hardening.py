@@ -76,7 +76,7 @@ def test_raw_http_payloads_get_readable_errors_and_never_reach_ct2(live, payload
 
 def test_raw_http_valid_payload_works(live):
     url, _ = live
-    message = raw_call(url, "complete", '["Once upon a time", "%s", "main", null, 1, null, null, 5]' % DEMO)
+    message = raw_call(url, "complete", '["Once upon a time", "%s", "main", null, 1, null, null, 5, null]' % DEMO)
     assert message["success"] is True
 
 
