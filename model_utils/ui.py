@@ -146,10 +146,21 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
             raise gr.Error("Type a message first.", print_exception=False)
         return "", history + [{"role": "user", "content": message}]
 
+    def token_view(model: str, revision: str, reply: Reply, show: bool):
+        """Heatmap + alternatives table for a finished reply, or hidden ones.
+
+        One forward pass after generation: decoding speed is the same with the view on or off.
+        """
+        if not show or not reply.token_ids:
+            return gr.update(visible=False), gr.update(visible=False)
+        tokens = next(_guarded(lambda: iter([service.token_probabilities(model, revision, reply)])))
+        return gr.update(value=token_heatmap(tokens), visible=True), \
+            gr.update(value=alternatives_table(tokens), visible=True)
+
     def bot_reply(history: list, model: str, revision: str, temperature, top_k, top_p, rep, ngram, max_new,
-                  greedy, request: gr.Request, progress=gr.Progress()):
+                  greedy, show_probs: bool, request: gr.Request, progress=gr.Progress()):
         if not history or history[-1]["role"] != "user":
-            yield history, gr.update()
+            yield history, gr.update(), gr.update(), gr.update()
             return
         *previous, last = history
         cancel = cancels.start(request.session_hash or "")
@@ -157,9 +168,11 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         for reply in _guarded(lambda: service.chat(
                 message_text(last["content"]), previous, model, revision, progress=_gradio_progress(progress),
                 cancel=cancel, **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
-            yield previous + [last, {"role": "assistant", "content": reply.text}], gr.update()
+            yield previous + [last, {"role": "assistant", "content": reply.text}], gr.update(), gr.update(), \
+                gr.update()
         if reply is not None:
-            yield previous + [last, {"role": "assistant", "content": reply.text}], _metrics(reply)
+            yield (previous + [last, {"role": "assistant", "content": reply.text}], _metrics(reply),
+                   *token_view(model, revision, reply, show_probs))
 
     def retry(history: list):
         while history and history[-1]["role"] == "assistant":
@@ -180,15 +193,8 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                 prompt, model, revision, progress=_gradio_progress(progress), cancel=cancel,
                 **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
             yield reply.text, gr.update(), gr.update(), gr.update()
-        if reply is None:
-            return
-        if show_probs:
-            # One forward pass after generation: decoding speed is the same with the view on or off.
-            tokens = next(_guarded(lambda: iter([service.token_probabilities(model, revision, reply)])))
-            yield reply.text, _metrics(reply), gr.update(value=token_heatmap(tokens), visible=True), \
-                gr.update(value=alternatives_table(tokens), visible=True)
-        else:
-            yield reply.text, _metrics(reply), gr.update(visible=False), gr.update(visible=False)
+        if reply is not None:
+            yield reply.text, _metrics(reply), *token_view(model, revision, reply, show_probs)
 
     def stop(request: gr.Request):
         cancels.cancel(request.session_hash or "")
@@ -236,6 +242,12 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                     undo_btn = gr.Button("Undo", size="sm", elem_id="chat-undo")
                     clear_btn = gr.Button("Clear", size="sm", elem_id="chat-clear")
                 chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
+                chat_show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="chat-show-probs",
+                                              info="Colour the last reply's tokens (as generated, up to the stop "
+                                                   "string) by probability, with the alternatives considered.")
+                chat_heatmap = gr.HTML(visible=False, elem_id="chat-heatmap")
+                chat_table = gr.Dataframe(headers=["#", "token", "probability", "top alternatives"],
+                                          visible=False, interactive=False, elem_id="chat-alternatives")
             with gr.Tab("Completion", id="completion"):
                 prompt = gr.Textbox(label="Prompt", lines=4, elem_id="completion-prompt",
                                     value="The Pythia models were trained to")
@@ -255,15 +267,16 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
 
         common = dict(concurrency_limit=concurrency, concurrency_id="generate",
                       api_visibility="private")
-        bot_inputs = [chatbot, model, revision, *controls]
+        bot_inputs = [chatbot, model, revision, *controls, chat_show_probs]
+        bot_outputs = [chatbot, chat_metrics, chat_heatmap, chat_table]
         refresh = dict(fn=lambda m, r: status_markdown(service, m, r), inputs=[model, revision], outputs=status,
                        queue=False, api_visibility="private")
         for trigger in (message.submit, send.click):
             trigger(add_user_message, [message, chatbot], [message, chatbot],
                     queue=False, api_visibility="private") \
-                .success(bot_reply, bot_inputs, [chatbot, chat_metrics], **common).then(**refresh)
+                .success(bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
         retry_btn.click(retry, chatbot, chatbot, queue=False, api_visibility="private") \
-            .then(bot_reply, bot_inputs, [chatbot, chat_metrics], **common).then(**refresh)
+            .then(bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
         undo_btn.click(undo, chatbot, [chatbot, message], queue=False, api_visibility="private")
         clear_btn.click(lambda: ([], ""), None, [chatbot, chat_metrics], queue=False, api_visibility="private")
         stop_chat.click(stop, None, None, queue=False, api_visibility="private")

@@ -222,3 +222,15 @@ def test_completion_token_probabilities(page, live, output_dir):
     assert tip.startswith("p = ") and "\n" in tip  # probability, then the alternatives
     assert page.locator("#completion-alternatives").inner_text().strip()
     shot(page, output_dir, "09-token-probabilities")
+
+
+def test_chat_reply_token_probabilities(page, live, output_dir):
+    open_app(page, live)
+    pick_model(page, DEMO)
+    page.locator("#chat-show-probs input").check()
+    page.fill("#chat-input textarea", "Hello there")
+    page.click("#chat-send")
+    page.wait_for_function("document.querySelectorAll('#chat-heatmap span.tok').length > 0", timeout=60000)
+    probs = page.eval_on_selector_all("#chat-heatmap span.tok", "els => els.map(e => +e.dataset.prob)")
+    assert probs and all(0 < p <= 1 for p in probs)
+    shot(page, output_dir, "10-chat-token-probabilities")
