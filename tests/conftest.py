@@ -65,6 +65,18 @@ def engine(tiny_hf_dir, tmp_path, cpu_device):
     eng.close()
 
 
+SLOW = "slow-random-pythia"
+DEMO = "demo-random-pythia"  # the name app.py --demo serves
+
+
+@pytest.fixture(scope="session")
+def slow_checkpoint(tmp_path_factory) -> Path:
+    """A random HF checkpoint big enough (~90 tokens/s here) that long replies last seconds: time to
+    press Stop, disconnect, fill queues, and to watch a conversion's progress bar."""
+    shape = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, shape, dtype=np.float16)
+
+
 @pytest.fixture(scope="session")
 def output_dir() -> Path:
     OUTPUT_DIR.mkdir(exist_ok=True)

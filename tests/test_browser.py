@@ -6,25 +6,16 @@ Screenshots are saved under test-output/ for people to look at.
 import shutil
 import time
 
-import numpy as np
 import pytest
 
 from live_app import running_app
 from model_utils.settings import Settings
-from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+from conftest import DEMO, SLOW
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-# Big enough that decoding 1024 tokens takes seconds on CPU (time to press Stop),
-# and given as an HF checkpoint so its first use converts it (time to see progress).
-SLOW_SHAPE = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
-SLOW = "slow-random-pythia"
-DEMO = "demo-random-pythia"
+# The slow model (conftest) is given as an HF checkpoint, so its first use converts it: progress shows.
 
-
-@pytest.fixture(scope="module")
-def slow_checkpoint(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, SLOW_SHAPE, dtype=np.float16)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +66,18 @@ def pick_model(page, name):
     page.wait_for_function(f"document.querySelector('#model-status').innerText.includes('{name}')")
 
 
+def start_long_reply(page):
+    """Ask for a 1024-token chat reply and wait until it is well under way."""
+    page.get_by_text("Sampling").first.click()
+    number = page.locator("#max-new-tokens input[type=number]")
+    number.fill("1024")
+    number.press("Enter")
+    page.fill("#chat-input textarea", "Tell me a long story.")
+    page.click("#chat-send")
+    page.wait_for_function("() => { const rows = document.querySelectorAll('#chatbot .bot-row');"
+                           " return rows.length && rows[rows.length-1].innerText.length > 40; }", timeout=60000)
+
+
 def last_bot_text(page):
     messages = page.locator("#chatbot .message-row.bot-row, #chatbot .bot-row")
     if messages.count() == 0:
@@ -123,14 +126,7 @@ def test_chat_streams_with_progress_on_first_load(page, live, output_dir):
 
 def test_stop_mid_reply(page, live, output_dir):
     open_app(page, live)
-    page.get_by_text("Sampling").first.click()
-    number = page.locator("#max-new-tokens input[type=number]")
-    number.fill("1024")
-    number.press("Enter")
-    page.fill("#chat-input textarea", "Tell me a long story.")
-    page.click("#chat-send")
-    page.wait_for_function("() => { const rows = document.querySelectorAll('#chatbot .bot-row');"
-                           " return rows.length && rows[rows.length-1].innerText.length > 40; }", timeout=60000)
+    start_long_reply(page)
     page.click("#chat-stop")
     page.wait_for_function("document.querySelector('#chat-metrics').innerText.includes('cancelled')",
                            timeout=10000)
@@ -172,14 +168,7 @@ def test_closing_the_tab_stops_decoding(browser, live_with_engine, output_dir):
     url, engine = live_with_engine
     page = browser.new_page(viewport={"width": 1200, "height": 1100})
     open_app(page, url)
-    page.get_by_text("Sampling").first.click()
-    number = page.locator("#max-new-tokens input[type=number]")
-    number.fill("1024")
-    number.press("Enter")
-    page.fill("#chat-input textarea", "Tell me a long story.")
-    page.click("#chat-send")
-    page.wait_for_function("() => { const rows = document.querySelectorAll('#chatbot .bot-row');"
-                           " return rows.length && rows[rows.length-1].innerText.length > 40; }", timeout=60000)
+    start_long_reply(page)
     with engine.open(SLOW) as model:
         scheduler = model.scheduler
     page.close()

@@ -5,24 +5,15 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 from gradio_client import Client
 
 from live_app import running_app
 from model_utils.settings import Settings
-from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
 from raw_gradio import raw_call
 
-DEMO = "demo-random-pythia"
-SLOW = "slow-random-pythia"
+from conftest import DEMO, SLOW
 
-
-@pytest.fixture(scope="module")
-def slow_checkpoint(tmp_path_factory):
-    # ~90 tokens/s on this CPU: long replies last seconds (time to disconnect, to fill queues).
-    shape = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, shape, dtype=np.float16)
 
 
 @pytest.fixture(scope="module")

@@ -4,22 +4,14 @@ import random
 import threading
 import time
 
-import numpy as np
 import pytest
 from gradio_client import Client
 
 from app_process import AppProcess
-from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
 
-DEMO = "demo-random-pythia"
-SLOW = "slow-random-pythia"
+from conftest import DEMO, SLOW
 BUSY = "queue is full"
 
-
-@pytest.fixture(scope="module")
-def slow_checkpoint(tmp_path_factory):
-    shape = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, shape, dtype=np.float16)
 
 
 def test_32_users_complete_correctly_or_are_told_busy(tmp_path):
