@@ -16,7 +16,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -201,6 +201,3 @@ def read_checkpoint(directory: Path) -> dict[str, TensorRef]:
         refs.update(reader(file))
     return refs
 
-
-def iter_names(refs: dict[str, TensorRef], prefix: str) -> Iterator[str]:
-    return (k for k in refs if k.startswith(prefix))

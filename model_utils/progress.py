@@ -24,11 +24,6 @@ class Progress:
             return None
         return min(1.0, self.done / self.total)
 
-    def describe(self) -> str:
-        if self.fraction is None:
-            return self.stage.capitalize()
-        return f"{self.stage.capitalize()} {self.fraction:.0%}"
-
 
 ProgressCallback = Callable[[Progress], None]
 
