@@ -172,10 +172,10 @@ class Catalog:
                 raise UnknownModel(f"Unknown model {shown}. Choose one of: {', '.join(self._models)}.")
             return model
 
-    def resolve(self, name: object, revision: object = "main") -> tuple[PythiaModel, str]:
-        """Validate a (model, revision) request; local models only have 'main'."""
+    def resolve(self, name: object, revision: object = None) -> tuple[PythiaModel, str]:
+        """Validate a (model, revision) request; no revision means 'main'; local models only have 'main'."""
         model = self.get(name)
-        revision = canonical_revision(revision)
+        revision = canonical_revision("main" if revision is None else revision)
         if not model.has_checkpoints:
             if revision != "main":
                 raise InvalidRevision(f"{model.name} is a local model with a single revision: use 'main'.")

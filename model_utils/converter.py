@@ -10,7 +10,6 @@ loads the whole model through transformers and torch).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 

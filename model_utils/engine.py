@@ -82,7 +82,7 @@ class Engine:
                 f"{self.device.device.upper()}, but this server can give models only "
                 f"{self.memory_budget_bytes / 2**30:.1f} GiB. Choose a smaller model.")
 
-    def status(self, name: str, revision: str = "main") -> ModelStatus:
+    def status(self, name: str, revision: str | None = None) -> ModelStatus:
         model, revision = self.catalog.resolve(name, revision)
         need = self.estimate(model)
         return ModelStatus(model.name, revision, model.num_parameters, need,
@@ -91,7 +91,7 @@ class Engine:
                            need <= self.memory_budget_bytes, model.random_weights)
 
     @contextmanager
-    def open(self, name: object, revision: object = "main",
+    def open(self, name: object, revision: object = None,
              progress: ProgressCallback | None = None) -> Iterator[LoadedModel]:
         """Yield a loaded model, fetching/converting/loading it first if needed.
 

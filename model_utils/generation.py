@@ -12,9 +12,6 @@ from .loaded_model import LoadedModel
 from .prompts import PreparedPrompt, prepare_completion
 from .sampling import SamplingParams
 
-FINISH_REASONS = ("stop", "length", "cancelled")
-
-
 @dataclass(frozen=True)
 class GenerationChunk:
     """One streamed step: the new text plus what a UI or a benchmark wants to show."""

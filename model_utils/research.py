@@ -50,9 +50,7 @@ class Researcher:
     def score(self, text: Any, model: Any = None, revision: Any = None,
               progress: ProgressCallback | None = None) -> TextScore:
         check_text(text, "text")
-        name, revision = self._model(model), "main" if revision is None else revision
-        self.engine.catalog.resolve(name, revision)
-        with self.engine.open(name, revision, progress) as loaded:
+        with self.engine.open(self._model(model), revision, progress) as loaded:
             return score_text(loaded, text)
 
     def score_across(self, text: Any, model: Any = None, revisions: Any = None,

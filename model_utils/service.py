@@ -49,25 +49,28 @@ class PythiaService:
     def _replies(self, model_name: Any, revision: Any, sampling: dict, prepare, stop, progress, cancel,
                  strip_leading: bool) -> Iterator[Reply]:
         params = SamplingParams.parse(**sampling)
-        name = model_name if model_name is not None else self.default_model
-        self.engine.catalog.resolve(name, "main" if revision is None else revision)  # validate first
-        with self.engine.open(name, "main" if revision is None else revision, progress) as model:
+        # engine.open validates the model and revision before anything is downloaded or loaded
+        with self.engine.open(self._name(model_name), revision, progress) as model:
             prompt = prepare(model.tokenizer, params.max_new_tokens)
-            text, last, sent, sent_at, ids = "", None, "", 0.0, []
+            pieces, last, ids, sent, sent_at = [], None, [], 0, 0.0
             for chunk in stream(model, prompt, params, stop=stop, cancel=cancel):
-                text += chunk.text
+                pieces.append(chunk.text)
                 last = chunk
                 if chunk.token_id is not None:
                     ids.append(chunk.token_id)
-                shown = text.lstrip() if strip_leading else text
-                now = time.monotonic()
                 # Send the first text at once, then at most every STREAM_INTERVAL_S: each update
                 # re-sends the growing reply to the browser, and per-token updates for many
                 # visitors cost more CPU than the decoding itself on a 2-vCPU Space.
-                if chunk.finish_reason is None and shown != sent and (not sent or now - sent_at >= STREAM_INTERVAL_S):
-                    sent, sent_at = shown, now
-                    yield Reply(shown, prompt.notice)
-            yield _final(shown, prompt.notice, last, model, prompt.ids, tuple(ids))
+                now = time.monotonic()
+                if chunk.finish_reason is None and chunk.text and (not sent or now - sent_at >= STREAM_INTERVAL_S):
+                    shown = _shown(pieces, strip_leading)
+                    if shown:
+                        sent, sent_at = sent + 1, now
+                        yield Reply(shown, prompt.notice)
+            yield _final(_shown(pieces, strip_leading), prompt.notice, last, model, prompt.ids, tuple(ids))
+
+    def _name(self, model: Any) -> Any:
+        return self.default_model if model is None else model
 
     def chat(self, message: Any, history: Any = None, model: Any = None, revision: Any = None, *,
              progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
@@ -91,8 +94,7 @@ class PythiaService:
         """Probabilities and top alternatives of a finished reply's tokens (one forward pass)."""
         from .scoring import token_probabilities
 
-        name = model if model is not None else self.default_model
-        with self.engine.open(name, "main" if revision is None else revision) as loaded:
+        with self.engine.open(self._name(model), revision) as loaded:
             return token_probabilities(loaded, reply.prompt_ids, reply.token_ids, top)
 
     def models(self) -> list[dict]:
@@ -105,6 +107,11 @@ class PythiaService:
                          "estimated_gib": round(s.estimated_bytes / 2**30, 2), "random_weights": m.random_weights,
                          "note": s.note})
         return rows
+
+
+def _shown(pieces: list[str], strip_leading: bool) -> str:
+    text = "".join(pieces)
+    return text.lstrip() if strip_leading else text
 
 
 def _final(text: str, notice: str | None, chunk: GenerationChunk, model, prompt_ids, token_ids) -> Reply:

@@ -3,23 +3,19 @@ stateless API endpoints /chat, /complete and /models."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
 import gradio as gr
 
 from .catalog import REVISIONS, format_parameters
 from .errors import PythiaError
-from .progress import Progress
 from .prompts import message_text
 from .sampling import bounds
 from .heatmap import alternatives_table, token_heatmap
 from .research import Researcher
 from .service import PythiaService, Reply
+from .ui_common import CancelRegistry, gradio_progress, guarded, guarded_call
 from .ui_research import api_endpoints, build_research_tabs
-
-log = logging.getLogger(__name__)
 
 SLIDERS = ("temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens")
 STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}
@@ -27,50 +23,6 @@ BASE_MODEL_NOTE = (
     "Pythia is a **base model**, not a chat assistant: it continues text. The chat tab writes your "
     "conversation as a `User: … / Bot: …` transcript and lets the model write the next `Bot:` line. "
     "For the most natural use, try the **Completion** tab.")
-
-
-def _user_error(exc: Exception) -> gr.Error:
-    """A readable message for the visitor; never a stack trace or a server path."""
-    if isinstance(exc, PythiaError):
-        return gr.Error(str(exc), print_exception=False)
-    log.exception("unexpected error")
-    return gr.Error("Something went wrong on the server while generating. Please try again.",
-                    print_exception=False)
-
-
-def _guarded(make_replies: Callable[[], Iterator[Reply]]) -> Iterator[Reply]:
-    """Run a reply stream, turning any failure (at creation or mid-stream) into a gr.Error."""
-    try:
-        yield from make_replies()
-    except gr.Error:
-        raise
-    except Exception as exc:
-        raise _user_error(exc) from None
-
-
-def _gradio_progress(progress: gr.Progress):
-    def callback(p: Progress) -> None:
-        progress(p.fraction, desc=f"{p.stage.capitalize()} the model")
-    return callback
-
-
-class CancelRegistry:
-    """Per-session Stop flags: the Stop button reaches a running generation at its next token."""
-
-    def __init__(self):
-        self._events: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
-
-    def start(self, session: str) -> threading.Event:
-        with self._lock:
-            event = self._events[session] = threading.Event()
-            return event
-
-    def cancel(self, session: str) -> None:
-        with self._lock:
-            event = self._events.get(session)
-        if event is not None:
-            event.set()
 
 
 def model_choices(service: PythiaService) -> list[tuple[str, str]]:
@@ -110,7 +62,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
              top_p: float | None = None, repetition_penalty: float | None = None,
              max_new_tokens: int | None = None) -> Iterator[str]:
         """Reply to `message` after the chat `history` ([{"role": "user"|"assistant", "content": str}])."""
-        for reply in _guarded(lambda: service.chat(
+        for reply in guarded(lambda: service.chat(
                 message, history, model, revision, temperature=temperature, top_k=top_k, top_p=top_p,
                 repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)):
             yield reply.text
@@ -122,13 +74,13 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         """Continue `prompt` (the natural way to use a base language model). With `logprobs` = k (1-10),
         the last output is {"text", "tokens": [{"token", "logprob", "top": [[token, prob], ...]}]}."""
         reply = None
-        for reply in _guarded(lambda: service.complete(
+        for reply in guarded(lambda: service.complete(
                 prompt, model, revision, temperature=temperature, top_k=top_k, top_p=top_p,
                 repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)):
             if reply.finish_reason is None or not logprobs:
                 yield reply.text
         if logprobs and reply is not None:
-            tokens = next(_guarded(lambda: iter([service.token_probabilities(model, revision, reply, logprobs)])))
+            tokens = guarded_call(service.token_probabilities, model, revision, reply, logprobs)
             yield {"text": reply.text, "tokens": [{"token": t.text, "token_id": t.token_id, "logprob": t.log_prob,
                                                    "top": [list(a) for a in t.alternatives]} for t in tokens]}
 
@@ -153,7 +105,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         """
         if not show or not reply.token_ids:
             return gr.update(visible=False), gr.update(visible=False)
-        tokens = next(_guarded(lambda: iter([service.token_probabilities(model, revision, reply)])))
+        tokens = guarded_call(service.token_probabilities, model, revision, reply)
         return gr.update(value=token_heatmap(tokens), visible=True), \
             gr.update(value=alternatives_table(tokens), visible=True)
 
@@ -165,8 +117,8 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         *previous, last = history
         cancel = cancels.start(request.session_hash or "")
         reply = None
-        for reply in _guarded(lambda: service.chat(
-                message_text(last["content"]), previous, model, revision, progress=_gradio_progress(progress),
+        for reply in guarded(lambda: service.chat(
+                message_text(last["content"]), previous, model, revision, progress=gradio_progress(progress),
                 cancel=cancel, **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
             yield previous + [last, {"role": "assistant", "content": reply.text}], gr.update(), gr.update(), \
                 gr.update()
@@ -189,8 +141,8 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                    greedy, show_probs: bool, request: gr.Request, progress=gr.Progress()):
         cancel = cancels.start(request.session_hash or "")
         reply = None
-        for reply in _guarded(lambda: service.complete(
-                prompt, model, revision, progress=_gradio_progress(progress), cancel=cancel,
+        for reply in guarded(lambda: service.complete(
+                prompt, model, revision, progress=gradio_progress(progress), cancel=cancel,
                 **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
             yield reply.text, gr.update(), gr.update(), gr.update()
         if reply is not None:
@@ -262,8 +214,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                 probs_view = gr.HTML(visible=False, elem_id="completion-heatmap")
                 probs_table = gr.Dataframe(headers=["#", "token", "probability", "top alternatives"],
                                            visible=False, interactive=False, elem_id="completion-alternatives")
-            build_research_tabs(researcher, model, revision, controls, _user_error, _gradio_progress,
-                                concurrency)
+            build_research_tabs(researcher, model, revision, controls, concurrency)
 
         common = dict(concurrency_limit=concurrency, concurrency_id="generate",
                       api_visibility="private")
@@ -289,7 +240,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         gr.api(chat, api_name="chat", concurrency_limit=concurrency, concurrency_id="generate")
         gr.api(complete, api_name="complete", concurrency_limit=concurrency, concurrency_id="generate")
         gr.api(models, api_name="models", queue=False)
-        api_endpoints(researcher, _user_error, concurrency)
+        api_endpoints(researcher, concurrency)
     return demo
 
 

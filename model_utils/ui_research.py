@@ -4,7 +4,6 @@ side-by-side comparison. Built inside build_demo's Tabs; logic lives in research
 from __future__ import annotations
 
 import math
-import threading
 from typing import Iterator
 
 import gradio as gr
@@ -13,6 +12,7 @@ from .catalog import REVISIONS
 from .heatmap import token_heatmap
 from .research import DEFAULT_CURVE, Researcher
 from .sampling import SamplingParams
+from .ui_common import CancelRegistry, gradio_progress, guarded, guarded_call
 
 SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling data set that consists of many "
                  "smaller datasets combined together.")
@@ -40,8 +40,7 @@ def curve_rows(rows: list[dict]):
     return plot, table
 
 
-def build_research_tabs(researcher: Researcher, model, revision, controls, user_error, gradio_progress,
-                        concurrency: int) -> None:
+def build_research_tabs(researcher: Researcher, model, revision, controls, concurrency: int) -> None:
     """Add the Score and Compare tabs (call inside a gr.Tabs block)."""
     with gr.Tab("Score a text", id="score"):
         gr.Markdown("Paste text to see how likely the selected model finds each token (red: surprising, "
@@ -62,20 +61,14 @@ def build_research_tabs(researcher: Researcher, model, revision, controls, user_
                                        elem_id="curve-table", interactive=False)
 
         def do_score(text, model_name, rev, progress=gr.Progress()):
-            try:
-                result = researcher.score(text, model_name, rev, progress=gradio_progress(progress))
-            except Exception as exc:
-                raise user_error(exc) from None
+            result = guarded_call(researcher.score, text, model_name, rev, progress=gradio_progress(progress))
             return score_markdown(result), token_heatmap(result.tokens)
 
         def do_curve(text, model_name, revisions, progress=gr.Progress()):
-            try:
-                if researcher.engine.catalog.get(model_name).local_path is not None:
-                    revisions = ["main"]  # a local model has a single checkpoint
-                rows = researcher.score_across(text, model_name, revisions, progress=gradio_progress(progress))
-            except Exception as exc:
-                raise user_error(exc) from None
-            return curve_rows(rows)
+            if guarded_call(researcher.engine.catalog.get, model_name).local_path is not None:
+                revisions = ["main"]  # a local model has a single checkpoint
+            return curve_rows(guarded_call(researcher.score_across, text, model_name, revisions,
+                                           progress=gradio_progress(progress)))
 
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
@@ -102,66 +95,47 @@ def build_research_tabs(researcher: Researcher, model, revision, controls, user_
         with gr.Row():
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-button")
             compare_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
-        cancels: dict[str, threading.Event] = {}
+        cancels = CancelRegistry()
 
         def do_compare(prompt, m0, r0, m1, r1, m2, r2, temperature, top_k, top_p, rep, ngram, max_new, greedy,
                        request: gr.Request):
-            cancel = cancels[request.session_hash or ""] = threading.Event()
-            try:
-                params = SamplingParams.parse(temperature=temperature, top_k=top_k, top_p=top_p,
-                                              repetition_penalty=rep, no_repeat_ngram_size=ngram,
-                                              max_new_tokens=max_new, greedy=greedy)
-                pairs = [[m0, r0], [m1, r1], [m2, r2]]
-                for columns in researcher.compare(prompt, pairs, params, cancel=cancel):
-                    yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
-                          [f"<small>{c.model} @ {c.revision} · {c.metrics}</small>" if c.metrics else "" for c in columns]
-            except gr.Error:
-                raise
-            except Exception as exc:
-                raise user_error(exc) from None
+            cancel = cancels.start(request.session_hash or "")
+            params = guarded_call(SamplingParams.parse, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  repetition_penalty=rep, no_repeat_ngram_size=ngram, max_new_tokens=max_new,
+                                  greedy=greedy)
+            pairs = [[m0, r0], [m1, r1], [m2, r2]]
+            for columns in guarded(lambda: researcher.compare(prompt, pairs, params, cancel=cancel)):
+                yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
+                      [f"<small>{c.model} @ {c.revision} · {c.metrics}</small>" if c.metrics else "" for c in columns]
 
         def stop_compare(request: gr.Request):
-            event = cancels.get(request.session_hash or "")
-            if event:
-                event.set()
+            cancels.cancel(request.session_hash or "")
 
         compare_btn.click(do_compare, [compare_prompt, *pickers, *controls], outputs + metrics,
                           concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
         compare_stop.click(stop_compare, None, None, queue=False, api_visibility="private")
 
 
-def api_endpoints(researcher: Researcher, user_error, concurrency: int) -> None:
+def api_endpoints(researcher: Researcher, concurrency: int) -> None:
     """/score, /score_across and /compare (stateless; inside the Blocks context)."""
 
     def score(text: str, model: str | None = None, revision: str | None = None) -> dict:
         """Per-token log-probabilities of `text`, its log-likelihood, perplexity and bits per byte."""
-        try:
-            return researcher.score(text, model, revision).as_dict()
-        except Exception as exc:
-            raise user_error(exc) from None
+        return guarded_call(researcher.score, text, model, revision).as_dict()
 
     def score_across(text: str, model: str | None = None, revisions: list[str] | None = None) -> list[dict]:
         """Score `text` at several training checkpoints: one row per revision (failed ones say why)."""
-        try:
-            return researcher.score_across(text, model, revisions)
-        except Exception as exc:
-            raise user_error(exc) from None
+        return guarded_call(researcher.score_across, text, model, revisions)
 
     def compare(prompt: str, pairs: list, temperature: float | None = None, top_k: int | None = None,
                 top_p: float | None = None, repetition_penalty: float | None = None,
                 max_new_tokens: int | None = None, greedy: bool | None = None) -> Iterator[list[dict]]:
         """Stream `prompt` through each [model, revision] pair; yields one {model, revision, text} per pair."""
-        try:
-            params = SamplingParams.parse(temperature=temperature, top_k=top_k, top_p=top_p,
-                                          repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-                                          greedy=greedy)
-            for columns in researcher.compare(prompt, pairs, params):
-                yield [{"model": c.model, "revision": c.revision, "text": c.text, "error": c.error,
-                        "metrics": c.metrics, "done": c.done} for c in columns]
-        except gr.Error:
-            raise
-        except Exception as exc:
-            raise user_error(exc) from None
+        params = guarded_call(SamplingParams.parse, temperature=temperature, top_k=top_k, top_p=top_p,
+                              repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, greedy=greedy)
+        for columns in guarded(lambda: researcher.compare(prompt, pairs, params)):
+            yield [{"model": c.model, "revision": c.revision, "text": c.text, "error": c.error,
+                    "metrics": c.metrics, "done": c.done} for c in columns]
 
     gr.api(score, api_name="score", concurrency_limit=concurrency, concurrency_id="generate")
     gr.api(score_across, api_name="score_across", concurrency_limit=concurrency, concurrency_id="generate")

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
+from concurrency import run_concurrently
 from model_utils.batching import BatchingConfig
 from model_utils.catalog import Catalog
 from model_utils.errors import ServerBusy
 from model_utils.generation import generate, stream
 from model_utils.loaded_model import load_ct2_model
-from model_utils.prompts import prepare_completion
 from model_utils.sampling import SamplingParams
 
 PROMPTS = ["Once upon a time", "The capital of France", "def fibonacci(n):", "Hello, who are you?",
@@ -31,26 +31,6 @@ def make_model(tiny_ct2_dir, cpu_device):
     yield make
     for model in made:
         model.close()
-
-
-def run_concurrently(fn, args):
-    results, errors = {}, []
-    barrier = threading.Barrier(len(args))
-
-    def worker(i, arg):
-        barrier.wait()
-        try:
-            results[i] = fn(arg)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i, a)) for i, a in enumerate(args)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    return [results[i] for i in range(len(args))]
 
 
 def test_batched_greedy_equals_one_at_a_time(make_model):

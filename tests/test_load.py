@@ -4,7 +4,6 @@ import random
 import threading
 import time
 
-import pytest
 from gradio_client import Client
 
 from app_process import AppProcess

@@ -1,9 +1,10 @@
 """The in-memory model cache: LRU under a budget, pins, single loads, real unloading."""
 
-import threading
+import time
 
 import pytest
 
+from concurrency import run_concurrently
 from model_utils.catalog import Catalog
 from model_utils.errors import ModelTooLarge, ModelUnavailable, ServerBusy
 from model_utils.loaded_model import load_ct2_model
@@ -70,28 +71,16 @@ def test_too_large_for_budget(loader):
 def test_concurrent_first_requests_load_once(loader):
     load, made = loader
     cache = ModelCache(budget_bytes=10**9)
-    start = threading.Barrier(8)
-    seen, errors = [], []
 
     def slow_load():
-        import time
         time.sleep(0.3)  # keep the load in flight while the others arrive
         return load()
 
-    def worker():
-        start.wait()
-        try:
-            with cache.use("a", 100, slow_load) as model:
-                seen.append(model)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def user(_):
+        with cache.use("a", 100, slow_load) as model:
+            return model
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    seen = run_concurrently(user, range(8))  # fails on any error
     assert cache.loads == 1 and len(made) == 1
     assert all(m is made[0] for m in seen)
     cache.close()

@@ -1,9 +1,8 @@
 """The model store against a local fake Hub, through the real huggingface_hub client."""
 
-import threading
-
 import pytest
 
+from concurrency import run_concurrently
 from model_utils.catalog import Catalog
 from model_utils.devices import resolve_device
 from model_utils.engine import Engine
@@ -114,22 +113,8 @@ def test_partial_cache_entry_is_ignored_and_rebuilt(fresh_hub, store):
 
 def test_concurrent_first_requests_convert_once(fresh_hub, store):
     model = Catalog().get("pythia-70m-deduped")
-    barrier = threading.Barrier(4)
-    results, errors = [], []
-
-    def worker():
-        barrier.wait()
-        try:
-            results.append(store.ensure(model, "main"))
-        except Exception as exc:  # pragma: no cover
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(set(results)) == 1
+    results = run_concurrently(lambda _: store.ensure(model, "main"), range(4))  # fails on any error
+    assert len(set(results)) == 1
     assert store.conversions == 1
 
 

@@ -1,0 +1,70 @@
+"""What every Gradio handler shares: turning failures into readable messages, progress
+bars, and per-session Stop flags."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterator, TypeVar
+
+import gradio as gr
+
+from .errors import PythiaError
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def user_error(exc: Exception) -> gr.Error:
+    """A readable message for the visitor; never a stack trace or a server path."""
+    if isinstance(exc, PythiaError):
+        return gr.Error(str(exc), print_exception=False)
+    log.exception("unexpected error")
+    return gr.Error("Something went wrong on the server. Please try again.", print_exception=False)
+
+
+def guarded_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``; any failure becomes a gr.Error the visitor can read."""
+    try:
+        return fn(*args, **kwargs)
+    except gr.Error:
+        raise
+    except Exception as exc:
+        raise user_error(exc) from None
+
+
+def guarded(make_items: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """Iterate a stream, turning failures at creation or mid-stream into a gr.Error."""
+    try:
+        yield from make_items()
+    except gr.Error:
+        raise
+    except Exception as exc:
+        raise user_error(exc) from None
+
+
+def gradio_progress(progress: gr.Progress) -> Callable[[Progress], None]:
+    """Forward engine progress reports (download, conversion, load) to Gradio's progress bar."""
+    def callback(p: Progress) -> None:
+        progress(p.fraction, desc=f"{p.stage.capitalize()} the model")
+    return callback
+
+
+class CancelRegistry:
+    """Per-session Stop flags: a Stop button reaches a running generation at its next token."""
+
+    def __init__(self):
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> threading.Event:
+        with self._lock:
+            event = self._events[session] = threading.Event()
+            return event
+
+    def cancel(self, session: str) -> None:
+        with self._lock:
+            event = self._events.get(session)
+        if event is not None:
+            event.set()
