@@ -30,19 +30,19 @@ def build(settings):
     """Create the engine, service and the queued Gradio Blocks for ``settings``."""
     import os
 
-    from model_utils.batching import BatchingConfig
-    from model_utils.catalog import Catalog
-    from model_utils.devices import resolve_device
-    from model_utils.engine import Engine
-    from model_utils.service import PythiaService
-    from model_utils.store import ModelStore
-    from model_utils.ui import build_demo
+    from model_utils.engine.batching import BatchingConfig
+    from model_utils.core.catalog import Catalog
+    from model_utils.engine.devices import resolve_device
+    from model_utils.engine.engine import Engine
+    from model_utils.service.service import PythiaService
+    from model_utils.store.disk import ModelStore
+    from model_utils.ui.blocks import build_demo
 
     catalog = Catalog()
     store = ModelStore(settings.cache_dir)
     default_model = settings.default_model
     if settings.demo:
-        from model_utils.demo_model import ensure_demo_model
+        from model_utils.store.demo_model import ensure_demo_model
 
         default_model = catalog.register_local(ensure_demo_model(store.root), "demo-random-pythia",
                                                random_weights=True).name
@@ -66,7 +66,7 @@ def build(settings):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model_utils.errors import PythiaError
+    from model_utils.core.errors import PythiaError
     from model_utils.settings import parse_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -41,8 +41,8 @@ def full_vocab_tokenizer(directory: Path) -> None:
 
 def bench_model_dir() -> Path:
     """The converted CT2 model (float16 on disk), built on first use."""
-    from model_utils.converter import convert_checkpoint
-    from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+    from model_utils.store.converter import convert_checkpoint
+    from model_utils.store.tiny_model import TinyShape, write_tiny_checkpoint
 
     final = CACHE / "bench-160m-ct2"
     if (final / "model.bin").is_file():
@@ -59,7 +59,7 @@ def bench_model_dir() -> Path:
     # Re-write the weights for the full vocabulary.
     from safetensors.numpy import save_file
 
-    from model_utils.tiny_model import gpt_neox_config, random_state_dict
+    from model_utils.store.tiny_model import gpt_neox_config, random_state_dict
 
     (hf / "config.json").write_text(json.dumps(gpt_neox_config(shape, VOCAB)))
     save_file(random_state_dict(shape, VOCAB), str(hf / "model.safetensors"), metadata={"format": "pt"})

@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model_utils.catalog import Catalog  # noqa: E402
-from model_utils.tiny_model import TinyShape, gpt_neox_config, train_tokenizer  # noqa: E402
+from model_utils.core.catalog import Catalog  # noqa: E402
+from model_utils.store.tiny_model import TinyShape, gpt_neox_config, train_tokenizer  # noqa: E402
 
 CACHE = Path(os.environ.get("PYTHIA_BENCH_CACHE", Path.home() / ".cache" / "pythia-bench"))
 # Peak RSS is the child's VmHWM, printed by the child itself at exit: ru_maxrss would
@@ -33,7 +33,7 @@ PEAK = ("import atexit, re, sys;"
         "atexit.register(lambda: print('VmHWM', re.search(r'VmHWM:\\s+(\\d+)', "
         "open('/proc/self/status').read()).group(1), file=sys.stderr));")
 OURS = PEAK + ("sys.path.insert(0, {root!r}); from pathlib import Path;"
-               "from model_utils.converter import convert_checkpoint;"
+               "from model_utils.store.converter import convert_checkpoint;"
                "convert_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]))")
 OFFICIAL = PEAK + ("import runpy; sys.argv = [sys.argv[0]] + sys.argv[1:];"
                    "runpy.run_path({script!r}, run_name='__main__')")

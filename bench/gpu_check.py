@@ -38,15 +38,15 @@ def stage(name):
 def main(out: Path) -> None:
     import ctranslate2
 
-    from model_utils.catalog import Catalog
-    from model_utils.converter import convert_checkpoint
-    from model_utils.devices import available_memory, resolve_device, supported_compute_types
-    from model_utils.engine import Engine
-    from model_utils.errors import ModelTooLarge
-    from model_utils.generation import generate, stream
-    from model_utils.sampling import SamplingParams
-    from model_utils.store import ModelStore
-    from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+    from model_utils.core.catalog import Catalog
+    from model_utils.store.converter import convert_checkpoint
+    from model_utils.engine.devices import available_memory, resolve_device, supported_compute_types
+    from model_utils.engine.engine import Engine
+    from model_utils.core.errors import ModelTooLarge
+    from model_utils.engine.generation import generate, stream
+    from model_utils.core.sampling import SamplingParams
+    from model_utils.store.disk import ModelStore
+    from model_utils.store.tiny_model import TinyShape, write_tiny_checkpoint
 
     work = Path(tempfile.mkdtemp())
     state = {}
@@ -89,7 +89,7 @@ def main(out: Path) -> None:
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(state["ct2"] / "tokenizer.json"))
-        text = (Path(__file__).resolve().parent.parent / "model_utils/data/tiny_corpus.txt").read_text()[:1500]
+        text = (Path(__file__).resolve().parent.parent / "model_utils/store/data/tiny_corpus.txt").read_text()[:1500]
         tokens = [tok.id_to_token(i) for i in tok.encode(text).ids][:300]
         logits = {}
         runs = [("cuda", "float32"), ("cuda", "int8_float16"), ("cpu", "float32"), ("cpu", "int8")]

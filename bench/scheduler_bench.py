@@ -24,12 +24,12 @@ NEW_TOKENS = 128
 def main() -> None:
     import ctranslate2
 
-    from model_utils.batching import BatchingConfig
-    from model_utils.catalog import Catalog
-    from model_utils.devices import resolve_device
-    from model_utils.generation import generate
-    from model_utils.loaded_model import load_ct2_model
-    from model_utils.sampling import SamplingParams
+    from model_utils.engine.batching import BatchingConfig
+    from model_utils.core.catalog import Catalog
+    from model_utils.engine.devices import resolve_device
+    from model_utils.engine.generation import generate
+    from model_utils.engine.loaded_model import load_ct2_model
+    from model_utils.core.sampling import SamplingParams
 
     d = bench_model_dir()
     info = Catalog().register_local(d, "bench")

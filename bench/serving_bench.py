@@ -68,12 +68,12 @@ def raw_ct2(model_dir: Path, prompt_ids, threads: int, runs: int = 3) -> dict:
 
 
 def engine_stream(model_dir: Path, prompt: str, threads: int) -> dict:
-    from model_utils.catalog import Catalog
-    from model_utils.devices import resolve_device
-    from model_utils.engine import Engine
-    from model_utils.generation import generate
-    from model_utils.sampling import SamplingParams
-    from model_utils.store import ModelStore
+    from model_utils.core.catalog import Catalog
+    from model_utils.engine.devices import resolve_device
+    from model_utils.engine.engine import Engine
+    from model_utils.engine.generation import generate
+    from model_utils.core.sampling import SamplingParams
+    from model_utils.store.disk import ModelStore
 
     catalog = Catalog()
     catalog.register_local(model_dir, "bench")
@@ -215,13 +215,13 @@ def expected_replies(model_dir: Path, prompts: list[str]) -> list[str]:
     """Each prompt's greedy reply without streaming (generate loops over the stream; batched)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from model_utils.batching import BatchingConfig
-    from model_utils.catalog import Catalog
-    from model_utils.devices import resolve_device
-    from model_utils.engine import Engine
-    from model_utils.generation import generate
-    from model_utils.sampling import SamplingParams
-    from model_utils.store import ModelStore
+    from model_utils.engine.batching import BatchingConfig
+    from model_utils.core.catalog import Catalog
+    from model_utils.engine.devices import resolve_device
+    from model_utils.engine.engine import Engine
+    from model_utils.engine.generation import generate
+    from model_utils.core.sampling import SamplingParams
+    from model_utils.store.disk import ModelStore
 
     catalog = Catalog()
     catalog.register_local(model_dir, "bench")

@@ -20,12 +20,12 @@ from bench_model import bench_model_dir  # noqa: E402
 
 
 def main() -> None:
-    from model_utils.catalog import Catalog
-    from model_utils.devices import resolve_device
-    from model_utils.generation import generate
-    from model_utils.loaded_model import load_ct2_model
-    from model_utils.sampling import SamplingParams
-    from model_utils.scoring import token_probabilities
+    from model_utils.core.catalog import Catalog
+    from model_utils.engine.devices import resolve_device
+    from model_utils.engine.generation import generate
+    from model_utils.engine.loaded_model import load_ct2_model
+    from model_utils.core.sampling import SamplingParams
+    from model_utils.engine.scoring import token_probabilities
 
     d = bench_model_dir()
     model = load_ct2_model(d, Catalog().register_local(d, "bench"), "main", resolve_device("cpu", "int8"))

@@ -6,8 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from .catalog import DEFAULT_MODEL
-from .devices import COMPUTE_TYPES, DEVICES
+from .core.catalog import DEFAULT_MODEL
+from .engine.devices import COMPUTE_TYPES, DEVICES
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from hub_server import HubServer
 
 import numpy as np
 
-from model_utils.catalog import Catalog
-from model_utils.converter import convert_checkpoint
-from model_utils.devices import resolve_device
-from model_utils.engine import Engine
-from model_utils.loaded_model import load_ct2_model
-from model_utils.store import ModelStore
-from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+from model_utils.core.catalog import Catalog
+from model_utils.store.converter import convert_checkpoint
+from model_utils.engine.devices import resolve_device
+from model_utils.engine.engine import Engine
+from model_utils.engine.loaded_model import load_ct2_model
+from model_utils.store.disk import ModelStore
+from model_utils.store.tiny_model import TinyShape, write_tiny_checkpoint
 
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
 

@@ -51,9 +51,9 @@ def test_chat_honours_history(client, live):
     with_history = client.predict(history=history, api_name="/chat", **args)
     without = client.predict(api_name="/chat", **args)
     # the same request computed directly from the transcript, through the engine
-    from model_utils.generation import generate
-    from model_utils.prompts import CHAT_STOP_STRINGS, prepare_chat
-    from model_utils.sampling import SamplingParams
+    from model_utils.engine.generation import generate
+    from model_utils.engine.prompts import CHAT_STOP_STRINGS, prepare_chat
+    from model_utils.core.sampling import SamplingParams
 
     params = SamplingParams(top_k=1, max_new_tokens=30, repetition_penalty=1.0, temperature=0.05)
     with engine.open(DEMO) as model:

@@ -6,12 +6,12 @@ import time
 import pytest
 
 from concurrency import run_concurrently
-from model_utils.batching import BatchingConfig
-from model_utils.catalog import Catalog
-from model_utils.errors import ServerBusy
-from model_utils.generation import generate, stream
-from model_utils.loaded_model import load_ct2_model
-from model_utils.sampling import SamplingParams
+from model_utils.engine.batching import BatchingConfig
+from model_utils.core.catalog import Catalog
+from model_utils.core.errors import ServerBusy
+from model_utils.engine.generation import generate, stream
+from model_utils.engine.loaded_model import load_ct2_model
+from model_utils.core.sampling import SamplingParams
 
 PROMPTS = ["Once upon a time", "The capital of France", "def fibonacci(n):", "Hello, who are you?",
            "Every morning the clockmaker", "中文字符", "The Pythia Scaling Suite", "A language model"]

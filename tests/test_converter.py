@@ -6,9 +6,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from model_utils.checkpoint_reader import UnsafeCheckpoint, read_checkpoint, read_torch_bin
-from model_utils.converter import convert_checkpoint
-from model_utils.tiny_model import TinyShape, write_tiny_checkpoint
+from model_utils.store.checkpoint_reader import UnsafeCheckpoint, read_checkpoint, read_torch_bin
+from model_utils.store.converter import convert_checkpoint
+from model_utils.store.tiny_model import TinyShape, write_tiny_checkpoint
 
 import torch  # noqa: E402 - dev requirement: the reference implementation
 import transformers  # noqa: E402
@@ -79,7 +79,7 @@ def test_int8_top1_agreement(checkpoint):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(hf / "tokenizer.json"))
-    text = open(__file__.replace("test_converter.py", "../model_utils/data/tiny_corpus.txt")).read()[:2000]
+    text = open(__file__.replace("test_converter.py", "../model_utils/store/data/tiny_corpus.txt")).read()[:2000]
     tokens = [tok.id_to_token(i) for i in tok.encode(text).ids][:400]
     f32 = ct2_logits(ct2, tokens, "float32")
     i8 = ct2_logits(ct2, tokens, "int8")
@@ -130,7 +130,7 @@ def test_convert_refuses_non_gpt_neox(tmp_path, tiny_hf_dir):
     import json
     import shutil
 
-    from model_utils.errors import ModelUnavailable
+    from model_utils.core.errors import ModelUnavailable
 
     bad = tmp_path / "llama"
     shutil.copytree(tiny_hf_dir, bad)

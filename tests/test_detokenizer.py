@@ -3,7 +3,7 @@
 import pytest
 from tokenizers import Tokenizer
 
-from model_utils.detokenizer import StopStringFilter, StreamingDetokenizer
+from model_utils.engine.detokenizer import StopStringFilter, StreamingDetokenizer
 
 TEXTS = [
     "Emoji 🙂🚀🎉 👩‍💻 and flags 🇫🇷",

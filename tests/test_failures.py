@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from model_utils import store as store_module
-from model_utils.catalog import Catalog
-from model_utils.errors import ModelUnavailable
-from model_utils.generation import generate, stream
-from model_utils.sampling import SamplingParams
+from model_utils.store import disk as store_module
+from model_utils.core.catalog import Catalog
+from model_utils.core.errors import ModelUnavailable
+from model_utils.engine.generation import generate, stream
+from model_utils.core.sampling import SamplingParams
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=10, repetition_penalty=1.0)
 

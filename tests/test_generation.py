@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
-from model_utils.generation import generate, stream
-from model_utils.prompts import prepare_completion
-from model_utils.sampling import SamplingParams
+from model_utils.engine.generation import generate, stream
+from model_utils.engine.prompts import prepare_completion
+from model_utils.core.sampling import SamplingParams
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=60, repetition_penalty=1.0)
 # Greedy from this prompt runs 200+ tokens without an end token on the tiny model (seed 0):

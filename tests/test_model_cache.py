@@ -5,10 +5,10 @@ import time
 import pytest
 
 from concurrency import run_concurrently
-from model_utils.catalog import Catalog
-from model_utils.errors import ModelTooLarge, ModelUnavailable, ServerBusy
-from model_utils.loaded_model import load_ct2_model
-from model_utils.model_cache import ModelCache
+from model_utils.core.catalog import Catalog
+from model_utils.core.errors import ModelTooLarge, ModelUnavailable, ServerBusy
+from model_utils.engine.loaded_model import load_ct2_model
+from model_utils.engine.model_cache import ModelCache
 
 
 @pytest.fixture

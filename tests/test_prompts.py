@@ -3,9 +3,9 @@
 import pytest
 from tokenizers import Tokenizer
 
-from model_utils.catalog import CONTEXT_LENGTH
-from model_utils.errors import InvalidParameter
-from model_utils.prompts import (MAX_PROMPT_CHARS, prepare_chat, prepare_completion, render_transcript)
+from model_utils.core.catalog import CONTEXT_LENGTH
+from model_utils.core.errors import InvalidParameter
+from model_utils.engine.prompts import (MAX_PROMPT_CHARS, prepare_chat, prepare_completion, render_transcript)
 
 
 @pytest.fixture(scope="module")

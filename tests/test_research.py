@@ -9,14 +9,14 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from model_utils.catalog import Catalog
-from model_utils.devices import resolve_device
-from model_utils.engine import Engine
-from model_utils.generation import generate
-from model_utils.research import Researcher
-from model_utils.sampling import SamplingParams
-from model_utils.scoring import WINDOW, TextScore, TokenScore, log_softmax, score_text, token_probabilities
-from model_utils.store import ModelStore
+from model_utils.core.catalog import Catalog
+from model_utils.engine.devices import resolve_device
+from model_utils.engine.engine import Engine
+from model_utils.engine.generation import generate
+from model_utils.service.research import Researcher
+from model_utils.core.sampling import SamplingParams
+from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, log_softmax, score_text, token_probabilities
+from model_utils.store.disk import ModelStore
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_compare_whole_run_matches_single_generations(hub_researcher):
 
 
 def test_bad_research_arguments(hub_researcher):
-    from model_utils.errors import InvalidParameter, InvalidRevision, UnknownModel
+    from model_utils.core.errors import InvalidParameter, InvalidRevision, UnknownModel
 
     with pytest.raises(InvalidRevision):
         hub_researcher.score_across("text", "pythia-160m", ["step7"])

@@ -3,13 +3,13 @@
 import pytest
 
 from concurrency import run_concurrently
-from model_utils.catalog import Catalog
-from model_utils.devices import resolve_device
-from model_utils.engine import Engine
-from model_utils.errors import ModelUnavailable
-from model_utils.generation import generate
-from model_utils.sampling import SamplingParams
-from model_utils.store import COMPLETE_MARKER, ModelStore
+from model_utils.core.catalog import Catalog
+from model_utils.engine.devices import resolve_device
+from model_utils.engine.engine import Engine
+from model_utils.core.errors import ModelUnavailable
+from model_utils.engine.generation import generate
+from model_utils.core.sampling import SamplingParams
+from model_utils.store.disk import COMPLETE_MARKER, ModelStore
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
 
@@ -48,7 +48,7 @@ def test_clean_cache_serves_three_kinds_of_request(fresh_hub, store):
 
 
 def test_download_progress_reports_bytes(fresh_hub, store):
-    from model_utils.catalog import Catalog
+    from model_utils.core.catalog import Catalog
 
     stages = []
     store.ensure(Catalog().get("pythia-160m"), "step3000", stages.append)

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from model_utils.catalog import Catalog, validate_revision
-from model_utils.devices import resolve_device
-from model_utils.errors import InvalidParameter, InvalidRevision, ModelTooLarge, UnknownModel
-from model_utils.sampling import SamplingParams, bounds
+from model_utils.core.catalog import Catalog, validate_revision
+from model_utils.engine.devices import resolve_device
+from model_utils.core.errors import InvalidParameter, InvalidRevision, ModelTooLarge, UnknownModel
+from model_utils.core.sampling import SamplingParams, bounds
 
 BAD_SAMPLING = [
     ("temperature", math.nan), ("temperature", math.inf), ("temperature", -1.0), ("temperature", 0),
@@ -67,7 +67,7 @@ def test_malformed_revision(revision):
 
 
 def test_every_published_revision_is_valid():
-    from model_utils.catalog import REVISIONS
+    from model_utils.core.catalog import REVISIONS
 
     assert len(REVISIONS) == 155  # main + 154 checkpoints
     for r in REVISIONS:

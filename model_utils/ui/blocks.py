@@ -7,15 +7,15 @@ from typing import Iterator
 
 import gradio as gr
 
-from .catalog import REVISIONS, format_parameters
-from .errors import PythiaError
-from .prompts import message_text
-from .sampling import bounds
+from ..core.catalog import REVISIONS, format_parameters
+from ..core.errors import PythiaError
+from ..engine.prompts import message_text
+from ..core.sampling import bounds
 from .heatmap import alternatives_table, token_heatmap
-from .research import Researcher
-from .service import PythiaService, Reply
-from .ui_common import CancelRegistry, gradio_progress, guarded, guarded_call
-from .ui_research import api_endpoints, build_research_tabs
+from ..service.research import Researcher
+from ..service.service import PythiaService, Reply
+from .common import CancelRegistry, gradio_progress, guarded, guarded_call
+from .research_tabs import api_endpoints, build_research_tabs
 
 SLIDERS = ("temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens")
 STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}

@@ -14,10 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .catalog import CONTEXT_LENGTH
+from ..core.catalog import CONTEXT_LENGTH
 from .loaded_model import LoadedModel
 from .prompts import check_text
-from .errors import InvalidParameter
+from ..core.errors import InvalidParameter
 
 WINDOW = CONTEXT_LENGTH - 1  # one position goes to the <|endoftext|> start token
 MAX_ALTERNATIVES = 10

@@ -185,7 +185,7 @@ class Catalog:
     def register_local(self, path: str | Path, name: str | None = None, *,
                        random_weights: bool = False) -> PythiaModel:
         """Register an HF GPT-NeoX checkpoint or a CT2 model directory as a model."""
-        from .local_models import describe_local_dir  # reads config.json only
+        from ..store.local_dirs import describe_local_dir  # reads config.json only
 
         model = describe_local_dir(Path(path), name=name, random_weights=random_weights)
         with self._lock:

@@ -22,8 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .errors import ServerBusy
-from .sampling import SamplingParams
+from ..core.errors import ServerBusy
+from ..core.sampling import SamplingParams
 
 _END = object()
 

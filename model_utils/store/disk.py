@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import PythiaModel
+from ..core.catalog import PythiaModel
 from .converter import DEFAULT_SAVED_PRECISION, TOKENIZER_FILES, convert_checkpoint
-from .errors import ModelUnavailable
-from .local_models import is_ct2_dir, read_ct2_header
-from .progress import Progress, ProgressCallback, report
+from ..core.errors import ModelUnavailable
+from .local_dirs import is_ct2_dir, read_ct2_header
+from ..core.progress import Progress, ProgressCallback, report
 
 log = logging.getLogger(__name__)
 COMPLETE_MARKER = "pythia-store.json"  # written last, inside the temp dir, before the rename

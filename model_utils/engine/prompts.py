@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .catalog import CONTEXT_LENGTH, EOS_TOKEN
-from .errors import InvalidParameter
+from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN
+from ..core.errors import InvalidParameter
 
 MAX_PROMPT_CHARS = 20_000  # cap before tokenizing: a visitor cannot make us tokenize megabytes
 USER, BOT = "User:", "Bot:"

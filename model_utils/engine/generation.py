@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 from .detokenizer import StopStringFilter, StreamingDetokenizer
 from .loaded_model import LoadedModel
 from .prompts import PreparedPrompt, prepare_completion
-from .sampling import SamplingParams
+from ..core.sampling import SamplingParams
 
 @dataclass(frozen=True)
 class GenerationChunk:

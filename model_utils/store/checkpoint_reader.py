@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ModelUnavailable
+from ..core.errors import ModelUnavailable
 
 SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": "bfloat16", "F64": np.float64,
                       "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,

@@ -8,11 +8,11 @@ from typing import Iterator
 
 import gradio as gr
 
-from .catalog import REVISIONS
+from ..core.catalog import REVISIONS
 from .heatmap import token_heatmap
-from .research import DEFAULT_CURVE, Researcher
-from .sampling import SamplingParams
-from .ui_common import CancelRegistry, gradio_progress, guarded, guarded_call
+from ..service.research import DEFAULT_CURVE, Researcher
+from ..core.sampling import SamplingParams
+from .common import CancelRegistry, gradio_progress, guarded, guarded_call
 
 SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling data set that consists of many "
                  "smaller datasets combined together.")

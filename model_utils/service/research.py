@@ -7,14 +7,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .catalog import MAIN_STEP, canonical_revision
-from .engine import Engine
-from .errors import InvalidParameter, PythiaError
-from .generation import stream
-from .progress import Progress, ProgressCallback, report
-from .prompts import check_text, prepare_completion
-from .sampling import SamplingParams
-from .scoring import TextScore, score_text
+from ..core.catalog import MAIN_STEP, canonical_revision
+from ..engine.engine import Engine
+from ..core.errors import InvalidParameter, PythiaError
+from ..engine.generation import stream
+from ..core.progress import Progress, ProgressCallback, report
+from ..engine.prompts import check_text, prepare_completion
+from ..core.sampling import SamplingParams
+from ..engine.scoring import TextScore, score_text
 
 # A log-spaced learning curve from initialisation to the end of training.
 DEFAULT_CURVE = ("step0", "step16", "step128", "step512", "step1000", "step4000", "step16000", "step64000", "main")

@@ -9,8 +9,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import gradio as gr
 
-from .errors import PythiaError
-from .progress import Progress
+from ..core.errors import PythiaError
+from ..core.progress import Progress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .engine import Engine
-from .generation import GenerationChunk, stream
-from .progress import ProgressCallback
-from .prompts import CHAT_STOP_STRINGS, check_text, normalize_history, prepare_chat, prepare_completion
-from .sampling import SamplingParams
+from ..engine.engine import Engine
+from ..engine.generation import GenerationChunk, stream
+from ..core.progress import ProgressCallback
+from ..engine.prompts import CHAT_STOP_STRINGS, check_text, normalize_history, prepare_chat, prepare_completion
+from ..core.sampling import SamplingParams
 
 
 STREAM_INTERVAL_S = 0.05  # at most 20 updates a second per reply
@@ -92,7 +92,7 @@ class PythiaService:
 
     def token_probabilities(self, model: Any, revision: Any, reply: Reply, top: int = 5):
         """Probabilities and top alternatives of a finished reply's tokens (one forward pass)."""
-        from .scoring import token_probabilities
+        from ..engine.scoring import token_probabilities
 
         with self.engine.open(self._name(model), revision) as loaded:
             return token_probabilities(loaded, reply.prompt_ids, reply.token_ids, top)

@@ -6,8 +6,8 @@ import json
 import struct
 from pathlib import Path
 
-from .catalog import PythiaModel
-from .errors import ModelUnavailable
+from ..core.catalog import PythiaModel
+from ..core.errors import ModelUnavailable
 
 _INT_FORMATS = {1: "b", 2: "h", 4: "i", 8: "q"}
 

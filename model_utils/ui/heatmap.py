@@ -7,7 +7,7 @@ import html
 import math
 from typing import Sequence
 
-from .scoring import TokenScore
+from ..engine.scoring import TokenScore
 
 
 def _color(probability: float) -> str:

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 
 from .checkpoint_reader import TensorRef, read_checkpoint
-from .errors import ModelUnavailable
-from .progress import Progress, ProgressCallback, report
+from ..core.errors import ModelUnavailable
+from ..core.progress import Progress, ProgressCallback, report
 
 # The precision written to disk. float16 halves the files versus float32 and is
 # what the seed's pre-converted model used; int8 is applied when loading.

@@ -11,13 +11,13 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 from .batching import BatchingConfig
-from .catalog import Catalog, PythiaModel
+from ..core.catalog import Catalog, PythiaModel
 from .devices import DeviceConfig, available_memory
-from .errors import ModelTooLarge
+from ..core.errors import ModelTooLarge
 from .loaded_model import LoadedModel, load_ct2_model
 from .model_cache import ModelCache
-from .progress import Progress, ProgressCallback, report
-from .store import ModelStore
+from ..core.progress import Progress, ProgressCallback, report
+from ..store.disk import ModelStore
 
 MEMORY_HEADROOM = 0.85  # leave room for the app, the tokenizer and the OS
 

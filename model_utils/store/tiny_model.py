@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import CONTEXT_LENGTH, EOS_TOKEN
+from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN
 
 CORPUS = Path(__file__).parent / "data" / "tiny_corpus.txt"
 SPECIAL_TOKENS = (EOS_TOKEN, "<|padding|>")  # ids 0 and 1, as in GPT-NeoX-20B's tokenizer

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator
 
-from .errors import ModelTooLarge, ServerBusy
+from ..core.errors import ModelTooLarge, ServerBusy
 from .loaded_model import LoadedModel
 
 

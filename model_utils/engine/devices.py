@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import InvalidParameter
+from ..core.errors import InvalidParameter
 
 DEVICES = ("auto", "cpu", "cuda")
 # Preference order per device when compute_type is "default".

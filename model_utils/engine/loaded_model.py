@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .batching import BatchingConfig, BatchScheduler
-from .catalog import EOS_TOKEN, PythiaModel
+from ..core.catalog import EOS_TOKEN, PythiaModel
 from .devices import DeviceConfig
-from .errors import ModelUnavailable
+from ..core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The Gradio page and API endpoints; talks only to the service layer."""
