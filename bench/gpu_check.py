@@ -38,6 +38,7 @@ def stage(name):
 def main(out: Path) -> None:
     import ctranslate2
 
+    from model_utils.store.local_dirs import describe_local_dir
     from model_utils.core.catalog import Catalog
     from model_utils.store.converter import convert_checkpoint
     from model_utils.engine.devices import available_memory, resolve_device, supported_compute_types
@@ -70,7 +71,7 @@ def main(out: Path) -> None:
     @stage("int8_float16_generation")
     def _():
         catalog = Catalog()
-        catalog.register_local(state["ct2"], "gpu-check")
+        catalog.add(describe_local_dir(state["ct2"], name="gpu-check"))
         engine = Engine(state["cfg"], catalog=catalog, store=ModelStore(work / "store"))
         state["engine"] = engine
         params = SamplingParams(greedy=True, max_new_tokens=256, repetition_penalty=1.0)

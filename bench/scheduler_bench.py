@@ -26,13 +26,14 @@ def main() -> None:
 
     from model_utils.engine.batching import BatchingConfig
     from model_utils.core.catalog import Catalog
+    from model_utils.store.local_dirs import describe_local_dir
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.generation import generate
     from model_utils.engine.loaded_model import load_ct2_model
     from model_utils.core.sampling import SamplingParams
 
     d = bench_model_dir()
-    info = Catalog().register_local(d, "bench")
+    info = Catalog().add(describe_local_dir(d, name="bench"))
     params = SamplingParams(greedy=True, max_new_tokens=NEW_TOKENS, repetition_penalty=1.0)
     prompts = [f"the model reads document {i} about rivers and mountains" for i in range(16)]
     rows = []

@@ -74,9 +74,10 @@ def engine_stream(model_dir: Path, prompt: str, threads: int) -> dict:
     from model_utils.engine.generation import generate
     from model_utils.core.sampling import SamplingParams
     from model_utils.store.disk import ModelStore
+    from model_utils.store.local_dirs import describe_local_dir
 
     catalog = Catalog()
-    catalog.register_local(model_dir, "bench")
+    catalog.add(describe_local_dir(model_dir, name="bench"))
     engine = Engine(resolve_device("cpu", "int8", threads), catalog=catalog, store=ModelStore(model_dir.parent))
     params = SamplingParams(greedy=True, max_new_tokens=NEW_TOKENS, repetition_penalty=1.0)
     try:
@@ -222,9 +223,10 @@ def expected_replies(model_dir: Path, prompts: list[str]) -> list[str]:
     from model_utils.engine.generation import generate
     from model_utils.core.sampling import SamplingParams
     from model_utils.store.disk import ModelStore
+    from model_utils.store.local_dirs import describe_local_dir
 
     catalog = Catalog()
-    catalog.register_local(model_dir, "bench")
+    catalog.add(describe_local_dir(model_dir, name="bench"))
     engine = Engine(resolve_device("cpu", "int8"), catalog=catalog, store=ModelStore(model_dir.parent),
                     batching=BatchingConfig(max_batch_size=1))
     params = SamplingParams(greedy=True, max_new_tokens=NEW_TOKENS, repetition_penalty=1.0)

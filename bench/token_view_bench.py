@@ -21,6 +21,7 @@ from bench_model import bench_model_dir  # noqa: E402
 
 def main() -> None:
     from model_utils.core.catalog import Catalog
+    from model_utils.store.local_dirs import describe_local_dir
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.generation import generate
     from model_utils.engine.loaded_model import load_ct2_model
@@ -28,7 +29,7 @@ def main() -> None:
     from model_utils.engine.scoring import token_probabilities
 
     d = bench_model_dir()
-    model = load_ct2_model(d, Catalog().register_local(d, "bench"), "main", resolve_device("cpu", "int8"))
+    model = load_ct2_model(d, Catalog().add(describe_local_dir(d, name="bench")), "main", resolve_device("cpu", "int8"))
     params = SamplingParams(greedy=True, max_new_tokens=128, repetition_penalty=1.0)
     prompt = "the model reads a long document about rivers mountains cities and the history of science"
     rows = {"view off": [], "view on": []}

@@ -15,6 +15,7 @@ from hub_server import HubServer
 
 import numpy as np
 
+from model_utils.store.local_dirs import describe_local_dir
 from model_utils.core.catalog import Catalog
 from model_utils.store.converter import convert_checkpoint
 from model_utils.engine.devices import resolve_device
@@ -47,7 +48,7 @@ def cpu_device():
 def tiny_model(tiny_ct2_dir, cpu_device):
     """The tiny model loaded in float32 on CPU; torn down explicitly at the end."""
     catalog = Catalog()
-    info = catalog.register_local(tiny_ct2_dir, "tiny-pythia", random_weights=True)
+    info = catalog.add(describe_local_dir(tiny_ct2_dir, name="tiny-pythia", random_weights=True))
     model = load_ct2_model(tiny_ct2_dir, info, "main", cpu_device)
     yield model
     model.close()
@@ -58,7 +59,7 @@ def tiny_model(tiny_ct2_dir, cpu_device):
 def engine(tiny_hf_dir, tmp_path, cpu_device):
     """An Engine whose catalog also serves the tiny HF checkpoint (converted on first use)."""
     catalog = Catalog()
-    catalog.register_local(tiny_hf_dir, "tiny-pythia", random_weights=True)
+    catalog.add(describe_local_dir(tiny_hf_dir, name="tiny-pythia", random_weights=True))
     eng = Engine(cpu_device, catalog=catalog, store=ModelStore(tmp_path / "store"),
                  memory_budget_bytes=4 * 2**30)
     yield eng

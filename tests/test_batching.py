@@ -6,6 +6,7 @@ import time
 import pytest
 
 from concurrency import run_concurrently
+from model_utils.store.local_dirs import describe_local_dir
 from model_utils.engine.batching import BatchingConfig
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import ServerBusy
@@ -20,7 +21,7 @@ GREEDY = SamplingParams(greedy=True, max_new_tokens=40, repetition_penalty=1.0)
 
 @pytest.fixture
 def make_model(tiny_ct2_dir, cpu_device):
-    info = Catalog().register_local(tiny_ct2_dir, "tiny-pythia")
+    info = Catalog().add(describe_local_dir(tiny_ct2_dir, name="tiny-pythia"))
     made = []
 
     def make(**config):

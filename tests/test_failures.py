@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from model_utils.store import disk as store_module
+from model_utils.store.local_dirs import describe_local_dir
+from model_utils.store import install as store_module
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import ModelUnavailable
 from model_utils.engine.generation import generate, stream
@@ -74,7 +75,7 @@ def test_model_that_fails_to_load_then_retry(engine, tmp_path):
     with engine.open("tiny-pythia") as model:
         shutil.copytree(model.path, broken)
     good = (broken / "model.bin").read_bytes()
-    engine.catalog.register_local(broken, "broken")
+    engine.catalog.add(describe_local_dir(broken, name="broken"))
     (broken / "model.bin").write_bytes(good[: len(good) // 3])  # the weights get truncated
     with pytest.raises(ModelUnavailable) as info:
         with engine.open("broken"):

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from concurrency import run_concurrently
+from model_utils.store.local_dirs import describe_local_dir
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import ModelTooLarge, ModelUnavailable, ServerBusy
 from model_utils.engine.loaded_model import load_ct2_model
@@ -13,7 +14,7 @@ from model_utils.engine.model_cache import ModelCache
 
 @pytest.fixture
 def loader(tiny_ct2_dir, cpu_device):
-    info = Catalog().register_local(tiny_ct2_dir, "tiny-pythia")
+    info = Catalog().add(describe_local_dir(tiny_ct2_dir, name="tiny-pythia"))
     made = []
 
     def load():

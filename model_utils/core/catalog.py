@@ -55,6 +55,10 @@ class PythiaModel:
     ct2_repo_id: str | None = None  # pre-converted CT2 repo (revision main only)
     local_path: Path | None = None  # operator-supplied HF or CT2 directory
     random_weights: bool = False  # the offline demo model: say so in the UI
+    # Revisions this model has, oldest first. None: the Pythia suite's 154 (Hub models) or
+    # only "main" (a local directory). The one place that rule lives.
+    own_revisions: tuple[str, ...] | None = None
+    description: str = ""  # a sentence for the status line (e.g. what a demo model was trained on)
 
     @property
     def num_parameters(self) -> int:
@@ -64,9 +68,16 @@ class PythiaModel:
         return 2 * self.vocab_size * d + self.num_layers * per_layer + 2 * d
 
     @property
+    def revisions(self) -> tuple[str, ...]:
+        """The revisions a visitor may ask for, ``main`` first."""
+        if self.own_revisions is not None:
+            return self.own_revisions
+        return REVISIONS if self.local_path is None else ("main",)
+
+    @property
     def has_checkpoints(self) -> bool:
-        """Hub models have the 154 training checkpoints; local models only one."""
-        return self.local_path is None
+        """Whether there is more than one revision to choose from."""
+        return len(self.revisions) > 1
 
     def kv_cache_bytes(self, compute_type: str, context: int = CONTEXT_LENGTH) -> int:
         """Keys and values of one full-context row, with allocator slack."""
@@ -138,6 +149,19 @@ def validate_revision(revision: object) -> str:
     )
 
 
+def resolve_revision(model: PythiaModel, revision: object) -> str:
+    """The canonical revision of ``model`` that ``revision`` names (None means 'main')."""
+    revision = "main" if revision is None else revision
+    if model.own_revisions is None and model.local_path is None:
+        return canonical_revision(revision)
+    if isinstance(revision, str) and revision in model.revisions:
+        return revision
+    if model.revisions == ("main",):
+        raise InvalidRevision(f"{model.name} is a local model with a single revision: use 'main'.")
+    raise InvalidRevision(f"Revision {repr(revision)[:60]} is not a checkpoint of {model.name}. "
+                          f"Use one of: {', '.join(model.revisions)}.")
+
+
 def canonical_revision(revision: str) -> str:
     """Map ``step143000`` and ``main`` to one cache key (they are the same weights)."""
     revision = validate_revision(revision)
@@ -173,21 +197,12 @@ class Catalog:
             return model
 
     def resolve(self, name: object, revision: object = None) -> tuple[PythiaModel, str]:
-        """Validate a (model, revision) request; no revision means 'main'; local models only have 'main'."""
+        """Validate a (model, revision) request; no revision means 'main'."""
         model = self.get(name)
-        revision = canonical_revision("main" if revision is None else revision)
-        if not model.has_checkpoints:
-            if revision != "main":
-                raise InvalidRevision(f"{model.name} is a local model with a single revision: use 'main'.")
-            return model, "main"
-        return model, revision
+        return model, resolve_revision(model, revision)
 
-    def register_local(self, path: str | Path, name: str | None = None, *,
-                       random_weights: bool = False) -> PythiaModel:
-        """Register an HF GPT-NeoX checkpoint or a CT2 model directory as a model."""
-        from ..store.local_dirs import describe_local_dir  # reads config.json only
-
-        model = describe_local_dir(Path(path), name=name, random_weights=random_weights)
+    def add(self, model: PythiaModel) -> PythiaModel:
+        """Serve ``model`` too (operator-supplied: local directories, the demo model)."""
         with self._lock:
             self._models[model.name] = model
         return model

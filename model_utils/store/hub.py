@@ -1,0 +1,92 @@
+"""Hub I/O through huggingface_hub: which files to fetch, the downloads, and readable failures.
+
+huggingface_hub's own cache (``HF_HOME``) holds the downloads; ``HF_ENDPOINT``, ``HF_TOKEN``
+and ``HF_HUB_OFFLINE`` work as huggingface_hub users expect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.catalog import PythiaModel
+from ..core.errors import ModelUnavailable
+from ..core.progress import Progress, ProgressCallback, report
+from .converter import TOKENIZER_FILES
+from .hub_progress import progress_tqdm
+
+CT2_REPO_FILES = ["config.json", "model.bin", "vocabulary*", "tokenizer.json", "tokenizer_config.json",
+                  "special_tokens_map.json"]
+HF_META_FILES = ["config.json", *TOKENIZER_FILES]
+
+
+def hub_error(model: PythiaModel, revision: str, exc: Exception) -> ModelUnavailable:
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    if isinstance(exc, RevisionNotFoundError):
+        return ModelUnavailable(f"{model.name} has no checkpoint {revision} on the Hub.")
+    if isinstance(exc, RepositoryNotFoundError):
+        return ModelUnavailable(f"{model.name} was not found on the Hub.")
+    if isinstance(exc, LocalEntryNotFoundError):
+        return ModelUnavailable(
+            f"{model.name} ({revision}) is not in the local cache and the Hugging Face Hub cannot be reached. "
+            "Connect to the internet, or run offline with `python app.py --demo` or `--model-dir PATH`.")
+    if isinstance(exc, EntryNotFoundError):
+        return ModelUnavailable(f"{model.name} ({revision}) on the Hub is missing a file this app needs.")
+    return ModelUnavailable(f"Downloading {model.name} ({revision}) failed: {type(exc).__name__}. Try again.")
+
+
+
+def cached_snapshot(repo_id: str, revision: str, patterns: list[str]) -> Path | None:
+    """The snapshot of ``repo_id`` already in huggingface_hub's cache, or None (never touches the network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
+                                      local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return path if (path / "model.bin").is_file() or (path / "config.json").is_file() else None
+
+
+def download(model: PythiaModel, repo_id: str, revision: str, patterns: list[str],
+             progress: ProgressCallback | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    report(progress, Progress("downloading", 0, None, "bytes"))
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
+                                      tqdm_class=progress_tqdm(progress)))
+    except Exception as exc:  # every hub failure becomes one readable message
+        raise hub_error(model, revision, exc) from exc
+
+
+def download_checkpoint(model: PythiaModel, revision: str, progress: ProgressCallback | None) -> Path:
+    """Download config, tokenizer and weights; safetensors when the branch has them."""
+    from huggingface_hub import HfApi
+
+    try:
+        files = HfApi().list_repo_files(model.repo_id, revision=revision)
+    except Exception:
+        files = None  # offline: fall back to whatever snapshot is cached
+    if files is not None and not any(f.endswith(".safetensors") for f in files):
+        weights = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]  # older branches
+    else:
+        weights = ["model*.safetensors", "model.safetensors.index.json"]
+    return download(model, model.repo_id, revision, HF_META_FILES + weights, progress)
+
+
+def drop_source(model: PythiaModel, revision: str) -> None:
+    """Delete the downloaded checkpoint once converted (keep_source=False)."""
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        info = scan_cache_dir()
+    except Exception:
+        return
+    for repo in info.repos:
+        if repo.repo_id == model.repo_id:
+            hashes = [r.commit_hash for r in repo.revisions if revision in r.refs]
+            if hashes:
+                info.delete_revisions(*hashes).execute()
