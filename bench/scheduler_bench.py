@@ -56,7 +56,7 @@ def main() -> None:
                 t.join()
             wall = time.perf_counter() - start - 0.2  # minus the quiet period the batch waited for
             rows.append({"what": f"scheduler, {n} concurrent", "tok_s": round(n * NEW_TOKENS / wall, 1),
-                         "batches": model.scheduler.batch_sizes[-1:]})
+                         "batch_sizes": dict(model.scheduler.stats.sizes)})
             print(json.dumps(rows[-1]), flush=True)
     finally:
         model.close()

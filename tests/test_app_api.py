@@ -7,6 +7,7 @@ import time
 import pytest
 from gradio_client import Client
 
+from concurrency import run_concurrently
 from live_app import running_app
 from model_utils.settings import Settings
 
@@ -53,11 +54,12 @@ def test_chat_honours_history(client, live):
     # the same request computed directly from the transcript, through the engine
     from model_utils.engine.generation import generate
     from model_utils.engine.prompts import CHAT_STOP_STRINGS, prepare_chat
+    from model_utils.service.requests import normalize_history
     from model_utils.core.sampling import SamplingParams
 
     params = SamplingParams(top_k=1, max_new_tokens=30, repetition_penalty=1.0, temperature=0.05)
     with engine.open(DEMO) as model:
-        expected = generate(model, prepare_chat(model.tokenizer, history, "Who are you?", 30), params,
+        expected = generate(model, prepare_chat(model.tokenizer, normalize_history(history), "Who are you?", 30), params,
                             stop=CHAT_STOP_STRINGS).text.lstrip()
         expected_without = generate(model, prepare_chat(model.tokenizer, [], "Who are you?", 30), params,
                                     stop=CHAT_STOP_STRINGS).text.lstrip()
@@ -106,28 +108,14 @@ def test_concurrent_users_are_batched_and_correct(live):
     solo = Client(url, verbose=False)
     expected = [solo.predict(prompt=p, **args) for p in prompts]
     with engine.open(DEMO) as model:
-        before = len(model.scheduler.batch_sizes)
-    results, errors = {}, []
-    barrier = threading.Barrier(len(prompts))
-
-    def user(i):
-        try:
-            c = Client(url, verbose=False)  # one client per simulated user
-            barrier.wait()
-            results[i] = c.predict(prompt=prompts[i], **args)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert [results[i] for i in range(len(prompts))] == expected
+        before = model.scheduler.stats.sizes.copy()
+    clients = [Client(url, verbose=False) for _ in prompts]  # one client per simulated user...
+    # ...all released at once
+    results = run_concurrently(lambda i: clients[i].predict(prompt=prompts[i], **args), range(len(prompts)))
+    assert results == expected
     with engine.open(DEMO) as model:
-        batches = model.scheduler.batch_sizes[before:]
-    assert max(batches) > 1, f"requests were not batched: {batches}"
+        batches = model.scheduler.stats.sizes - before
+    assert set(batches) - {1}, f"requests were not batched: {dict(batches)}"
 
 
 def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub):

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from concurrency import run_concurrently
+from ct2_hooks import hooked_steps
 from model_utils.store.local_dirs import describe_local_dir
 from model_utils.engine.batching import BatchingConfig
 from model_utils.core.catalog import Catalog
@@ -40,9 +41,9 @@ def test_batched_greedy_equals_one_at_a_time(make_model):
     batched = make_model(max_batch_size=8, window_s=0.2)
     got = run_concurrently(lambda p: "".join(c.text for c in stream(batched, p, GREEDY)), PROMPTS)
     assert got == expected
-    assert max(batched.scheduler.batch_sizes) > 1, "requests should really share batches"
-    assert sum(batched.scheduler.batch_sizes) == len(PROMPTS)
-    assert alone.scheduler.batch_sizes == [1] * len(PROMPTS)
+    assert batched.scheduler.stats.sizes.keys() - {1}, "requests should really share batches"
+    assert batched.scheduler.stats.rows == len(PROMPTS)
+    assert alone.scheduler.stats.sizes == {1: len(PROMPTS)}
 
 
 def test_each_row_keeps_its_own_length(make_model):
@@ -53,7 +54,7 @@ def test_each_row_keeps_its_own_length(make_model):
     expected = [generate(solo, "Once upon a time", p).num_tokens for p in params]
     got = run_concurrently(lambda p: generate(model, "Once upon a time", p).num_tokens, params)
     assert got == expected
-    assert model.scheduler.batch_sizes == [4]
+    assert model.scheduler.stats.sizes == {4: 1}
 
 
 def test_cancelled_request_leaves_its_batch_without_disturbing_the_others(make_model):
@@ -65,26 +66,29 @@ def test_cancelled_request_leaves_its_batch_without_disturbing_the_others(make_m
     cancel = threading.Event()
     after_cancel = []
 
-    def on_step(step):
-        if cancel.is_set():
+    long_row = model.tokens(model.tokenizer.encode(prompts[3], add_special_tokens=False).ids)
+
+    def on_step(step, prompt):
+        if cancel.is_set() and list(prompt) == long_row:
             after_cancel.append(step)
         time.sleep(0.002)  # pace decoding so the cancel lands mid-batch
 
     def run(i):
         if i == 3:
             chunks = []
-            for chunk in stream(model, prompts[3], params, cancel=cancel, on_step=on_step):
+            for chunk in stream(model, prompts[3], params, cancel=cancel):
                 chunks.append(chunk)
                 if len(chunks) == 3:
                     cancel.set()
             return chunks[-1].finish_reason
         return generate(model, prompts[i], params).text
 
-    results = run_concurrently(run, [0, 1, 2, 3])
+    with hooked_steps(model, on_step):
+        results = run_concurrently(run, [0, 1, 2, 3])
     assert results[:3] == expected
     assert results[3] == "cancelled"
     assert len(after_cancel) <= 1
-    assert model.scheduler.batch_sizes == [4]
+    assert model.scheduler.stats.sizes == {4: 1}
 
 
 def test_incompatible_settings_get_separate_batches(make_model):
@@ -92,37 +96,44 @@ def test_incompatible_settings_get_separate_batches(make_model):
     params = [SamplingParams(greedy=True, max_new_tokens=10), SamplingParams(temperature=1.0, max_new_tokens=10),
               SamplingParams(greedy=True, max_new_tokens=20)]
     run_concurrently(lambda p: generate(model, "Hello", p), params)
-    assert sorted(model.scheduler.batch_sizes) == [1, 2]
+    assert model.scheduler.stats.sizes == {1: 1, 2: 1}
 
 
 def test_queue_limit_gives_busy(make_model):
     model = make_model(max_batch_size=1, max_waiting=1)
     slow = threading.Event()
     params = SamplingParams(greedy=True, max_new_tokens=50, repetition_penalty=1.0)
-    first = stream(model, "Once", params, on_step=lambda s: slow.wait(0.02))
-    next(first)  # running
-    second = model.scheduler.steps(model.tokens([1, 2]), params)  # waiting
-    with pytest.raises(ServerBusy):
-        model.scheduler.steps(model.tokens([1, 2]), params)
-    second.close()  # closing before it starts: it never runs
-    first.close()
+    with hooked_steps(model, lambda step, prompt: slow.wait(0.02)):  # paces decoding
+        first = stream(model, "Once", params)
+        next(first)  # running
+        second = model.scheduler.steps(model.tokens([1, 2]), params)  # waiting
+        with pytest.raises(ServerBusy):
+            model.scheduler.steps(model.tokens([1, 2]), params)
+        second.close()  # closing before it starts: it never runs
+        first.close()
     assert model.scheduler.waiting == 0
-    assert model.scheduler.batch_sizes == [1]
+    assert model.scheduler.stats.sizes == {1: 1}
 
 
 def test_waiting_request_that_is_closed_never_starts(make_model):
     model = make_model(max_batch_size=1)
-    gate = threading.Event()
+    gate, decoding = threading.Event(), threading.Event()
+
+    def hold(step, prompt):  # the running request holds CT2 until the gate opens
+        decoding.set()
+        gate.wait(5)
+
     params = SamplingParams(greedy=True, max_new_tokens=30, repetition_penalty=1.0)
-    running = stream(model, "Once", params, on_step=lambda s: gate.wait(5))
-    started = threading.Thread(target=lambda: next(running))
-    started.start()
-    time.sleep(0.1)
-    waiting = model.scheduler.steps(model.tokens([5, 6]), params)
-    assert model.scheduler.waiting == 1
-    waiting.close()
-    assert model.scheduler.waiting == 0
-    gate.set()
-    started.join()
-    running.close()
-    assert model.scheduler.batch_sizes == [1]
+    with hooked_steps(model, hold):
+        running = stream(model, "Once", params)
+        started = threading.Thread(target=lambda: next(running))
+        started.start()
+        assert decoding.wait(10), "the first request never started"
+        waiting = model.scheduler.steps(model.tokens([5, 6]), params)
+        assert model.scheduler.waiting == 1
+        waiting.close()
+        assert model.scheduler.waiting == 0
+        gate.set()
+        started.join()
+        running.close()
+    assert model.scheduler.stats.sizes == {1: 1}

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from ct2_hooks import hooked_steps
 from model_utils.store.local_dirs import describe_local_dir
 from model_utils.store import install as store_module
 from model_utils.core.catalog import Catalog
@@ -57,13 +58,13 @@ def test_exception_inside_conversion_then_retry(engine, monkeypatch):
 
 
 def test_ct2_raising_mid_stream_then_next_request(engine):
-    def explode(step):
+    def explode(step, prompt):
         if step.step == 3:
             raise RuntimeError("simulated CT2 failure")
 
     with engine.open("tiny-pythia") as model:
-        with pytest.raises(RuntimeError, match="simulated"):
-            for _ in stream(model, "Once upon a time", SamplingParams(max_new_tokens=50), on_step=explode):
+        with hooked_steps(model, explode), pytest.raises(RuntimeError, match="simulated"):
+            for _ in stream(model, "Once upon a time", SamplingParams(max_new_tokens=50)):
                 pass
         assert generate(model, "Once upon a time", GREEDY).num_tokens > 0
     assert engine.cache.loaded()  # still loaded, not pinned: the next visitor can use or evict it

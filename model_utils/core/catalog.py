@@ -124,15 +124,6 @@ SIZES: tuple[str, ...] = tuple(m.name.removeprefix("pythia-") for m in _HUB_MODE
 DEFAULT_MODEL = "pythia-160m"
 
 
-def format_parameters(n: int) -> str:
-    """162322944 -> '162M', 1414647808 -> '1.4B', 98304 -> '98K'."""
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.1f}{unit}" if value < 10 and unit == "B" else f"{value:.0f}{unit}"
-    return str(n)
-
-
 def validate_revision(revision: object) -> str:
     """Return ``revision`` if it names a Pythia checkpoint, else raise InvalidRevision."""
     if isinstance(revision, str) and revision == "main":
@@ -152,12 +143,13 @@ def validate_revision(revision: object) -> str:
 def resolve_revision(model: PythiaModel, revision: object) -> str:
     """The canonical revision of ``model`` that ``revision`` names (None means 'main')."""
     revision = "main" if revision is None else revision
-    if model.own_revisions is None and model.local_path is None:
-        return canonical_revision(revision)
+    if model.own_revisions is None:
+        revision = canonical_revision(revision)  # a Pythia revision name, or a readable error
+        if model.local_path is not None and revision != "main":
+            raise InvalidRevision(f"{model.name} is a local model with a single revision: use 'main'.")
+        return revision
     if isinstance(revision, str) and revision in model.revisions:
         return revision
-    if model.revisions == ("main",):
-        raise InvalidRevision(f"{model.name} is a local model with a single revision: use 'main'.")
     raise InvalidRevision(f"Revision {repr(revision)[:60]} is not a checkpoint of {model.name}. "
                           f"Use one of: {', '.join(model.revisions)}.")
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from ..core.errors import ServerBusy
 from ..core.sampling import SamplingParams
@@ -37,6 +37,21 @@ class BatchingConfig:
     quiet_s: float = 0.01  # ...and starts as soon as no request arrived for this long (a lone visitor waits 10 ms)
     workers: int = 1  # batches decoding at once (CT2 inter_threads)
     max_waiting: int = 64  # requests queued in the scheduler before new ones are told "busy"
+
+
+@dataclass
+class BatchStats:
+    """Counters of what a scheduler ran: O(1) memory however long the server lives."""
+
+    batches: int = 0
+    rows: int = 0  # requests started, all batches together
+    tokens: int = 0  # tokens handed to requests
+    sizes: Counter = field(default_factory=Counter)  # batch size -> how many batches had it (<= max_batch_size keys)
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.rows += size
+        self.sizes[size] += 1
 
 
 class RequestStream:
@@ -76,7 +91,6 @@ class _Request:
     tokens: list[str]
     params: SamplingParams
     cancel: threading.Event | None
-    on_step: Callable[[Any], None] | None
     steps: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     closed: threading.Event = field(default_factory=threading.Event)  # the consumer stopped listening
     finished: threading.Event = field(default_factory=threading.Event)  # CT2 will not decode this row again
@@ -104,18 +118,17 @@ class BatchScheduler:
         self._cond = threading.Condition()
         self._closing = False
         self._last_arrival = 0.0
-        self.batch_sizes: list[int] = []  # size of every batch run (tests and benchmarks read it)
-        self.tokens_decoded = 0  # tokens handed to requests, all batches together
+        self.stats = BatchStats()
         self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
                          for i in range(config.workers)]
         for worker in self._workers:
             worker.start()
 
     # -- consumer side -------------------------------------------------------------------
-    def steps(self, tokens: Sequence[str], params: SamplingParams, *, cancel: threading.Event | None = None,
-              on_step: Callable[[Any], None] | None = None) -> "RequestStream":
+    def steps(self, tokens: Sequence[str], params: SamplingParams, *,
+              cancel: threading.Event | None = None) -> "RequestStream":
         """Yield CT2 step results for one prompt; closing the iterator ends its row at the next step."""
-        request = _Request(list(tokens), params, cancel, on_step)
+        request = _Request(list(tokens), params, cancel)
         with self._cond:
             if self._closing:
                 raise ServerBusy("The model is being unloaded; try again.")
@@ -186,7 +199,7 @@ class BatchScheduler:
                 self._run(batch)
 
     def _run(self, batch: list[_Request]) -> None:
-        self.batch_sizes.append(len(batch))
+        self.stats.record(len(batch))
 
         def callback(step) -> bool:
             request = batch[step.batch_id]
@@ -195,10 +208,8 @@ class BatchScheduler:
             if not request.wants_more():
                 request.finished.set()
                 return True
-            if request.on_step is not None:
-                request.on_step(step)
             request.produced += 1
-            self.tokens_decoded += 1
+            self.stats.tokens += 1
             request.steps.put(step)
             if not request.wants_more() or step.token_id == self._end_token:
                 request.finished.set()

@@ -34,12 +34,7 @@ class ModelStatus:
     loaded: bool
     fits: bool
     random_weights: bool = False
-
-    @property
-    def note(self) -> str:
-        if not self.fits:
-            return (f"needs ~{self.estimated_bytes / 2**30:.1f} GiB: more than this machine can give it")
-        return "loaded" if self.loaded else ("on disk" if self.cached else "downloads on first use")
+    local: bool = False  # an operator's directory (converted, never downloaded)
 
 
 class Engine:
@@ -82,23 +77,28 @@ class Engine:
                 f"{self.device.device.upper()}, but this server can give models only "
                 f"{self.memory_budget_bytes / 2**30:.1f} GiB. Choose a smaller model.")
 
-    def status(self, name: str, revision: str | None = None) -> ModelStatus:
-        model, revision = self.catalog.resolve(name, revision)
+    def status(self, model: PythiaModel, revision: str = "main") -> ModelStatus:
         need = self.estimate(model)
         return ModelStatus(model.name, revision, model.num_parameters, need,
                            self.store.cached_path(model, revision) is not None,
                            self.cache.is_loaded(self._key(model, revision)),
-                           need <= self.memory_budget_bytes, model.random_weights)
+                           need <= self.memory_budget_bytes, model.random_weights, model.local_path is not None)
+
+    def is_cached(self, model: PythiaModel, revision: str) -> bool:
+        """Whether (model, revision) is converted on disk already (no download needed)."""
+        return self.store.cached_path(model, revision) is not None
 
     @contextmanager
-    def open(self, name: object, revision: object = None,
+    def open(self, model: PythiaModel | str, revision: str = "main",
              progress: ProgressCallback | None = None) -> Iterator[LoadedModel]:
         """Yield a loaded model, fetching/converting/loading it first if needed.
 
-        Validation happens before anything is downloaded; the model stays pinned
-        (never evicted) until the ``with`` block ends.
+        The service passes a catalog entry and a canonical revision, already validated; a name
+        (scripts, tests, benchmarks) is looked up here. The memory guard runs before anything is
+        downloaded; the model stays pinned (never evicted) until the ``with`` block ends.
         """
-        model, revision = self.catalog.resolve(name, revision)
+        if isinstance(model, str):
+            model, revision = self.catalog.resolve(model, revision)
         self.check_fits(model)
 
         def load() -> LoadedModel:

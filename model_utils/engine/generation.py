@@ -46,20 +46,8 @@ class GenerationResult:
     prompt: PreparedPrompt
 
 
-def ct2_steps(model: LoadedModel, prompt_ids: Sequence[int], params: SamplingParams,
-              cancel: threading.Event | None = None, on_step=None):
-    """Raw CT2 decoding steps through the model's batching scheduler.
-
-    Closing the iterator, or setting ``cancel``, ends this request's row at CT2's
-    next step. ``on_step`` (called from CT2's thread for each decoded token) lets
-    tests count how many steps really ran.
-    """
-    return model.scheduler.steps(model.tokens(prompt_ids), params, cancel=cancel, on_step=on_step)
-
-
 def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
-           stop: Sequence[str] = (), cancel: threading.Event | None = None,
-           on_step=None) -> Iterator[GenerationChunk]:
+           stop: Sequence[str] = (), cancel: threading.Event | None = None) -> Iterator[GenerationChunk]:
     """Generate text chunk by chunk.
 
     The last chunk has ``finish_reason``: ``stop`` (end of text or a stop string,
@@ -74,7 +62,7 @@ def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingPar
     count, first = 0, None
     # CT2 decodes ahead of a slow consumer; the scheduler checks ``cancel`` in CT2's own
     # callback, so a cancel stops decoding at the next step, not when the consumer catches up.
-    steps = ct2_steps(model, prompt.ids, params, cancel, on_step)
+    steps = model.scheduler.steps(model.tokens(prompt.ids), params, cancel=cancel)
     finish = "length"
     try:
         for step in steps:
@@ -107,16 +95,41 @@ def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingPar
     yield GenerationChunk(tail, None, None, count, time.perf_counter() - start, first, finish)
 
 
+class ReplyBuilder:
+    """Turns a stream of chunks into a reply: the text so far, the generated ids, the last chunk.
+
+    The one place that does this; every caller (generate, the service's streams, Compare) uses it.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: list[str] = []
+        self.token_ids: list[int] = []
+        self.last: GenerationChunk | None = None
+
+    def add(self, chunk: GenerationChunk) -> GenerationChunk:
+        self._pieces.append(chunk.text)
+        if chunk.token_id is not None:
+            self.token_ids.append(chunk.token_id)
+        self.last = chunk
+        return chunk
+
+    @property
+    def text(self) -> str:
+        return "".join(self._pieces)
+
+    @property
+    def finished(self) -> bool:
+        return self.last is not None and self.last.finish_reason is not None
+
+
 def generate(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
              stop: Sequence[str] = ()) -> GenerationResult:
     """The whole reply at once: a loop over :func:`stream`."""
     if isinstance(prompt, str):
         prompt = prepare_completion(model.tokenizer, prompt, params.max_new_tokens)
-    text, ids, last = [], [], None
+    reply = ReplyBuilder()
     for chunk in stream(model, prompt, params, stop=stop):
-        text.append(chunk.text)
-        if chunk.token_id is not None:
-            ids.append(chunk.token_id)
-        last = chunk
-    return GenerationResult("".join(text), tuple(ids), last.finish_reason, last.num_tokens,
+        reply.add(chunk)
+    last = reply.last
+    return GenerationResult(reply.text, tuple(reply.token_ids), last.finish_reason, last.num_tokens,
                             last.time_to_first_token, last.tokens_per_second, prompt)

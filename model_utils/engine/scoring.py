@@ -16,11 +16,8 @@ import numpy as np
 
 from ..core.catalog import CONTEXT_LENGTH
 from .loaded_model import LoadedModel
-from .prompts import check_text
-from ..core.errors import InvalidParameter
 
 WINDOW = CONTEXT_LENGTH - 1  # one position goes to the <|endoftext|> start token
-MAX_ALTERNATIVES = 10
 
 
 @dataclass(frozen=True)
@@ -77,12 +74,9 @@ def _piece(tokenizer, token_id: int) -> str:
     return tokenizer.decode([token_id], skip_special_tokens=False)
 
 
-def score_text(model: LoadedModel, text: object) -> TextScore:
-    """Per-token log-probabilities of ``text`` under ``model`` (CT2 ``score_batch``)."""
-    text = check_text(text, "text")
+def score_text(model: LoadedModel, text: str) -> TextScore:
+    """Per-token log-probabilities of a non-empty ``text`` under ``model`` (CT2 ``score_batch``)."""
     ids = model.tokenizer.encode(text, add_special_tokens=False).ids
-    if not ids:
-        raise InvalidParameter("The text to score is empty.")
     windows = [ids[i:i + WINDOW] for i in range(0, len(ids), WINDOW)]
     batch = [model.tokens([model.eos_id, *w]) for w in windows]
     # score_batch truncates at 1024 tokens unless told otherwise.
@@ -109,8 +103,6 @@ def token_probabilities(model: LoadedModel, prompt_ids: Sequence[int], generated
     """
     import ctranslate2
 
-    if not 0 < top <= MAX_ALTERNATIVES:
-        raise InvalidParameter(f"The number of alternatives must be from 1 to {MAX_ALTERNATIVES}.")
     if not generated_ids:
         return []
     ids = list(prompt_ids) + list(generated_ids)

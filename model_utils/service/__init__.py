@@ -1,1 +1,12 @@
-"""The one boundary: request models validated once, and the operations the UI and API call."""
+"""The one boundary: request models validated once, and the operations the UI and API call.
+
+The UI imports from here and from nothing below: these names are the service's vocabulary.
+"""
+
+from ..core.errors import PythiaError
+from ..core.sampling import Bounds, bounds
+from .requests import message_text
+from .research import CompareColumn, CurvePoint
+from .service import PythiaService, Reply
+
+__all__ = ["Bounds", "CompareColumn", "CurvePoint", "PythiaError", "PythiaService", "Reply", "bounds", "message_text"]

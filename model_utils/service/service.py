@@ -1,4 +1,9 @@
-"""What the endpoints do, independent of Gradio: validate, open the model, stream replies."""
+"""The one service object the UI, the API and MCP talk to.
+
+Each public method takes raw arguments, turns them into a request model (requests.py) -- the only
+validation on the way down -- and passes typed values to the engine. No Gradio here, and no wording
+for people beyond the errors the rules raise: the UI layer says things.
+"""
 
 from __future__ import annotations
 
@@ -7,113 +12,139 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..engine.engine import Engine
-from ..engine.generation import GenerationChunk, stream
+from ..core.catalog import Catalog, PythiaModel
 from ..core.progress import ProgressCallback
-from ..engine.prompts import CHAT_STOP_STRINGS, check_text, normalize_history, prepare_chat, prepare_completion
 from ..core.sampling import SamplingParams
-
+from ..engine.engine import Engine, ModelStatus
+from ..engine.generation import ReplyBuilder, stream
+from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
+from ..engine.scoring import TextScore, TokenScore, score_text, token_probabilities
+from . import research
+from .requests import (ChatRequest, CompareRequest, CompletionRequest, Request, ScoreAcrossRequest, ScoreRequest,
+                       TargetRequest)
 
 STREAM_INTERVAL_S = 0.05  # at most 20 updates a second per reply
 
 
 @dataclass(frozen=True)
 class Reply:
-    """The reply so far (text grows), and on the last one the finish reason and metrics."""
+    """The reply so far (text grows); the last one also has the finish reason and metrics."""
 
     text: str
-    notice: str | None = None
-    finish_reason: str | None = None
+    notice: str | None = None  # what was cut to fit the context, in words
+    finish_reason: str | None = None  # "stop", "length" or "cancelled" on the last reply
     num_tokens: int = 0
     time_to_first_token: float | None = None
     tokens_per_second: float = 0.0
     device: str = ""
     model: str = ""
-    prompt_ids: tuple[int, ...] = ()  # on the final reply: what was fed and generated, for token views
-    token_ids: tuple[int, ...] = ()
+    revision: str = ""
+    token_scores: tuple[TokenScore, ...] | None = None  # when asked for: each generated token's log-prob
 
-    def metrics(self) -> str:
-        """One short line for under the reply."""
-        ttft = f"{self.time_to_first_token * 1000:.0f} ms" if self.time_to_first_token is not None else "–"
-        return (f"{self.num_tokens} tokens · first token {ttft} · {self.tokens_per_second:.1f} tok/s · "
-                f"{self.device} · {self.model} · {self.finish_reason}")
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
 
 
 class PythiaService:
-    """The stateless operations behind /chat, /complete and /models."""
+    """Chat, completion, scoring and comparison over the engine, for every caller alike."""
 
-    def __init__(self, engine: Engine, default_model: str):
+    def __init__(self, engine: Engine, catalog: Catalog, default_model: str):
         self.engine = engine
+        self.catalog = catalog
         self.default_model = default_model
 
-    def _replies(self, model_name: Any, revision: Any, sampling: dict, prepare, stop, progress, cancel,
-                 strip_leading: bool) -> Iterator[Reply]:
-        params = SamplingParams.parse(**sampling)
-        # engine.open validates the model and revision before anything is downloaded or loaded
-        with self.engine.open(self._name(model_name), revision, progress) as model:
-            prompt = prepare(model.tokenizer, params.max_new_tokens)
-            pieces, last, ids, sent, sent_at = [], None, [], 0, 0.0
-            for chunk in stream(model, prompt, params, stop=stop, cancel=cancel):
-                pieces.append(chunk.text)
-                last = chunk
-                if chunk.token_id is not None:
-                    ids.append(chunk.token_id)
+    def _parse(self, request: type[Request], **raw: Any):
+        return request.parse(self.catalog, self.default_model, **raw)
+
+    # -- what the pickers and status line show ----------------------------------------------
+    @property
+    def device_label(self) -> str:
+        return self.engine.device.describe()
+
+    def model_names(self) -> list[str]:
+        return self.catalog.names()
+
+    def model(self, name: Any = None) -> PythiaModel:
+        """The catalog entry for ``name`` (default: the default model)."""
+        return self._parse(TargetRequest, model=name).model
+
+    def default_curve(self, name: Any = None) -> tuple[str, ...]:
+        """The checkpoints a learning curve of this model shows unless told otherwise."""
+        return research.default_curve(self.model(name).revisions)
+
+    def status(self, model: Any = None, revision: Any = None) -> ModelStatus:
+        request = self._parse(TargetRequest, model=model, revision=revision)
+        return self.engine.status(request.model, request.revision)
+
+    def statuses(self) -> list[tuple[PythiaModel, ModelStatus]]:
+        """Every servable model with its status at ``main``."""
+        return [(m, self.engine.status(m)) for m in self.catalog.models()]
+
+    # -- generation -------------------------------------------------------------------------
+    def chat(self, message: Any, history: Any = None, model: Any = None, revision: Any = None, *,
+             logprobs: Any = None, progress: ProgressCallback | None = None,
+             cancel: threading.Event | None = None, **sampling: Any) -> Iterator[Reply]:
+        """Stream the next Bot turn of a User:/Bot: transcript."""
+        r = self._parse(ChatRequest, message=message, history=history, model=model, revision=revision,
+                        sampling=sampling, logprobs=logprobs)
+        return self._replies(r.model, r.revision, r.sampling, r.logprobs, progress, cancel, strip_leading=True,
+                             stop=CHAT_STOP_STRINGS,
+                             prepare=lambda tok: prepare_chat(tok, r.history, r.message, r.sampling.max_new_tokens))
+
+    def complete(self, prompt: Any, model: Any = None, revision: Any = None, *, logprobs: Any = None,
+                 progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+                 **sampling: Any) -> Iterator[Reply]:
+        """Stream a plain continuation of ``prompt``; with ``logprobs`` = k, the last reply has token scores."""
+        r = self._parse(CompletionRequest, prompt=prompt, model=model, revision=revision, sampling=sampling,
+                        logprobs=logprobs)
+        return self._replies(r.model, r.revision, r.sampling, r.logprobs, progress, cancel, strip_leading=False,
+                             stop=(), prepare=lambda tok: prepare_completion(tok, r.prompt, r.sampling.max_new_tokens))
+
+    def _replies(self, model: PythiaModel, revision: str, params: SamplingParams, logprobs: int | None,
+                 progress, cancel, *, strip_leading: bool, stop, prepare) -> Iterator[Reply]:
+        with self.engine.open(model, revision, progress) as loaded:
+            prompt: PreparedPrompt = prepare(loaded.tokenizer)
+            reply, sent_at = ReplyBuilder(), None
+            for chunk in stream(loaded, prompt, params, stop=stop, cancel=cancel):
+                reply.add(chunk)
                 # Send the first text at once, then at most every STREAM_INTERVAL_S: each update
                 # re-sends the growing reply to the browser, and per-token updates for many
                 # visitors cost more CPU than the decoding itself on a 2-vCPU Space.
                 now = time.monotonic()
-                if chunk.finish_reason is None and chunk.text and (not sent or now - sent_at >= STREAM_INTERVAL_S):
-                    shown = _shown(pieces, strip_leading)
+                if chunk.finish_reason is None and chunk.text and (sent_at is None or now - sent_at >= STREAM_INTERVAL_S):
+                    shown = _shown(reply.text, strip_leading)
                     if shown:
-                        sent, sent_at = sent + 1, now
+                        sent_at = now
                         yield Reply(shown, prompt.notice)
-            yield _final(_shown(pieces, strip_leading), prompt.notice, last, model, prompt.ids, tuple(ids))
+            last = reply.last
+            scores = None
+            if logprobs:  # one forward pass after generation: decoding ran at full speed
+                scores = tuple(token_probabilities(loaded, prompt.ids, reply.token_ids, logprobs))
+            yield Reply(_shown(reply.text, strip_leading), prompt.notice, last.finish_reason, last.num_tokens,
+                        last.time_to_first_token, last.tokens_per_second, loaded.device.describe(),
+                        model.name, revision, scores)
 
-    def _name(self, model: Any) -> Any:
-        return self.default_model if model is None else model
+    # -- research -----------------------------------------------------------------------------
+    def score(self, text: Any, model: Any = None, revision: Any = None,
+              progress: ProgressCallback | None = None) -> TextScore:
+        """Per-token log-probs of ``text``, its perplexity and bits per byte."""
+        r = self._parse(ScoreRequest, text=text, model=model, revision=revision)
+        with self.engine.open(r.model, r.revision, progress) as loaded:
+            return score_text(loaded, r.text)
 
-    def chat(self, message: Any, history: Any = None, model: Any = None, revision: Any = None, *,
-             progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-             **sampling) -> Iterator[Reply]:
-        """Stream the next Bot turn of a User:/Bot: transcript."""
-        check_text(message, "message")
-        normalize_history(history)
-        return self._replies(model, revision, sampling,
-                             lambda tok, n: prepare_chat(tok, history, message, n),
-                             CHAT_STOP_STRINGS, progress, cancel, strip_leading=True)
+    def score_across(self, text: Any, model: Any = None, revisions: Any = None,
+                     progress: ProgressCallback | None = None) -> list[research.CurvePoint]:
+        """The text's perplexity at several checkpoints: one point per revision, failed ones say why."""
+        r = self._parse(ScoreAcrossRequest, text=text, model=model, revisions=revisions)
+        return research.score_across(self.engine, r, progress)
 
-    def complete(self, prompt: Any, model: Any = None, revision: Any = None, *,
-                 progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-                 **sampling) -> Iterator[Reply]:
-        """Stream a plain continuation of ``prompt``."""
-        check_text(prompt)
-        return self._replies(model, revision, sampling, lambda tok, n: prepare_completion(tok, prompt, n),
-                             (), progress, cancel, strip_leading=False)
-
-    def token_probabilities(self, model: Any, revision: Any, reply: Reply, top: int = 5):
-        """Probabilities and top alternatives of a finished reply's tokens (one forward pass)."""
-        from ..engine.scoring import token_probabilities
-
-        with self.engine.open(self._name(model), revision) as loaded:
-            return token_probabilities(loaded, reply.prompt_ids, reply.token_ids, top)
-
-    def models(self) -> list[dict]:
-        """Every servable model with its cached / loaded / fits-here status (revision main)."""
-        rows = []
-        for m in self.engine.catalog.models():
-            s = self.engine.status(m.name)
-            rows.append({"model": m.name, "parameters": m.num_parameters, "revisions": "local" if m.local_path
-                         else "main, step0 … step143000", "cached": s.cached, "loaded": s.loaded, "fits": s.fits,
-                         "estimated_gib": round(s.estimated_bytes / 2**30, 2), "random_weights": m.random_weights,
-                         "note": s.note})
-        return rows
+    def compare(self, prompt: Any, pairs: Any, *, cancel: threading.Event | None = None,
+                **sampling: Any) -> Iterator[list[research.CompareColumn]]:
+        """Stream one prompt through several (model, revision) pairs side by side."""
+        r = self._parse(CompareRequest, prompt=prompt, columns=pairs, sampling=sampling)
+        return research.compare(self.engine, r, cancel)
 
 
-def _shown(pieces: list[str], strip_leading: bool) -> str:
-    text = "".join(pieces)
+def _shown(text: str, strip_leading: bool) -> str:
     return text.lstrip() if strip_leading else text
-
-
-def _final(text: str, notice: str | None, chunk: GenerationChunk, model, prompt_ids, token_ids) -> Reply:
-    return Reply(text, notice, chunk.finish_reason, chunk.num_tokens, chunk.time_to_first_token,
-                 chunk.tokens_per_second, model.device.describe(), model.label, tuple(prompt_ids), token_ids)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
 import gradio as gr
 
-from ..core.errors import PythiaError
-from ..core.progress import Progress
+from ..service import PythiaError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,27 +44,43 @@ def guarded(make_items: Callable[[], Iterator[T]]) -> Iterator[T]:
         raise user_error(exc) from None
 
 
-def gradio_progress(progress: gr.Progress) -> Callable[[Progress], None]:
+def gradio_progress(progress: gr.Progress) -> Callable[[Any], None]:
     """Forward engine progress reports (download, conversion, load) to Gradio's progress bar."""
-    def callback(p: Progress) -> None:
+    def callback(p) -> None:
         progress(p.fraction, desc=f"{p.stage.capitalize()} the model")
     return callback
 
 
 class CancelRegistry:
-    """Per-session Stop flags: a Stop button reaches a running generation at its next token."""
+    """Per-session Stop flags: a Stop button reaches a running generation at its next token.
+
+    A flag exists only while its session's request runs, so the registry holds O(running requests)
+    entries however many visitors come and go.
+    """
 
     def __init__(self):
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def start(self, session: str) -> threading.Event:
+    @contextmanager
+    def running(self, session: str) -> Iterator[threading.Event]:
+        """The Stop flag of ``session`` for the duration of one request."""
+        event = threading.Event()
         with self._lock:
-            event = self._events[session] = threading.Event()
-            return event
+            self._events[session] = event
+        try:
+            yield event
+        finally:
+            with self._lock:
+                if self._events.get(session) is event:
+                    del self._events[session]
 
     def cancel(self, session: str) -> None:
         with self._lock:
             event = self._events.get(session)
         if event is not None:
             event.set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._events)
