@@ -11,6 +11,8 @@ from concurrency import run_concurrently
 from live_app import running_app
 from model_utils.settings import Settings
 
+pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
+
 DEMO = "demo-random-pythia"
 
 
@@ -131,7 +133,10 @@ def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub):
 
     slow = threading.Thread(target=slow_user)
     slow.start()
-    time.sleep(0.5)  # the slow download is under way
+    deadline = time.monotonic() + 30  # poll with a deadline until the slow download is under way
+    while not fresh_hub.state.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fresh_hub.state.requests, "the slow request never reached the Hub"
     fast = Client(url, verbose=False)
     fast.predict(prompt="Hello", model=DEMO, max_new_tokens=5, api_name="/complete")
     finished["fast"] = time.monotonic()

@@ -1,5 +1,6 @@
 """`python app.py` as a user runs it: starts, serves, stops cleanly on SIGTERM."""
 
+import pytest
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import httpx
 from gradio_client import Client
 
 from live_app import free_port
+
+pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,6 @@
 """Bounded load and soak tests against `python app.py` on loopback (tiny models)."""
 
+import pytest
 import random
 import threading
 import time
@@ -9,6 +10,8 @@ from gradio_client import Client
 from app_process import AppProcess
 
 from conftest import DEMO, SLOW
+
+pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 BUSY = "queue is full"
 
 

@@ -1,10 +1,13 @@
 """The README's gradio_client examples run as written against the live app (--demo)."""
 
+import pytest
 import re
 from pathlib import Path
 
 from live_app import running_app
 from model_utils.settings import Settings
+
+pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

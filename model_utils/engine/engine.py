@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .batching import BatchingConfig
 from ..core.catalog import Catalog, PythiaModel
@@ -41,8 +41,10 @@ class Engine:
     """Serve Pythia models in CT2 form on one device."""
 
     def __init__(self, device: DeviceConfig, *, catalog: Catalog | None = None, store: ModelStore | None = None,
-                 memory_budget_bytes: int | None = None, batching: BatchingConfig = BatchingConfig()):
+                 memory_budget_bytes: int | None = None, batching: BatchingConfig = BatchingConfig(),
+                 loader: Callable[..., LoadedModel] = load_ct2_model):
         self.device = device
+        self._loader = loader  # how a converted directory becomes a LoadedModel (CT2 by default)
         self.batching = batching
         self.catalog = catalog or Catalog()
         self.store = store or ModelStore()
@@ -104,7 +106,7 @@ class Engine:
         def load() -> LoadedModel:
             path = self.store.ensure(model, revision, progress)
             report(progress, Progress("loading", 0, None))  # CT2 gives no load progress: indeterminate
-            loaded = load_ct2_model(path, model, revision, self.device, self.batching_for(model))
+            loaded = self._loader(path, model, revision, self.device, self.batching_for(model))
             report(progress, Progress("loading", 1, 1))
             return loaded
 

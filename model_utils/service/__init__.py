@@ -5,8 +5,10 @@ The UI imports from here and from nothing below: these names are the service's v
 
 from ..core.errors import PythiaError
 from ..core.sampling import Bounds, bounds
+from ..engine.scoring import TextScore, TokenScore
 from .requests import message_text
 from .research import CompareColumn, CurvePoint
 from .service import PythiaService, Reply
 
-__all__ = ["Bounds", "CompareColumn", "CurvePoint", "PythiaError", "PythiaService", "Reply", "bounds", "message_text"]
+__all__ = ["Bounds", "CompareColumn", "CurvePoint", "PythiaError", "PythiaService", "Reply", "TextScore",
+           "TokenScore", "bounds", "message_text"]

@@ -7,7 +7,7 @@ import html
 import math
 from typing import Sequence
 
-from ..engine.scoring import TokenScore
+from ..service import TokenScore
 
 
 def _color(probability: float) -> str:

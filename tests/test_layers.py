@@ -1,0 +1,42 @@
+"""The layers stay apart: the UI reaches the models only through the service."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "model_utils"
+BELOW_THE_SERVICE = ("model_utils.engine", "model_utils.store", "model_utils.core", "ctranslate2", "tokenizers",
+                     "huggingface_hub")
+
+
+def imported_modules(path: Path):
+    """Absolute names of the modules a file imports (relative imports resolved)."""
+    package = "model_utils." + ".".join(path.relative_to(PACKAGE).parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rstrip(".").split(".")
+                base = base[:len(base) - node.level + 1]
+                yield ".".join(base + ([node.module] if node.module else []))
+            else:
+                yield node.module
+
+
+def test_ui_imports_only_the_service_and_ui_helpers():
+    files = sorted((PACKAGE / "ui").glob("*.py"))
+    assert len(files) >= 5
+    for path in files:
+        for name in imported_modules(path):
+            assert not name.startswith(BELOW_THE_SERVICE), f"{path.name} imports {name}"
+            if name.startswith("model_utils"):
+                assert name.startswith(("model_utils.service", "model_utils.ui")), f"{path.name} imports {name}"
+
+
+def test_no_layer_imports_one_above_it():
+    order = ["core", "store", "engine", "service", "ui"]
+    for rank, layer in enumerate(order):
+        for path in (PACKAGE / layer).glob("*.py"):
+            for name in imported_modules(path):
+                above = [f"model_utils.{upper}" for upper in order[rank + 1:]]
+                assert not name.startswith(tuple(above)), f"{layer}/{path.name} imports {name}"

@@ -1,0 +1,142 @@
+"""The service and the page's handlers, in-process over a scripted generator: milliseconds each."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+from tokenizers import Tokenizer
+
+from fake_generator import fake_loader
+from model_utils.core.catalog import Catalog
+from model_utils.core.errors import InvalidParameter, InvalidRevision, UnknownModel
+from model_utils.engine.batching import BatchingConfig
+from model_utils.engine.engine import Engine
+from model_utils.service import PythiaService
+from model_utils.store.disk import ModelStore
+from model_utils.store.local_dirs import describe_local_dir
+from model_utils.ui.handlers import Handlers
+
+WORDS = " The clock struck twelve and the village slept"
+
+
+@pytest.fixture
+def words(tiny_ct2_dir):
+    return Tokenizer.from_file(str(tiny_ct2_dir / "tokenizer.json")).encode(WORDS, add_special_tokens=False).ids
+
+
+def make_service(tiny_ct2_dir, tmp_path, cpu_device, script, gate=None, batching=BatchingConfig()):
+    catalog = Catalog()
+    catalog.add(describe_local_dir(tiny_ct2_dir, name="tiny"))
+    engine = Engine(cpu_device, catalog=catalog, store=ModelStore(tmp_path / "store"), memory_budget_bytes=2**30,
+                    batching=batching, loader=fake_loader(script, gate))
+    return PythiaService(engine, catalog, "tiny")
+
+
+@pytest.fixture
+def service(tiny_ct2_dir, tmp_path, cpu_device, words):
+    svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: words)
+    yield svc
+    svc.engine.close()
+
+
+def test_complete_streams_growing_text_and_ends_with_the_whole_reply(service, words):
+    replies = list(service.complete("Once", max_new_tokens=50))
+    assert replies[-1].text == WORDS and replies[-1].finish_reason == "stop"
+    assert replies[-1].num_tokens == len(words)
+    for a, b in zip(replies, replies[1:]):
+        assert b.text.startswith(a.text)
+    assert all(not r.done for r in replies[:-1])
+
+
+def test_token_limit_is_reported(service):
+    final = list(service.complete("Once", max_new_tokens=3))[-1]
+    assert final.finish_reason == "length" and final.num_tokens == 3
+
+
+def test_chat_stops_before_the_next_user_line(tiny_ct2_dir, tmp_path, cpu_device):
+    tok = Tokenizer.from_file(str(tiny_ct2_dir / "tokenizer.json"))
+    ids = tok.encode(" Fine, thanks.\nUser: and you?", add_special_tokens=False).ids
+    svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: ids)
+    try:
+        final = list(svc.chat("How are you?", [{"role": "user", "content": "Hi"},
+                                               {"role": "assistant", "content": "Hello"}]))[-1]
+    finally:
+        svc.engine.close()
+    assert final.text == "Fine, thanks." and final.finish_reason == "stop"
+
+
+def test_logprobs_come_with_the_last_reply_only(service):
+    replies = list(service.complete("Once", max_new_tokens=4, logprobs=3))
+    assert all(r.token_scores is None for r in replies[:-1])
+    assert len(replies[-1].token_scores) == 4 and len(replies[-1].token_scores[0].alternatives) == 3
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    (dict(prompt=None), InvalidParameter), (dict(prompt="x", model="gpt2"), UnknownModel),
+    (dict(prompt="x", revision="step1000"), InvalidRevision), (dict(prompt="x", top_k=3.5), InvalidParameter),
+    (dict(prompt="x", logprobs=11), InvalidParameter)])
+def test_bad_requests_are_refused_before_any_model_loads(service, kwargs, error):
+    with pytest.raises(error):
+        list(service.complete(**kwargs))
+    assert service.engine.cache.loads == 0
+
+
+def test_cancel_ends_the_reply_at_the_next_step(tiny_ct2_dir, tmp_path, cpu_device, words):
+    gate = threading.Semaphore(0)
+    svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: words * 20, gate=gate)
+    cancel = threading.Event()
+    try:
+        replies = svc.complete("Once", max_new_tokens=200, cancel=cancel)
+        gate.release(3)
+        first = next(replies)
+        cancel.set()
+        gate.release(1000)  # whatever CT2 would decode next: the row is already stopped
+        final = list(replies)[-1]
+    finally:
+        svc.engine.close()
+    assert first.text and final.finish_reason == "cancelled" and final.num_tokens <= 4
+
+
+def test_handlers_stream_then_show_metrics(service):
+    h = Handlers(service)
+    request = SimpleNamespace(session_hash="visitor")
+    _, history = h.add_user_message("Hello", [])
+    outputs = list(h.bot_reply(history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 64, False, False, request,
+                               progress=lambda *a, **k: None))
+    chat, metrics, heat, table = outputs[-1]
+    assert chat[-1] == {"role": "assistant", "content": WORDS.strip()}
+    assert "tokens" in metrics and "tiny" in metrics
+    assert len(h.cancels) == 0, "the Stop flag is dropped when the reply ends"
+
+
+def test_empty_message_is_refused_in_words():
+    with pytest.raises(gr.Error, match="Type a message first"):
+        Handlers.add_user_message("   ", [])
+
+
+def test_undo_and_retry():
+    history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert Handlers.retry(history) == history[:1]
+    assert Handlers.undo(history) == ([], "a")
+
+
+def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_device):
+    svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: [5, 6], batching=BatchingConfig(window_s=0))
+    h = Handlers(svc)
+    try:
+        for i in range(5000):
+            request = SimpleNamespace(session_hash=f"visitor-{i}")
+            for _ in h.completion("Hi", "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 2, False, False, request,
+                                  progress=lambda *a, **k: None):
+                pass
+            h.stop(request)  # a late Stop after the reply ended
+        with svc.engine.open(svc.model("tiny"), "main") as model:
+            stats = model.scheduler.stats
+    finally:
+        svc.engine.close()
+    assert len(h.cancels) == 0
+    assert stats.rows == 5000 and len(stats.sizes) <= BatchingConfig().max_batch_size
+    assert len(vars(stats)) == 4  # counters only: nothing grows with the number of requests
