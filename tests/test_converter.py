@@ -15,9 +15,12 @@ import transformers  # noqa: E402
 import ctranslate2  # noqa: E402
 
 PROMPT = "Once upon a time, in a quiet village 🙂 中文"
-# int8 weights on a random model: the top logits lie close together (MEASUREMENTS.md:
-# ~0.9 top-1 agreement at Pythia shapes); on this tiny model we measured 0.95-1.0.
-INT8_TOP1_MIN = 0.8
+# int8 weights on a random model: the top logits lie close together, and how often int8 flips a
+# near-tie depends on the CPU's int8 kernels: 0.95-1.0 of all positions agreed on an AVX512-VNNI
+# CPU, 0.68 on one without VNNI (logit correlation 0.975 there). What must hold everywhere: the
+# logits track float32 closely, and a clear float32 choice (top-1 ahead by > 1 logit) survives.
+INT8_LOGIT_CORRELATION_MIN = 0.95
+INT8_CLEAR_TOP1_MIN = 0.9
 
 
 def hf_logits(hf_dir, ids):
@@ -83,8 +86,12 @@ def test_int8_top1_agreement(checkpoint):
     tokens = [tok.id_to_token(i) for i in tok.encode(text).ids][:400]
     f32 = ct2_logits(ct2, tokens, "float32")
     i8 = ct2_logits(ct2, tokens, "int8")
-    agreement = float((f32.argmax(-1) == i8.argmax(-1)).mean())
-    assert agreement >= INT8_TOP1_MIN, agreement
+    assert np.corrcoef(f32.ravel(), i8.ravel())[0, 1] >= INT8_LOGIT_CORRELATION_MIN
+    top2 = np.sort(f32, axis=-1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1.0
+    assert clear.sum() >= 50, "the test text must have clear choices to compare"
+    agreement = float((f32.argmax(-1) == i8.argmax(-1))[clear].mean())
+    assert agreement >= INT8_CLEAR_TOP1_MIN, agreement
 
 
 def test_float16_saved_model_is_half_the_size(tmp_path, tiny_hf_dir):

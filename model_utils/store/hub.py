@@ -17,6 +17,7 @@ from .hub_progress import progress_tqdm
 CT2_REPO_FILES = ["config.json", "model.bin", "vocabulary*", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json"]
 HF_META_FILES = ["config.json", *TOKENIZER_FILES]
+HUB_TIMEOUT_S = 10  # seconds one Hub API request may take before the visitor is told
 
 
 def hub_error(model: PythiaModel, revision: str, exc: Exception) -> ModelUnavailable:
@@ -67,7 +68,9 @@ def download_checkpoint(model: PythiaModel, revision: str, progress: ProgressCal
     from huggingface_hub import HfApi
 
     try:
-        files = HfApi().list_repo_files(model.repo_id, revision=revision)
+        # one bounded request: list_repo_files would retry a refused connection for ~23 s
+        info = HfApi().model_info(model.repo_id, revision=revision, timeout=HUB_TIMEOUT_S)
+        files = [s.rfilename for s in info.siblings or ()]
     except Exception:
         files = None  # offline: fall back to whatever snapshot is cached
     if files is not None and not any(f.endswith(".safetensors") for f in files):
