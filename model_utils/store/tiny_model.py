@@ -33,8 +33,8 @@ class TinyShape:
     weight_std: float = 0.3  # large for peaked logits in tests; 0.02 (HF's init) keeps fp16 activations finite
 
 
-def train_tokenizer(path: Path, vocab_size: int) -> int:
-    """Train a GPT-NeoX-style byte-level BPE tokenizer; write tokenizer.json; return its size."""
+def train_tokenizer(path: Path, vocab_size: int, corpus: Path = CORPUS) -> int:
+    """Train a GPT-NeoX-style byte-level BPE tokenizer on ``corpus``; write tokenizer.json; return its size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -44,7 +44,7 @@ def train_tokenizer(path: Path, vocab_size: int) -> int:
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    tokenizer.train([str(CORPUS)], trainer)
+    tokenizer.train([str(corpus)], trainer)
     tokenizer.save(str(path / "tokenizer.json"))
     (path / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "GPTNeoXTokenizerFast", "bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN,
