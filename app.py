@@ -17,23 +17,36 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another program already listens on ``host:port`` (checked before anything loads)."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def build(settings):
     """Create the engine, the service and the queued Gradio Blocks for ``settings``."""
     from model_utils.core.catalog import Catalog
     from model_utils.engine.engine import Engine
     from model_utils.service import PythiaService
+    from model_utils.store import hub
     from model_utils.store.disk import ModelStore
     from model_utils.store.local_dirs import describe_local_dir
     from model_utils.ui.blocks import build_demo
 
+    hub.configure(timeout_s=settings.hub_timeout)
     catalog = Catalog()
     store = ModelStore(settings.cache_dir)
     default_model = settings.default_model
     if settings.demo:
-        from model_utils.store.demo_model import ensure_demo_model
+        from model_utils.store.demo_model import demo_model
 
-        default_model = catalog.add(describe_local_dir(ensure_demo_model(store.root), name="demo-random-pythia",
-                                                       random_weights=True)).name
+        default_model = catalog.add(demo_model()).name
     if settings.model_dir:
         default_model = catalog.add(describe_local_dir(settings.model_dir)).name
     catalog.get(default_model)  # fail fast on a typo in --default-model
@@ -50,9 +63,14 @@ def build(settings):
 def main(argv: list[str] | None = None) -> int:
     from model_utils.core.errors import PythiaError
     from model_utils.settings import parse_settings
+    from model_utils.ui.blocks import LAUNCH_OPTIONS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = parse_settings(argv)
+    if port_in_use(settings.host, settings.port):
+        print(f"error: port {settings.port} is in use; pass --port with a free one (or set PYTHIA_PORT).",
+              file=sys.stderr)
+        return 2
     try:
         engine, demo = build(settings)
     except PythiaError as exc:
@@ -61,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp or None,
-                    max_file_size="1mb", enable_monitoring=False, share=False, footer_links=["api"])
+                    footer_links=["api"], **LAUNCH_OPTIONS)
     except KeyboardInterrupt:
         demo.close()
     finally:

@@ -29,6 +29,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than zero")
+    return value
+
+
 def _gib(text: str) -> float:
     value = float(str(text).removesuffix("GiB").removesuffix("G"))
     if not value > 0:
@@ -69,6 +76,8 @@ class Settings:
     workers: int | None = option(None, "batches decoding side by side (default: 2 on a multi-core CPU, 1 on CUDA)",
                                  parse=_positive_int)
     max_queue: int = option(64, "waiting requests before new ones are told the server is busy", parse=_positive_int)
+    hub_timeout: float = option(10.0, "seconds the Hugging Face Hub may stay silent before a download is given up "
+                                      "(it resumes next time)", parse=_positive_float)
 
     def resolve(self) -> "Resolved":
         """The device, threads, batching and memory budget these settings mean on this machine."""

@@ -67,7 +67,7 @@ def engine(tiny_hf_dir, tmp_path, cpu_device):
 
 
 SLOW = "slow-random-pythia"
-DEMO = "demo-random-pythia"  # the name app.py --demo serves
+DEMO = "demo-pythia-kjv"  # the name app.py --demo serves
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +94,9 @@ def pytest_configure(config):
     os.environ["HF_ENDPOINT"] = server.url
     config._pythia_hub = server
     assert "huggingface_hub" not in sys.modules, "HF_ENDPOINT must be set before huggingface_hub is imported"
+    from model_utils.store import hub
+
+    hub.configure()  # bounded Hub requests, as app.py sets them up
 
 
 def pytest_unconfigure(config):
@@ -130,9 +133,12 @@ def fresh_hub(hub, tmp_path, monkeypatch):
     """The fake Hub with no faults, and an empty huggingface_hub cache for this test."""
     from huggingface_hub import constants
 
+    from model_utils.store import hub as hub_io
+
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     state = hub.state
     state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
     state.requests.clear()
+    hub_io.reachability.reset()  # an earlier test's unreachable Hub does not carry over
     yield hub
     state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0

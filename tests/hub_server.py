@@ -2,7 +2,7 @@
 ``huggingface_hub`` (repo info, tree listing, resolve with HEAD/GET/Range).
 
 Tests point ``HF_ENDPOINT`` at it, so the real huggingface_hub client downloads
-from it. Faults can be injected: cut a file off midway, or refuse everything.
+from it. Faults can be injected: cut a file off midway, stall midway, or refuse everything.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class HubState:
     cut_times: int = 0  # how many GETs are cut (0 = none)
     down: bool = False  # answer 503 to everything
     delay_s: float = 0.0  # wait before sending each file body (a slow download)
+    stall_after: dict[str, int] = field(default_factory=dict)  # filename -> bytes sent before going silent (once)
+    release: threading.Event = field(default_factory=threading.Event)  # ends every stall (the connection closes)
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -153,6 +155,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        with self.state.lock:
+            stall = self.state.stall_after.pop(filename, None)  # one stall: the resume is answered
+        if stall is not None:
+            self.wfile.write(body[:stall])
+            self.wfile.flush()
+            self.state.release.wait(120)  # silent, connection open: a stalled download
+            self.close_connection = True
+            return
         if cut is not None:
             self.wfile.write(body[:cut])
             self.wfile.flush()
@@ -181,3 +191,33 @@ class HubServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class BlackHole:
+    """A loopback port that accepts connections and never answers (counts them)."""
+
+    def __init__(self):
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.accepted = 0
+        self._held = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(conn)
+
+    def close(self):
+        self._sock.close()
+        for conn in self._held:
+            conn.close()

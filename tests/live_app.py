@@ -6,6 +6,7 @@ import socket
 from contextlib import contextmanager
 
 from model_utils.settings import Settings
+from model_utils.ui.blocks import LAUNCH_OPTIONS
 
 
 def free_port() -> int:
@@ -21,8 +22,7 @@ def running_app(settings: Settings):
     engine, demo = app.build(settings)
     port = free_port()
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                            max_file_size="1mb", enable_monitoring=False, share=False,
-                            mcp_server=settings.mcp or None)
+                            mcp_server=settings.mcp or None, **LAUNCH_OPTIONS)
     try:
         yield url.rstrip("/"), engine
     finally:

@@ -1,52 +1,43 @@
-"""`python app.py` as a user runs it: starts, serves, stops cleanly on SIGTERM."""
+"""`python app.py` as a user runs it: starts, serves, stops cleanly on SIGTERM; start-up errors are
+one readable line."""
 
-import pytest
-import os
-import signal
+import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import httpx
+import pytest
 from gradio_client import Client
 
-from live_app import free_port
+from app_process import ROOT, AppProcess
 
-pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
-
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a subprocess
 
 
 def test_demo_serves_and_stops_cleanly_on_sigterm(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--demo", "--port", str(port), "--cache-dir", str(tmp_path)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    app = AppProcess("--demo", "--cache-dir", str(tmp_path))
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            raise AssertionError("the app did not start")
-        text = Client(url, verbose=False).predict(prompt="Hello", max_new_tokens=8, api_name="/complete")
+        text = Client(app.url, verbose=False).predict(prompt="Hello", max_new_tokens=8, api_name="/complete")
         assert isinstance(text, str)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=10)
-        assert code == 0, proc.stdout.read()
+        assert app.terminate() == 0, app.proc.stdout.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        app.kill()
+
+
+def run_app(*flags, cwd=ROOT):
+    return subprocess.run([sys.executable, "app.py", *flags], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def test_unknown_default_model_is_a_clear_startup_error(tmp_path):
-    out = subprocess.run([sys.executable, "app.py", "--default-model", "gpt2", "--cache-dir", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = run_app("--default-model", "gpt2", "--cache-dir", str(tmp_path))
     assert out.returncode == 2
     assert "Unknown model 'gpt2'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_busy_port_says_which_flag_to_pass(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = run_app("--demo", "--port", str(port), "--cache-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert f"port {port} is in use; pass --port" in out.stderr and "Traceback" not in out.stderr

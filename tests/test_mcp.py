@@ -29,6 +29,6 @@ def test_mcp_lists_and_calls_the_tools(tmp_path):
         assert {"message", "history", "model", "revision", "temperature", "max_new_tokens"} <= set(
             by_name["chat"].inputSchema["properties"])
         result = asyncio.run(_session(url, lambda s: s.call_tool(
-            "complete", {"prompt": "Once upon a time", "model": "demo-random-pythia", "max_new_tokens": 8})))
+            "complete", {"prompt": "Once upon a time", "model": "demo-pythia-kjv", "max_new_tokens": 8})))
         assert not result.isError
         assert result.content and result.content[0].text

@@ -67,9 +67,9 @@ def test_alternatives_agree_with_softmax_over_forward_batch(tiny_model):
     for k, score in enumerate(scores):
         row = probs[len(prompt) - 1 + k]
         top = np.argsort(-row)[:5]
-        assert [p for _, p in score.alternatives] == pytest.approx(row[top].tolist(), abs=1e-5)
+        assert [math.exp(lp) for _, lp in score.alternatives] == pytest.approx(row[top].tolist(), abs=1e-5)
         assert score.probability == pytest.approx(row[score.token_id], abs=1e-5)
-        assert score.alternatives[0][1] == pytest.approx(row.max(), abs=1e-5)  # greedy picked the top token
+        assert score.alternatives[0][1] == pytest.approx(score.log_prob, abs=1e-6)  # greedy picked the top token
         assert score.token_id == top[0]
 
 

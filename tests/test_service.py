@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-import gradio as gr
 import pytest
 from tokenizers import Tokenizer
 
@@ -103,24 +102,45 @@ def test_cancel_ends_the_reply_at_the_next_step(tiny_ct2_dir, tmp_path, cpu_devi
 def test_handlers_stream_then_show_metrics(service):
     h = Handlers(service)
     request = SimpleNamespace(session_hash="visitor")
-    _, history = h.add_user_message("Hello", [])
-    outputs = list(h.bot_reply(history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 64, False, False, request,
+    box, history, notice, pending = h.add_user_message("Hello", [])
+    assert (box, notice, pending) == ("", "", True)
+    outputs = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 64, False, False, request,
                                progress=lambda *a, **k: None))
-    chat, metrics, heat, table = outputs[-1]
+    chat, metrics, heat, table, box, notice, pending = outputs[-1]
     assert chat[-1] == {"role": "assistant", "content": WORDS.strip()}
-    assert "tokens" in metrics and "tiny" in metrics
+    assert "tokens" in metrics and "tiny" in metrics and notice == "" and pending is False
     assert len(h.cancels) == 0, "the Stop flag is dropped when the reply ends"
 
 
-def test_empty_message_is_refused_in_words():
-    with pytest.raises(gr.Error, match="Type a message first"):
-        Handlers.add_user_message("   ", [])
-
-
-def test_undo_and_retry():
+@pytest.mark.parametrize("message,reason", [("   ", "Type a message first"), ("x" * 50_000, "limit is 20,000")])
+def test_a_refused_message_stays_in_the_box_and_out_of_the_chat(service, message, reason):
+    h = Handlers(service)
     history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    assert Handlers.retry(history) == history[:1]
-    assert Handlers.undo(history) == ([], "a")
+    box, kept, notice, pending = h.add_user_message(message, history)
+    assert (box, kept, pending) == (message, history, False) and reason in notice
+    # the next message works
+    box, history, notice, pending = h.add_user_message("Hello again", history)
+    final = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
+                             progress=lambda *a, **k: None))[-1]
+    assert final[0][-1]["role"] == "assistant" and final[5] == ""
+
+
+def test_a_failed_reply_gives_the_message_back_with_the_reason(service):
+    h = Handlers(service)
+    _, history, _, pending = h.add_user_message("Hi", [])
+    final = list(h.bot_reply(pending, history, "pythia-160m", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
+                             progress=lambda *a, **k: None))[-1]
+    chat, metrics, heat, table, box, notice, pending = final
+    assert chat == [] and box == "Hi" and notice.startswith("⚠️") and "pythia-160m" in notice
+
+
+def test_undo_retry_and_clear_reset_what_came_from_the_conversation():
+    history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert Handlers.retry(history) == (history[:1], True)
+    chat, box, metrics, heat, table, notice = Handlers.undo(history)
+    assert (chat, box, metrics, notice) == ([], "a", "", "") and heat["visible"] is False and table["visible"] is False
+    chat, box, metrics, heat, table, notice, pending = Handlers.clear()
+    assert (chat, metrics, notice, pending) == ([], "", "", False) and heat["visible"] is False
 
 
 def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_device):

@@ -41,14 +41,14 @@ OUT = ROOT / "model_utils" / "store" / "data" / "demo"
 SEED = 1234
 SHAPE = TinyShape(num_layers=3, hidden_size=96, num_heads=3)  # head size 32: vLLM's CPU attention needs >= 32
 VOCAB = 1024
-SEQ_LEN, BATCH = 128, 32
+SEQ_LEN, BATCH = 512, 8  # texts up to 512 tokens are what the model saw: the shipped passages fit
 STEPS = 3000
 LR, WARMUP, MIN_LR_FRACTION = 2e-3, 100, 0.1
 # Pythia's schedule in miniature: step0, log-spaced early steps, then evenly spaced; the last is "main".
 CHECKPOINTS = (0, 1, 16, 64, 256, 512, 1000, 2000, STEPS)
 HELD_OUT_EVERY = 40  # every 40th chapter is never trained on
-HELD_OUT_SAMPLE_CHARS = 6000  # the shipped held-out passage (the app scores at most 20,000 characters)
-TRAIN_SAMPLE_CHARS = 3000  # a shipped passage the model did train on (memorization studies)
+HELD_OUT_SAMPLE_CHARS = 1600  # the shipped held-out passage: under SEQ_LEN tokens
+TRAIN_SAMPLE_CHARS = 1600  # a shipped passage the model did train on (memorization studies)
 
 
 def fetch_corpus(work: Path) -> str:
@@ -76,10 +76,20 @@ def chapters(verses_text: str) -> list[str]:
     return [" ".join(v) for v in groups.values()]
 
 
+# transformers 5 calls the output embedding lm_head; EleutherAI's checkpoints (and our converter) say embed_out
+PYTHIA_NAMES = {"lm_head.weight": "embed_out.weight"}
+
+
+def corpus_words(docs: list[str]) -> str:
+    """Every distinct word of the corpus, lower case, one per line: what 'writes English words' is checked against."""
+    return "\n".join(sorted({w for d in docs for w in re.findall(r"[a-z]+", d.lower())})) + "\n"
+
+
 def checkpoint_state(model) -> dict[str, torch.Tensor]:
     """The float16 weights under the names a Pythia checkpoint uses (buffers such as rotary tables left out)."""
     names = set(dict(model.named_parameters()))
-    return {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if k in names}
+    return {PYTHIA_NAMES.get(k, k): v.detach().to(torch.float16).contiguous()
+            for k, v in model.state_dict().items() if k in names}
 
 
 def save_revision(model, tokenizer_dir: Path, config: dict, directory: Path) -> None:
@@ -182,6 +192,7 @@ def main() -> int:
             loss_value = float(loss)
 
     (OUT / "heldout.txt").write_text(held_text)
+    (OUT / "words.txt").write_text(corpus_words(docs))
     (OUT / "trained_passage.txt").write_text(train_text)
     (OUT / "TRAINING.json").write_text(json.dumps({
         "command": "python tools/train_demo.py", "seed": SEED,

@@ -59,6 +59,17 @@ class PythiaModel:
     # only "main" (a local directory). The one place that rule lives.
     own_revisions: tuple[str, ...] | None = None
     description: str = ""  # a sentence for the status line (e.g. what a demo model was trained on)
+    main_step: int = MAIN_STEP  # the training step that "main" is
+
+    def step_of(self, revision: str) -> int:
+        """The training step of one of this model's revisions (``main`` is the last one)."""
+        return self.main_step if revision == "main" else int(revision.removeprefix("step"))
+
+    def source_dir(self, revision: str) -> Path | None:
+        """The operator's folder holding ``revision``: one folder per revision when the model has its own."""
+        if self.local_path is None:
+            return None
+        return self.local_path / revision if self.own_revisions is not None else self.local_path
 
     @property
     def num_parameters(self) -> int:

@@ -30,7 +30,7 @@ class DeviceConfig:
     intra_threads: int  # threads per batch (CPU); batches in parallel are set by BatchingConfig.workers
 
     def describe(self) -> str:
-        return f"{self.device.upper()} · {self.compute_type}"
+        return f"{self.device.upper()} {self.compute_type}"
 
 
 def cuda_device_count() -> int:

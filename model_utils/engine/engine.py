@@ -29,12 +29,15 @@ class ModelStatus:
     name: str
     revision: str
     parameters: int
-    estimated_bytes: int
+    estimated_bytes: int  # what the memory guard reserves: weights + a full-context KV cache per decoding row
     cached: bool
     loaded: bool
     fits: bool
     random_weights: bool = False
     local: bool = False  # an operator's directory (converted, never downloaded)
+    description: str = ""  # what the model is, when the catalog says (the demo model)
+    weights_bytes: int = 0  # the loaded weights (and runtime), without any conversation
+    conversations: int = 0  # full-context (2048-token) conversations that fit beside the weights
 
 
 class Engine:
@@ -81,10 +84,14 @@ class Engine:
 
     def status(self, model: PythiaModel, revision: str = "main") -> ModelStatus:
         need = self.estimate(model)
+        ct = self.device.compute_type
+        weights = model.estimate_bytes(ct, batch_size=0)
+        conversations = max(0, (self.memory_budget_bytes - weights) // max(1, model.kv_cache_bytes(ct)))
         return ModelStatus(model.name, revision, model.num_parameters, need,
                            self.store.cached_path(model, revision) is not None,
                            self.cache.is_loaded(self._key(model, revision)),
-                           need <= self.memory_budget_bytes, model.random_weights, model.local_path is not None)
+                           need <= self.memory_budget_bytes, model.random_weights, model.local_path is not None,
+                           model.description, weights, int(conversations))
 
     def is_cached(self, model: PythiaModel, revision: str) -> bool:
         """Whether (model, revision) is converted on disk already (no download needed)."""

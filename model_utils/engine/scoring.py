@@ -27,7 +27,7 @@ class TokenScore:
     text: str
     token_id: int
     log_prob: float
-    alternatives: tuple[tuple[str, float], ...] = ()  # (token text, probability), most likely first
+    alternatives: tuple[tuple[str, float], ...] = ()  # (token text, log-probability), most likely first
 
     @property
     def probability(self) -> float:
@@ -117,7 +117,7 @@ def token_probabilities(model: LoadedModel, prompt_ids: Sequence[int], generated
     candidates = np.argpartition(-rows, top - 1, axis=-1)[:, :top]
     for row, token_id, cand in zip(rows, generated_ids, candidates):
         best = cand[np.argsort(-row[cand])]
-        alternatives = tuple((_piece(model.tokenizer, int(i)), float(np.exp(row[i]))) for i in best)
+        alternatives = tuple((_piece(model.tokenizer, int(i)), float(row[i])) for i in best)
         scores.append(TokenScore(_piece(model.tokenizer, int(token_id)), int(token_id), float(row[token_id]),
                                  alternatives))
     return scores

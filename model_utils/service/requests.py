@@ -127,8 +127,15 @@ def _text(what: str):
 
 # Field types: each names the rule that checks it. Fields validate in declaration order,
 # so a request reports the first wrong argument in the order the endpoint lists them.
+def _message(value: Any) -> str:
+    text = _rule(check_text, value, "message")
+    if not text.strip():
+        raise _Carrier(InvalidParameter("Type a message first."))
+    return text
+
+
 Prompt = Annotated[str, _text("prompt")]
-Message = Annotated[str, _text("message")]
+Message = Annotated[str, BeforeValidator(_message)]
 def _scored_text(value: Any) -> str:
     text = _rule(check_text, value, "text")
     if not text:

@@ -8,7 +8,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Iterator
 
-from ..core.catalog import MAIN_STEP
 from ..core.errors import PythiaError
 from ..core.progress import Progress, ProgressCallback, report
 from ..engine.engine import Engine
@@ -19,10 +18,6 @@ from .requests import CompareRequest, ScoreAcrossRequest
 
 # A log-spaced learning curve from initialisation to the end of training.
 DEFAULT_CURVE = ("step0", "step16", "step128", "step512", "step1000", "step4000", "step16000", "step64000", "main")
-
-
-def revision_step(revision: str) -> int:
-    return MAIN_STEP if revision == "main" else int(revision.removeprefix("step"))
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,7 @@ def score_across(engine: Engine, request: ScoreAcrossRequest, progress: Progress
     points = []
     for i, revision in enumerate(order):
         report(progress, Progress(f"scoring {revision}", i, len(order), "checkpoints"))
-        step = revision_step(revision)
+        step = model.step_of(revision)
         try:
             with engine.open(model, revision) as loaded:
                 result = score_text(loaded, request.text)

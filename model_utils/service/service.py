@@ -81,6 +81,10 @@ class PythiaService:
         """Every servable model with its status at ``main``."""
         return [(m, self.engine.status(m)) for m in self.catalog.models()]
 
+    def check_chat_message(self, message: Any, history: Any = None) -> None:
+        """Refuse, with the API's own words, a message that /chat would refuse (empty, too long, ...)."""
+        self._parse(ChatRequest, message=message, history=history)
+
     # -- generation -------------------------------------------------------------------------
     def chat(self, message: Any, history: Any = None, model: Any = None, revision: Any = None, *,
              logprobs: Any = None, progress: ProgressCallback | None = None,

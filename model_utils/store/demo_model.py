@@ -1,32 +1,29 @@
-"""The offline demo model: the tiny random Pythia, built once and kept in the cache."""
+"""The offline demo model: a tiny Pythia-architecture model trained on the King James Bible by
+tools/train_demo.py, shipped in the package with Pythia-named training checkpoints (float16
+safetensors, converted to CT2 by the app's own converter on first use)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import json
 from pathlib import Path
 
-from .converter import convert_checkpoint
-from .tiny_model import TinyShape, write_tiny_checkpoint
+from ..core.catalog import PythiaModel
 
-DEMO_SHAPE = TinyShape(num_layers=2, hidden_size=64, num_heads=4, seed=0)
+DEMO_DIR = Path(__file__).parent / "data" / "demo"
+DEMO_MODEL = "demo-pythia-kjv"
+HELD_OUT_TEXT = DEMO_DIR / "heldout.txt"  # never trained on
+TRAINED_PASSAGE = DEMO_DIR / "trained_passage.txt"  # part of the training data
 
 
-def ensure_demo_model(root: Path) -> Path:
-    """Return a CT2 directory of the random demo model under ``root``, building it atomically."""
-    final = Path(root) / "demo" / "tiny-random-pythia-ct2"
-    if (final / "model.bin").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-demo-", dir=final.parent))
-    try:
-        hf = write_tiny_checkpoint(tmp / "hf", DEMO_SHAPE)
-        convert_checkpoint(hf, tmp / "ct2", precision="float32")
-        try:
-            (tmp / "ct2").rename(final)
-        except OSError:
-            if not (final / "model.bin").is_file():  # not a concurrent builder that won: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+def demo_model(directory: Path = DEMO_DIR) -> PythiaModel:
+    """The catalog entry of the trained demo model, read from its TRAINING.json and config."""
+    training = json.loads((directory / "TRAINING.json").read_text())
+    config = json.loads((directory / "main" / "config.json").read_text())
+    steps = {c["revision"]: c["step"] for c in training["checkpoints"]}
+    revisions = ("main", *sorted((r for r in steps if r != "main"), key=steps.get))
+    parameters = training["shape"]["parameters"]
+    return PythiaModel(
+        DEMO_MODEL, config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"],
+        config["vocab_size"], local_path=directory, own_revisions=revisions, main_step=steps["main"],
+        description=(f"A tiny model ({parameters / 1e6:.1f}M parameters) with Pythia's architecture, trained here "
+                     "on the King James Bible for the offline demo: not a Pythia checkpoint."))

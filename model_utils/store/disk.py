@@ -67,8 +67,8 @@ class ModelStore:
         if model.local_path is not None:
             import hashlib
 
-            digest = hashlib.sha256(str(model.local_path).encode()).hexdigest()[:12]
-            return f"local--{model.name}--{digest}--{self.precision}"
+            digest = hashlib.sha256(str(model.source_dir(revision)).encode()).hexdigest()[:12]
+            return f"local--{model.name}--{revision}--{digest}--{self.precision}"
         return f"{model.repo_id.replace('/', '--')}--{revision}--{self.precision}"
 
     def _final_dir(self, key: str) -> Path:
@@ -85,8 +85,9 @@ class ModelStore:
     # -- public API -----------------------------------------------------------
     def cached_path(self, model: PythiaModel, revision: str) -> Path | None:
         """The CT2 directory for (model, revision) if it is ready on disk, else None."""
-        if model.local_path is not None and is_ct2_dir(model.local_path):
-            return model.local_path
+        source = model.source_dir(revision)
+        if source is not None and is_ct2_dir(source):
+            return source
         if model.ct2_repo_id and revision == "main":
             return hub.cached_snapshot(model.ct2_repo_id, "main", hub.CT2_REPO_FILES)
         final = self._final_dir(self.key(model, revision))
@@ -107,7 +108,7 @@ class ModelStore:
             if is_complete(final):  # another thread or process finished it meanwhile
                 self._touch(final)
                 return final
-            source = model.local_path or hub.download_checkpoint(model, revision, progress)
+            source = model.source_dir(revision) or hub.download_checkpoint(model, revision, progress)
             install_converted(final, source, model, revision, self.precision, progress)
             self.conversions += 1
         if not self.keep_source and model.local_path is None:

@@ -3,13 +3,42 @@ optional. Their names, arguments and result fields are a contract: programs alre
 
 from __future__ import annotations
 
+import inspect
 from typing import Iterator
 
 import gradio as gr
 
-from ..service import PythiaService
+from ..service import PythiaService, bounds
 from .common import guarded, guarded_call
 from .wording import column_metrics, model_note
+
+
+ARG_HELP = {
+    "message": "The new user message (text, at most 20,000 characters).",
+    "history": 'Earlier turns: [{"role": "user" or "assistant", "content": text}, ...], oldest first.',
+    "model": "A model name from /models, e.g. pythia-410m-deduped (default: the page's default model).",
+    "revision": "main, or a training checkpoint the model has (/models lists them), e.g. step3000.",
+    "prompt": "Text for the model to continue (at most 20,000 characters).",
+    "logprobs": "1 to 10: the last output also lists each token's log-prob and that many alternatives.",
+    "text": "The text to score (at most 20,000 characters).",
+    "revisions": "The checkpoints to score, e.g. ['step1000', 'main'] (default: a log-spaced selection).",
+    "pairs": "Up to 4 [model, revision] pairs, one column each.",
+}
+
+
+def _document(fn):
+    """Give each endpoint argument a one-line description (Gradio reads 'Args:' from the docstring);
+    the sampling arguments' text comes from their declared bounds, like the sliders'."""
+    lines = []
+    for name in inspect.signature(fn).parameters:
+        if name in ARG_HELP:
+            lines.append(f"    {name}: {ARG_HELP[name]}")
+        else:
+            b = bounds(name)
+            lines.append(f"    {name}: {b.info} ({b.minimum}-{b.maximum}, default {b.default})"
+                         if b.minimum is not None else f"    {name}: {b.info}")
+    fn.__doc__ = f"{inspect.getdoc(fn)}\n\nArgs:\n" + "\n".join(lines)
+    return fn
 
 
 def register_api(service: PythiaService, concurrency: int) -> None:
@@ -45,7 +74,8 @@ def register_api(service: PythiaService, concurrency: int) -> None:
         """Every model with whether it is cached on disk, loaded in memory, and fits this machine."""
         return [{"model": m.name, "parameters": m.num_parameters, "revisions": list(m.revisions),
                  "cached": s.cached, "loaded": s.loaded, "fits": s.fits,
-                 "estimated_gib": round(s.estimated_bytes / 2**30, 2), "random_weights": m.random_weights,
+                 "estimated_gib": round(s.weights_bytes / 2**30, 3), "conversations_at_once": s.conversations,
+                 "random_weights": m.random_weights,
                  "note": model_note(s)} for m, s in service.statuses()]
 
     def score(text: str, model: str | None = None, revision: str | None = None) -> dict:
@@ -67,9 +97,6 @@ def register_api(service: PythiaService, concurrency: int) -> None:
                     "metrics": column_metrics(c), "done": c.done} for c in columns]
 
     generating = dict(concurrency_limit=concurrency, concurrency_id="generate")
-    gr.api(chat, api_name="chat", **generating)
-    gr.api(complete, api_name="complete", **generating)
+    for fn in (chat, complete, score, score_across, compare):
+        gr.api(_document(fn), api_name=fn.__name__, **generating)
     gr.api(models, api_name="models", queue=False)
-    gr.api(score, api_name="score", **generating)
-    gr.api(score_across, api_name="score_across", **generating)
-    gr.api(compare, api_name="compare", **generating)

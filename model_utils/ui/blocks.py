@@ -10,7 +10,21 @@ from .api import register_api
 from .handlers import Handlers
 from .research_tabs import build_research_tabs
 
-SLIDERS = ("temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens")
+SLIDER_ROWS = (("temperature", "top_k", "top_p"), ("repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"))
+PAGE_CSS = """
+/* phones: nothing may push the page sideways */
+.gradio-container { overflow-x: hidden; }
+.token-heatmap, .token-heatmap span { overflow-wrap: anywhere; word-break: break-word; }
+#model-picker input, #checkpoint input { text-overflow: ellipsis; padding-right: 2.2em; }
+.notice p { color: var(--error-text-color, #b91c1c); font-weight: 600; }
+.metrics p { font-size: var(--text-md); }
+@media (max-width: 640px) {
+  .tab-wrapper button, [role="tab"] { padding-left: 8px; padding-right: 8px; }
+  .table-wrap, .table-container { max-width: 100%; }
+}
+"""
+# Everything both app.py and the tests pass to launch(): the page's CSS and the security settings.
+LAUNCH_OPTIONS = dict(css=PAGE_CSS, max_file_size="1mb", enable_monitoring=False, share=False)
 STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}
 BASE_MODEL_NOTE = (
     "Pythia is a **base model**, not a chat assistant: it continues text. The chat tab writes your "
@@ -32,18 +46,19 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                                 elem_id="model-picker",
                                 info="Size and variant (-deduped: trained on the deduplicated Pile)")
             revision = gr.Dropdown(h.revisions(default), value="main", label="Checkpoint", scale=1, elem_id="checkpoint",
-                                   info="Training step (main = step143000)")
+                                   info="Training step (main = the last one)")
         status = gr.Markdown(h.status_markdown(default, "main"), elem_id="model-status")
         with gr.Accordion("Sampling", open=False):
-            with gr.Row():
-                sliders = []
-                for name in SLIDERS:
-                    b = bounds(name)
-                    sliders.append(gr.Slider(b.minimum, b.maximum, value=b.default, step=STEPS.get(name, 1),
-                                             label=name.replace("_", " ").capitalize(), info=b.info,
-                                             elem_id=name.replace("_", "-")))
-                greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info,
-                             elem_id="greedy")
+            sliders = []
+            for row in SLIDER_ROWS:  # three to a row: every label and value stays readable
+                with gr.Row():
+                    for name in row:
+                        b = bounds(name)
+                        sliders.append(gr.Slider(b.minimum, b.maximum, value=b.default, step=STEPS.get(name, 1),
+                                                 label=name.replace("_", " ").capitalize(), info=b.info,
+                                                 elem_id=name.replace("_", "-"), min_width=220))
+            greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info,
+                                 elem_id="greedy")
         controls = [*sliders, greedy]
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
@@ -58,7 +73,9 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                     retry_btn = gr.Button("Retry", size="sm", elem_id="chat-retry")
                     undo_btn = gr.Button("Undo", size="sm", elem_id="chat-undo")
                     clear_btn = gr.Button("Clear", size="sm", elem_id="chat-clear")
+                chat_notice = gr.Markdown(elem_id="chat-notice", elem_classes="notice")
                 chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
+                pending = gr.State(False)  # a message was accepted and waits for its reply
                 chat_show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="chat-show-probs",
                                               info="Colour the last reply's tokens (as generated, up to the stop "
                                                    "string) by probability, with the alternatives considered.")
@@ -74,6 +91,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                 show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="show-probs",
                                          info="Colour each generated token by its probability and list the "
                                               "alternatives the model considered.")
+                completion_notice = gr.Markdown(elem_id="completion-notice", elem_classes="notice")
                 output = gr.Textbox(label="Continuation", lines=8, elem_id="completion-output", interactive=False)
                 completion_metrics = gr.Markdown(elem_id="completion-metrics", elem_classes="metrics")
                 probs_view = gr.HTML(visible=False, elem_id="completion-heatmap")
@@ -83,21 +101,24 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
 
         common = dict(concurrency_limit=concurrency, concurrency_id="generate",
                       api_visibility="private")
-        bot_inputs = [chatbot, model, revision, *controls, chat_show_probs]
-        bot_outputs = [chatbot, chat_metrics, chat_heatmap, chat_table]
+        bot_inputs = [pending, chatbot, model, revision, *controls, chat_show_probs]
+        bot_outputs = [chatbot, chat_metrics, chat_heatmap, chat_table, message, chat_notice, pending]
         refresh = dict(fn=h.status_markdown, inputs=[model, revision], outputs=status,
                        queue=False, api_visibility="private")
+        quick = dict(queue=False, api_visibility="private")
         for trigger in (message.submit, send.click):
-            trigger(h.add_user_message, [message, chatbot], [message, chatbot],
-                    queue=False, api_visibility="private") \
-                .success(h.bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
-        retry_btn.click(h.retry, chatbot, chatbot, queue=False, api_visibility="private") \
+            trigger(h.add_user_message, [message, chatbot], [message, chatbot, chat_notice, pending], **quick) \
+                .then(h.bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
+        retry_btn.click(h.retry, chatbot, [chatbot, pending], **quick) \
             .then(h.bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
-        undo_btn.click(h.undo, chatbot, [chatbot, message], queue=False, api_visibility="private")
-        clear_btn.click(lambda: ([], ""), None, [chatbot, chat_metrics], queue=False, api_visibility="private")
+        undo_btn.click(h.undo, chatbot, [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice],
+                       **quick)
+        clear_btn.click(h.clear, None, [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending],
+                        **quick)
         stop_chat.click(h.stop, None, None, queue=False, api_visibility="private")
         generate_btn.click(h.completion, [prompt, model, revision, *controls, show_probs],
-                           [output, completion_metrics, probs_view, probs_table], **common).then(**refresh)
+                           [output, completion_metrics, probs_view, probs_table, completion_notice],
+                           **common).then(**refresh)
         stop_completion.click(h.stop, None, None, queue=False, api_visibility="private")
         model.change(h.pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
         revision.change(**refresh)

@@ -11,17 +11,25 @@ from typing import Any, Callable, Iterator, TypeVar
 import gradio as gr
 
 from ..service import PythiaError
+from .wording import progress_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def user_error(exc: Exception) -> gr.Error:
+def user_message(exc: Exception) -> str:
     """A readable message for the visitor; never a stack trace or a server path."""
     if isinstance(exc, PythiaError):
-        return gr.Error(str(exc), print_exception=False)
-    log.exception("unexpected error")
-    return gr.Error("Something went wrong on the server. Please try again.", print_exception=False)
+        return str(exc)
+    log.error("unexpected error", exc_info=exc)
+    return "Something went wrong on the server. Please try again."
+
+
+def user_error(exc: Exception) -> gr.Error:
+    """The same message as an error for API callers (and a toast that stays until closed, on the page).
+
+    Toasts show text as written, so the Markdown backticks of a message are dropped there."""
+    return gr.Error(user_message(exc).replace("`", ""), print_exception=False, duration=None)
 
 
 def guarded_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -44,10 +52,10 @@ def guarded(make_items: Callable[[], Iterator[T]]) -> Iterator[T]:
         raise user_error(exc) from None
 
 
-def gradio_progress(progress: gr.Progress) -> Callable[[Any], None]:
-    """Forward engine progress reports (download, conversion, load) to Gradio's progress bar."""
+def gradio_progress(progress: gr.Progress, model: str = "", revision: str = "main") -> Callable[[Any], None]:
+    """Forward progress reports (download, conversion, load, sweeps) to Gradio's bar, in words."""
     def callback(p) -> None:
-        progress(p.fraction, desc=f"{p.stage.capitalize()} the model")
+        progress(p.fraction, desc=progress_text(p, model, revision))
     return callback
 
 

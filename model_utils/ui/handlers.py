@@ -8,9 +8,9 @@ from typing import Iterator
 import gradio as gr
 
 from ..service import PythiaError, PythiaService, Reply, message_text
-from .common import CancelRegistry, gradio_progress, guarded
+from .common import CancelRegistry, gradio_progress, user_message
 from .heatmap import alternatives_table, token_heatmap
-from .wording import format_parameters, metrics_markdown, model_note
+from .wording import format_parameters, memory_words, metrics_markdown, model_note
 
 TOKEN_VIEW_TOP = 5  # alternatives shown per token in the token views
 
@@ -25,10 +25,19 @@ def sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy) -> d
                 no_repeat_ngram_size=ngram, max_new_tokens=max_new, greedy=greedy)
 
 
+HIDDEN = (gr.update(visible=False), gr.update(visible=False))  # the token views, reset
+EMPTY_REPLY = "…"  # a reply with no text still shows a bubble; the metrics line says why
+
+
+def notice(exc: Exception) -> str:
+    """An inline line that keeps an error readable after any toast is gone."""
+    return f"⚠️ {user_message(exc)}"
+
+
 def token_view(reply: Reply):
     """Heatmap + alternatives table of a finished reply, or hidden ones."""
     if not reply.token_scores:
-        return gr.update(visible=False), gr.update(visible=False)
+        return HIDDEN
     return (gr.update(value=token_heatmap(reply.token_scores), visible=True),
             gr.update(value=alternatives_table(reply.token_scores), visible=True))
 
@@ -59,10 +68,11 @@ class Handlers:
             s = self.service.status(model, revision)
         except PythiaError as exc:
             return f"⚠️ {exc}"
-        text = (f"**{s.name}** @ `{s.revision}` — {format_parameters(s.parameters)} parameters, "
-                f"~{s.estimated_bytes / 2**30:.2f} GiB with {self.service.device_label}: {model_note(s)}.")
+        text = f"**{s.name}** @ `{s.revision}` — {memory_words(s, self.service.device_label)}: {model_note(s)}."
+        if s.description:
+            text += f" ℹ️ {s.description}"
         if s.random_weights:
-            text += " ⚠️ Random weights: this demo model writes gibberish; it exists to try the app offline."
+            text += " ⚠️ Random weights: this model writes gibberish; it exists to try the app offline."
         return text
 
     def revisions(self, model: str) -> list[str]:
@@ -94,57 +104,79 @@ class Handlers:
                 self.status_markdown(model, revision))
 
     # -- chat ----------------------------------------------------------------------------------
-    @staticmethod
-    def add_user_message(message: str, history: list):
-        if not message.strip():
-            raise gr.Error("Type a message first.", print_exception=False)
-        return "", history + [{"role": "user", "content": message}]
+    # The chat's outputs: (chatbot, metrics, heatmap, table, message box, notice, pending). `pending` says a
+    # user message was accepted and waits for its reply; the notice line keeps an error readable for good.
+    def add_user_message(self, message: str, history: list):
+        """Accept the message into the conversation, or leave it in the box and say why (nothing else changes)."""
+        try:
+            self.service.check_chat_message(message, history)
+        except PythiaError as exc:
+            return message, history, notice(exc), False
+        return "", history + [{"role": "user", "content": message}], "", True
 
-    def bot_reply(self, history: list, model: str, revision: str, temperature, top_k, top_p, rep, ngram, max_new,
-                  greedy, show_probs: bool, request: gr.Request = None, progress=gr.Progress()) -> Iterator[tuple]:
-        if not history or history[-1]["role"] != "user":
-            yield history, gr.update(), gr.update(), gr.update()
+    def bot_reply(self, pending: bool, history: list, model: str, revision: str, temperature, top_k, top_p, rep,
+                  ngram, max_new, greedy, show_probs: bool, request: gr.Request = None,
+                  progress=gr.Progress()) -> Iterator[tuple]:
+        unchanged = (gr.update(),) * 4
+        if not pending or not history or history[-1]["role"] != "user":
+            yield history, *unchanged, gr.update(), False
             return
         *previous, last = history
         with self.cancels.running(_session(request)) as cancel:
             reply = None
-            for reply in guarded(lambda: self.service.chat(
-                    message_text(last["content"]), previous, model, revision, progress=gradio_progress(progress),
-                    cancel=cancel, logprobs=TOKEN_VIEW_TOP if show_probs else None,
-                    **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
-                shown = previous + [last, {"role": "assistant", "content": reply.text}]
-                if not reply.done:
-                    yield shown, gr.update(), gr.update(), gr.update()
+            try:
+                for reply in self.service.chat(
+                        message_text(last["content"]), previous, model, revision,
+                        progress=gradio_progress(progress, model, revision), cancel=cancel,
+                        logprobs=TOKEN_VIEW_TOP if show_probs else None,
+                        **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy)):
+                    shown = previous + [last, {"role": "assistant", "content": reply.text or EMPTY_REPLY}]
+                    if not reply.done:
+                        yield shown, *unchanged, gr.update(), False
+            except Exception as exc:  # the message goes back to the box, nothing is lost, the reason stays
+                yield previous, "", *HIDDEN, message_text(last["content"]), notice(exc), False
+                return
             if reply is not None:
-                yield (shown, metrics_markdown(reply), *token_view(reply))
+                yield shown, metrics_markdown(reply, chat=True), *token_view(reply), gr.update(), "", False
 
     @staticmethod
     def retry(history: list):
         while history and history[-1]["role"] == "assistant":
             history = history[:-1]
-        return history
+        return history, bool(history)
 
     @staticmethod
     def undo(history: list):
+        """Take back the last exchange: its message returns to the box; views derived from it go."""
         while history and history[-1]["role"] == "assistant":
             history = history[:-1]
         message = message_text(history[-1]["content"]) if history else ""
-        return history[:-1], message
+        return history[:-1], message, "", *HIDDEN, ""
+
+    @staticmethod
+    def clear():
+        """An empty conversation and no views derived from the old one (what is typed stays)."""
+        return [], gr.update(), "", *HIDDEN, "", False
 
     # -- completion ----------------------------------------------------------------------------
     def completion(self, prompt: str, model: str, revision: str, temperature, top_k, top_p, rep, ngram, max_new,
                    greedy, show_probs: bool, request: gr.Request = None, progress=gr.Progress()) -> Iterator[tuple]:
+        """Outputs: (continuation, metrics, heatmap, table, notice)."""
+        unchanged = (gr.update(),) * 3
         with self.cancels.running(_session(request)) as cancel:
             reply = None
-            for reply in guarded(lambda: self.service.complete(
-                    prompt, model, revision, progress=gradio_progress(progress), cancel=cancel,
-                    logprobs=TOKEN_VIEW_TOP if show_probs else None,
-                    **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
-                if not reply.done:
-                    yield reply.text, gr.update(), gr.update(), gr.update()
+            try:
+                for reply in self.service.complete(
+                        prompt, model, revision, progress=gradio_progress(progress, model, revision), cancel=cancel,
+                        logprobs=TOKEN_VIEW_TOP if show_probs else None,
+                        **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy)):
+                    if not reply.done:
+                        yield reply.text, *unchanged, ""
+            except Exception as exc:
+                yield "", "", *HIDDEN, notice(exc)
+                return
             if reply is not None:
-                yield reply.text, metrics_markdown(reply), *token_view(reply)
+                yield reply.text, metrics_markdown(reply), *token_view(reply), ""
 
     def stop(self, request: gr.Request = None) -> None:
         self.cancels.cancel(_session(request))
-

@@ -10,6 +10,8 @@ from ..service import PythiaService
 from .common import gradio_progress, guarded, guarded_call
 from .handlers import Handlers, sampling_kwargs
 from .heatmap import token_heatmap
+from .charts import Series, line_chart
+from .exports import csv_file
 from .wording import column_metrics
 
 SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling data set that consists of many "
@@ -26,21 +28,22 @@ def score_markdown(result) -> str:
     return text + (f"\n\nℹ️ {result.note}" if result.note else "")
 
 
-def curve_rows(points):
-    import pandas as pd
+CURVE_HEADER = ["revision", "step", "status", "perplexity", "bits/byte", "error"]
 
-    ok = [p for p in points if p.status == "ok"]
-    plot = pd.DataFrame({"log10(step + 1)": [math.log10(p.step + 1) for p in ok],
-                         "perplexity": [p.perplexity for p in ok],
-                         "revision": [p.revision for p in ok]})
+
+def curve_outputs(model: str, points):
+    """The chart, the table and its CSV for one learning curve."""
+    ok = [(p.step, p.perplexity) for p in points if p.status == "ok"]
+    chart = line_chart([Series(model, ok)], "perplexity", f"Perplexity of {model} over training")
     table = [[p.revision, p.step, p.status, _fmt(p.perplexity), _fmt(p.bits_per_byte), p.error or ""]
              for p in points]
-    return plot, table
+    raw = [[p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
+    return chart, table, csv_file("learning-curve", CURVE_HEADER, raw)
 
 
 def build_research_tabs(service: PythiaService, h: Handlers, model, revision, controls, concurrency: int) -> None:
     """Add the Score and Compare tabs (call inside a gr.Tabs block)."""
-    with gr.Tab("Score a text", id="score"):
+    with gr.Tab("Score", id="score"):
         gr.Markdown("Paste text to see how likely the selected model finds each token (red: surprising, "
                     "green: expected), its perplexity and bits per byte — and how that changes over training.")
         score_text = gr.Textbox(label="Text", lines=5, value=SCORE_EXAMPLE, elem_id="score-text")
@@ -54,25 +57,26 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                                           info="Checkpoints already on disk are scored first; the others are "
                                                "downloaded and converted on first use.")
             curve_btn = gr.Button("Plot learning curve", elem_id="curve-button")
-            curve_plot = gr.LinePlot(x="log10(step + 1)", y="perplexity", title="Perplexity over training",
-                                     elem_id="curve-plot", height=320)
-            curve_table = gr.Dataframe(headers=["revision", "step", "status", "perplexity", "bits/byte", "error"],
-                                       elem_id="curve-table", interactive=False)
+            curve_plot = gr.HTML(elem_id="curve-plot")
+            curve_table = gr.Dataframe(headers=CURVE_HEADER, elem_id="curve-table", interactive=False, wrap=True)
+            curve_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="curve-csv", size="sm")
 
         def do_score(text, model_name, rev, progress=gr.Progress()):
-            result = guarded_call(service.score, text, model_name, rev, progress=gradio_progress(progress))
+            result = guarded_call(service.score, text, model_name, rev,
+                                  progress=gradio_progress(progress, model_name, rev))
             return score_markdown(result), token_heatmap(result.tokens)
 
         def do_curve(text, model_name, revisions, progress=gr.Progress()):
-            return curve_rows(guarded_call(service.score_across, text, model_name, revisions,
-                                           progress=gradio_progress(progress)))
+            points = guarded_call(service.score_across, text, model_name, revisions, progress=gradio_progress(progress))
+            chart, table, csv_path = curve_outputs(model_name, points)
+            return chart, table, gr.update(value=csv_path, visible=True)
 
         # the curve offers only the selected model's checkpoints
         model.change(lambda name: gr.update(choices=h.revisions(name), value=h.default_curve(name)), model,
                      curve_revisions, queue=False, api_visibility="private")
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
-        curve_btn.click(do_curve, [score_text, model, curve_revisions], [curve_plot, curve_table],
+        curve_btn.click(do_curve, [score_text, model, curve_revisions], [curve_plot, curve_table, curve_csv],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
 
     with gr.Tab("Compare", id="compare"):

@@ -4,13 +4,6 @@ from __future__ import annotations
 
 from ..service import CompareColumn, Reply
 
-FINISH_WORDS = {
-    "stop": "ended where the text ended",
-    "length": "reached the token limit",
-    "cancelled": "stopped",
-}
-
-
 def format_parameters(n: int) -> str:
     """162322944 -> '162M', 1414647808 -> '1.4B', 98304 -> '98K'."""
     for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -18,6 +11,18 @@ def format_parameters(n: int) -> str:
             value = n / scale
             return f"{value:.1f}{unit}" if value < 10 and unit == "B" else f"{value:.0f}{unit}"
     return str(n)
+
+
+def gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MiB"
+
+
+def memory_words(status, device: str) -> str:
+    """'162M parameters · weights ~0.2 GiB on CPU int8 · room for 40 full-length (2048-token) conversations at once'"""
+    room = (f"room for {status.conversations} full-length (2048-token) conversation"
+            f"{'s' if status.conversations != 1 else ''} at once" if status.fits else "")
+    return " · ".join(x for x in (f"{format_parameters(status.parameters)} parameters",
+                                   f"weights ~{gib(status.weights_bytes)} on {device}", room) if x)
 
 
 def model_note(status) -> str:
@@ -31,21 +36,60 @@ def model_note(status) -> str:
     return "converted from its folder on first use" if status.local else "downloads on first use"
 
 
-def metrics_line(reply: Reply) -> str:
-    """One short line for under a finished reply."""
-    ttft = f"{reply.time_to_first_token * 1000:.0f} ms" if reply.time_to_first_token is not None else "–"
-    where = reply.model if reply.revision in ("", "main") else f"{reply.model} @ {reply.revision}"
-    return (f"{reply.num_tokens} tokens · first token {ttft} · {reply.tokens_per_second:.1f} tok/s · "
-            f"{reply.device} · {where} · {reply.finish_reason}")
+def finish_words(reason: str | None, chat: bool) -> str:
+    if reason == "stop":
+        return "ended at the end of the Bot's line" if chat else "the model ended the text"
+    if reason == "length":
+        return "reached the new-token limit"
+    if reason == "cancelled":
+        return "stopped by you"
+    return ""
 
 
-def metrics_markdown(reply: Reply) -> str:
-    line = f"<small>{metrics_line(reply)}</small>"
-    return line + (f"\n\n<small>ℹ️ {reply.notice}</small>" if reply.notice else "")
+def metrics_line(reply: Reply, chat: bool = False) -> str:
+    """'9 tokens · first after 21 ms · 304 tokens/s · ended at the end of the Bot's line · pythia-160m step3000 · CPU int8'"""
+    parts = [f"{reply.num_tokens} token{'s' if reply.num_tokens != 1 else ''}"]
+    if reply.time_to_first_token is not None:
+        parts.append(f"first after {reply.time_to_first_token * 1000:.0f} ms")
+    if reply.num_tokens > 1:
+        parts.append(f"{reply.tokens_per_second:.0f} tokens/s")
+    parts.append(finish_words(reply.finish_reason, chat))
+    parts.append(reply.model if reply.revision in ("", "main") else f"{reply.model} {reply.revision}")
+    parts.append(reply.device)
+    return " · ".join(p for p in parts if p)
+
+
+def empty_reply_note(reply: Reply, chat: bool) -> str | None:
+    """Why a finished reply has no text, so an empty bubble never goes unexplained."""
+    if reply.text.strip() or reply.finish_reason != "stop":
+        return None
+    first = "ended the Bot's line" if chat else "wrote the end-of-text token"
+    return (f"The model {first} before writing anything. Base models do that; try Retry, a higher "
+            "temperature, or a prompt that invites a longer answer.")
+
+
+def metrics_markdown(reply: Reply, chat: bool = False) -> str:
+    notes = [n for n in (empty_reply_note(reply, chat), reply.notice) if n]
+    return f"<small>{metrics_line(reply, chat)}</small>" + "".join(f"\n\n<small>ℹ️ {n}</small>" for n in notes)
 
 
 def column_metrics(column: CompareColumn) -> str:
     """Under a Compare column, once it finished."""
     if not column.done or column.error is not None:
         return ""
-    return f"{column.num_tokens} tokens · {column.tokens_per_second:.1f} tok/s · {column.finish_reason}"
+    speed = f" · {column.tokens_per_second:.0f} tokens/s" if column.num_tokens > 1 else ""
+    return f"{column.num_tokens} tokens{speed} · {finish_words(column.finish_reason, chat=False)}"
+
+
+STAGE_WORDS = {"downloading": "Downloading", "converting": "Converting", "loading": "Loading"}
+
+
+def progress_text(p, model: str = "", revision: str = "main") -> str:
+    """'Downloading pythia-70m step3000 — 42%'; sweeps say which checkpoint of how many."""
+    percent = f" — {p.fraction:.0%}" if p.fraction is not None else ""
+    if p.stage in STAGE_WORDS:
+        what = " ".join(x for x in (model, revision if revision not in (None, "", "main") else "") if x)
+        return f"{STAGE_WORDS[p.stage]} {what or 'the model'}{percent}"
+    if p.stage.startswith("scoring "):
+        return f"Scoring {p.stage.removeprefix('scoring ')} ({int(p.done) + 1} of {int(p.total)} {p.unit})"
+    return f"{p.stage.capitalize()}{percent}"

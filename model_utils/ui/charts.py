@@ -1,0 +1,87 @@
+"""Line charts as inline SVG: training steps on a log-like axis labelled with real step numbers,
+values on a log axis with round ticks, visible points with tooltips. No plotting library needed,
+and it scales to a phone's width."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+STEP_TICKS = (0, 1, 16, 128, 512, 1000, 4000, 16000, 64000, 143000)
+COLORS = ("#4f46e5", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#65a30d")
+W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 300, 64, 16, 16, 44
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    points: Sequence[tuple[int, float]]  # (training step, value), value > 0
+
+
+def _x(step: int) -> float:
+    return math.log10(step + 1)  # step 0 has a place on the axis; 1, 10, 100 ... spread evenly
+
+
+def _round_ticks(lo: float, hi: float) -> list[float]:
+    """1, 2, 5 x 10^k between lo and hi (at least two ticks)."""
+    ticks = []
+    for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+        for m in (1, 2, 5):
+            v = m * 10 ** k
+            if lo <= v <= hi:
+                ticks.append(v)
+    if len(ticks) > 8:
+        ticks = [t for t in ticks if str(t).lstrip("0.").startswith("1")]
+    return ticks or [lo, hi]
+
+
+def _label(v: float) -> str:
+    return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+
+
+def line_chart(series: Sequence[Series], y_label: str, title: str = "") -> str:
+    """An SVG chart of ``series`` against training step; empty series make a 'nothing to plot' note."""
+    points = [p for s in series for p in s.points if p[1] and p[1] > 0 and math.isfinite(p[1])]
+    if not points:
+        return '<div class="chart-empty">Nothing to plot yet.</div>'
+    max_step = max(p[0] for p in points)
+    x_hi = _x(max(max_step, 1))
+    values = [p[1] for p in points]
+    y_lo, y_hi = math.log10(min(values)) - 0.05, math.log10(max(values)) + 0.05
+
+    def px(step: int) -> float:
+        return LEFT + (W - LEFT - RIGHT) * _x(step) / x_hi
+
+    def py(value: float) -> float:
+        return TOP + (H - TOP - BOTTOM) * (1 - (math.log10(value) - y_lo) / (y_hi - y_lo))
+
+    out = [f'<svg class="line-chart" viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(title or y_label)}" '
+           'style="width:100%;max-width:720px;height:auto;font:11px sans-serif">']
+    for step in [t for t in STEP_TICKS if t <= max_step] + ([max_step] if max_step not in STEP_TICKS else []):
+        x = px(step)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}" stroke="#e5e7eb"/>'
+                   f'<text class="x-tick" x="{x:.1f}" y="{H - BOTTOM + 14}" text-anchor="middle">{step:,}</text>')
+    for v in _round_ticks(10 ** y_lo, 10 ** y_hi):
+        y = py(v)
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+                   f'<text class="y-tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_label(v)}</text>')
+    out.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 6}" text-anchor="middle">training step</text>'
+               f'<text x="12" y="{(TOP + H - BOTTOM) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 12 {(TOP + H - BOTTOM) / 2})">{html.escape(y_label)} (log scale)</text>')
+    for i, s in enumerate(series):
+        color = COLORS[i % len(COLORS)]
+        pts = sorted((st, v) for st, v in s.points if v and v > 0 and math.isfinite(v))
+        if len(pts) > 1:
+            path = " ".join(f"{px(st):.1f},{py(v):.1f}" for st, v in pts)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for st, v in pts:
+            out.append(f'<circle class="point" cx="{px(st):.1f}" cy="{py(v):.1f}" r="4" fill="{color}">'
+                       f'<title>{html.escape(s.name)} · step {st:,}: {v:,.2f}</title></circle>')
+    if len(series) > 1:
+        for i, s in enumerate(series):
+            out.append(f'<text x="{LEFT + 8}" y="{TOP + 12 + 14 * i}" fill="{COLORS[i % len(COLORS)]}">'
+                       f'● {html.escape(s.name)}</text>')
+    out.append("</svg>")
+    return "".join(out)

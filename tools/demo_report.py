@@ -1,0 +1,68 @@
+"""Measure the shipped demo model through the app's own API and print the README's tables.
+
+    python tools/demo_report.py
+
+Starts the app with --demo in-process (float32, the precision the training script evaluated in),
+then, with gradio_client: /score_across on the held-out passage at every demo checkpoint, compared
+with TRAINING.json's torch evaluation; and /compare of two held-out prompts, greedy, at step0, an
+early step and main.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROMPTS = ("And it came to pass, when the king heard", "Then said Jesus unto his disciples,")
+COLUMNS = ("step0", "step256", "main")
+
+
+def main() -> int:
+    from gradio_client import Client
+
+    import app
+    from model_utils.settings import Settings
+    from model_utils.store.demo_model import DEMO_DIR, DEMO_MODEL, HELD_OUT_TEXT, demo_model
+    from model_utils.ui.blocks import LAUNCH_OPTIONS
+
+    training = {c["revision"]: c["held_out_perplexity"] for c in
+                json.loads((DEMO_DIR / "TRAINING.json").read_text())["checkpoints"]}
+    with tempfile.TemporaryDirectory() as cache:
+        engine, demo = app.build(Settings(demo=True, device="cpu", compute_type="float32", cache_dir=cache))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                                **LAUNCH_OPTIONS)
+        try:
+            client = Client(url, verbose=False)
+            rows = client.predict(text=HELD_OUT_TEXT.read_text(), model=DEMO_MODEL,
+                                  revisions=list(demo_model().revisions), api_name="/score_across")
+            print("| checkpoint | step | held-out perplexity (app, /score_across) | torch (training script) | "
+                  "difference |\n|---|---|---|---|---|")
+            for r in rows:
+                ref = training[r["revision"]]
+                print(f"| {r['revision']} | {r['step']:,} | {r['perplexity']:.2f} | {ref:.2f} | "
+                      f"{(r['perplexity'] / ref - 1) * 100:+.3f}% |")
+            first, last = rows[0]["perplexity"], rows[-1]["perplexity"]
+            print(f"\nstep0 / main: {first / last:.0f}x\n")
+            print("| prompt | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS))
+            for prompt in PROMPTS:
+                columns = client.predict(prompt=prompt, pairs=[[DEMO_MODEL, c] for c in COLUMNS], greedy=True,
+                                         max_new_tokens=24, repetition_penalty=1.0, api_name="/compare")
+                cells = [c["text"].replace("\n", " ").replace("|", "\\|").strip() for c in columns]
+                print(f"| {prompt} | " + " | ".join(cells) + " |")
+        finally:
+            demo.close()
+            engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
