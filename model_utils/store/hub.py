@@ -70,25 +70,30 @@ def configure(timeout_s: float = HUB_TIMEOUT_S, retry_after_s: float = RETRY_AFT
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) says the Hub could not be reached, as opposed to a refusal."""
+    """Whether ``exc`` (or what caused it) says the Hub could not be reached at all: no connection, or
+    silence past the timeout. A download cut off midway is not that: the next request may well work."""
+    import socket
+
     import httpx2
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import OfflineModeIsEnabled
 
     while exc is not None:
-        if isinstance(exc, (httpx2.TransportError, TimeoutError, ConnectionError, LocalEntryNotFoundError)):
+        if isinstance(exc, (httpx2.ConnectError, httpx2.TimeoutException, TimeoutError, socket.gaierror,
+                            ConnectionRefusedError, OfflineModeIsEnabled)):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
 
 
 def hub_error(model: PythiaModel, revision: str, exc: Exception) -> ModelUnavailable:
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     if isinstance(exc, RevisionNotFoundError):
         return ModelUnavailable(f"{model.name} has no checkpoint {revision} on the Hub.")
     if isinstance(exc, RepositoryNotFoundError):
         return ModelUnavailable(f"{model.name} was not found on the Hub.")
-    if _unreachable(exc):
+    if isinstance(exc, LocalEntryNotFoundError) or _unreachable(exc):
         return ModelUnavailable(
             f"{model.name} ({revision}) is not in the local cache and the Hugging Face Hub cannot be reached. "
             "Connect to the internet, or run offline with `python app.py --demo` or `--model-dir PATH`.")
