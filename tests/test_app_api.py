@@ -81,7 +81,9 @@ def test_models_lists_everything(client):
 
 @pytest.mark.parametrize("kwargs,expected", [
     (dict(message="hi", model="gpt2"), "Unknown model"),
-    (dict(message="hi", revision="step7"), "not a Pythia checkpoint"),
+    (dict(message="hi", model="pythia-160m", revision="step7"), "not a Pythia checkpoint"),
+    (dict(message="hi", revision="step7"), "not a checkpoint of demo-pythia-kjv. Use one of: main, step0"),
+    (dict(message="   "), "Type a message first"),
     (dict(message="hi", temperature=-1), "temperature must be"),
     (dict(message="hi", top_k=3.7), "top_k must be an integer"),
     (dict(message="hi", max_new_tokens=100000), "max_new_tokens"),

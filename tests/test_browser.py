@@ -11,6 +11,7 @@ import pytest
 from live_app import running_app
 from model_utils.settings import Settings
 from conftest import DEMO, SLOW
+from model_utils.store.demo_model import HELD_OUT_TEXT, demo_model
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
@@ -93,7 +94,7 @@ RECORD_PROGRESS = """() => {
   new MutationObserver(() => {
     for (const el of document.querySelectorAll('[data-testid=status-tracker]')) {
       const t = el.innerText;
-      if (t && t.includes('the model') && !window.__progress.includes(t)) window.__progress.push(t);
+      if (t && /Downloading|Converting|Loading|Scoring/.test(t) && !window.__progress.includes(t)) window.__progress.push(t);
     }
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
@@ -234,3 +235,70 @@ def test_chat_reply_token_probabilities(page, live, output_dir):
     probs = page.eval_on_selector_all("#chat-heatmap span.tok", "els => els.map(e => +e.dataset.prob)")
     assert probs and all(0 < p <= 1 for p in probs)
     shot(page, output_dir, "10-chat-token-probabilities")
+
+
+# ---- the offline demo, as a newcomer meets it ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory):
+    with running_app(Settings(demo=True, cache_dir=str(tmp_path_factory.mktemp("demo")), device="cpu")) as (url, _):
+        yield url
+
+
+def test_demo_compare_fills_three_different_columns(page, demo_url, output_dir):
+    open_app(page, demo_url)
+    page.get_by_role("tab", name="Compare").click()
+    page.click("#compare-button")
+    page.wait_for_function("[0, 1, 2].every(i => document.querySelector('#compare-metrics-' + i)"
+                           ".innerText.includes('tokens'))", timeout=120000)
+    texts = [page.locator(f"#compare-output-{i} textarea").input_value() for i in range(3)]
+    assert all(texts) and len(set(texts)) == 3, texts
+    assert not any(t.startswith("⚠️") for t in texts)
+    shot(page, output_dir, "10-demo-compare")
+
+
+def test_demo_learning_curve_falls(page, demo_url, output_dir):
+    open_app(page, demo_url)
+    page.get_by_role("tab", name="Score", exact=True).click()
+    page.fill("#score-text textarea", (HELD_OUT_TEXT.read_text())[:1000])
+    page.click("#curve-button")
+    page.wait_for_selector("#curve-plot svg circle", timeout=120000)
+    points = page.eval_on_selector_all("#curve-plot svg circle title", "els => els.map(e => e.textContent)")
+    assert len(points) == len(demo_model().revisions), points
+    values = [float(t.rsplit(": ", 1)[1].replace(",", "")) for t in points]
+    assert values[0] / values[-1] >= 10, values  # step0 ... main, left to right
+    ticks = page.eval_on_selector_all("#curve-plot svg text.x-tick", "els => els.map(e => e.textContent)")
+    assert "0" in ticks and "1,000" in ticks  # real step numbers, not log10(step + 1)
+    assert "ok" in page.locator("#curve-table").inner_text()
+    assert page.locator("#curve-csv").is_visible()
+    shot(page, output_dir, "11-demo-learning-curve")
+
+
+def test_a_refused_message_stays_readable_and_the_chat_goes_on(page, demo_url, output_dir):
+    open_app(page, demo_url)
+    page.click("#chat-send")  # nothing typed
+    page.wait_for_function("document.querySelector('#chat-notice').innerText.includes('Type a message first')")
+    page.locator("#chat-input textarea").evaluate("(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }",
+                                                  "x" * 50_000)
+    page.click("#chat-send")
+    page.wait_for_function("document.querySelector('#chat-notice').innerText.includes('20,000')")
+    assert page.locator("#chatbot .user-row").count() == 0, "the refused message must not enter the chat"
+    shot(page, output_dir, "12-refused-message")
+    page.fill("#chat-input textarea", "Who was Joseph?")
+    page.click("#chat-send")
+    page.wait_for_function("document.querySelector('#chat-metrics').innerText.includes('tokens')", timeout=60000)
+    assert page.locator("#chat-notice").inner_text().strip() == ""
+    assert page.locator("#chatbot .user-row").count() == 1
+
+
+@pytest.mark.parametrize("tab", ["Chat", "Completion", "Score", "Compare"])
+def test_nothing_overflows_sideways_on_a_phone(browser, demo_url, tab, output_dir):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        open_app(page, demo_url)
+        page.get_by_role("tab", name=tab, exact=True).click()
+        assert page.get_by_role("tab", name="Compare").is_visible(), "every tab is reachable without a menu"
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{tab}: {overflow}px sideways"
+        shot(page, output_dir, f"13-phone-{tab.lower()}")
+    finally:
+        page.close()

@@ -57,7 +57,9 @@ RAW_CHAT = [
     ('["hi", "history", "%s", "main", null, null, null, null, null]' % DEMO, "history must be a list"),
     ('["hi", null, "../../etc/passwd", "main", null, null, null, null, null]', "Unknown model"),
     ('["hi", null, "EleutherAI/gpt-j-6b", "main", null, null, null, null, null]', "Unknown model"),
-    ('["hi", null, "%s", "refs/pr/1", null, null, null, null, null]' % DEMO, "not a Pythia checkpoint"),
+    ('["hi", null, "pythia-160m", "refs/pr/1", null, null, null, null, null]', "not a Pythia checkpoint"),
+    ('["hi", null, "%s", "refs/pr/1", null, null, null, null, null]' % DEMO, "not a checkpoint of " + DEMO),
+    ('["", null, "%s", "main", null, null, null, null, null]' % DEMO, "Type a message first"),
     ('["hi", null, "pythia-70m", "step7", null, null, null, null, null]', "not a Pythia checkpoint"),
 ]
 

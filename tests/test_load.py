@@ -17,7 +17,10 @@ BUSY = "queue is full"
 
 
 def test_32_users_complete_correctly_or_are_told_busy(tmp_path):
-    app = AppProcess("--demo", "--cache-dir", str(tmp_path), "--device", "cpu",
+    # float32: with int8 on a CPU without VNNI, a row's greedy text can depend on which rows share its
+    # batch; this test checks that every visitor gets the right answer or a clear "busy", so it needs
+    # answers that do not depend on the company a request keeps.
+    app = AppProcess("--demo", "--cache-dir", str(tmp_path), "--device", "cpu", "--compute-type", "float32",
                      "--max-batch-size", "4", "--workers", "2", "--max-queue", "8")
     try:
         args = dict(model=DEMO, max_new_tokens=64, top_k=1, repetition_penalty=1.0, api_name="/complete")
@@ -46,7 +49,7 @@ def test_32_users_complete_correctly_or_are_told_busy(tmp_path):
         for t in threads:
             t.join(timeout=60)
         assert not any(t.is_alive() for t in threads), "a request hung"
-        assert all(o in ("ok", "busy") for o in outcomes), outcomes
+        assert all(o in ("ok", "busy") for o in outcomes), [o for o in outcomes if o not in ("ok", "busy")]
         assert outcomes.count("ok") >= 8  # L = 4 x 2 run at once, 8 more wait
         assert app.rss_mib() - rss_before < 100
     finally:
