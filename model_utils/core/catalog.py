@@ -60,6 +60,7 @@ class PythiaModel:
     own_revisions: tuple[str, ...] | None = None
     description: str = ""  # a sentence for the status line (e.g. what a demo model was trained on)
     main_step: int = MAIN_STEP  # the training step that "main" is
+    example_text: str = ""  # a text the model is at home with, for the Score tab (the demo model's held-out prose)
 
     def step_of(self, revision: str) -> int:
         """The training step of one of this model's revisions (``main`` is the last one)."""

@@ -21,9 +21,9 @@ def demo_model(directory: Path = DEMO_DIR) -> PythiaModel:
     config = json.loads((directory / "main" / "config.json").read_text())
     steps = {c["revision"]: c["step"] for c in training["checkpoints"]}
     revisions = ("main", *sorted((r for r in steps if r != "main"), key=steps.get))
-    parameters = training["shape"]["parameters"]
     return PythiaModel(
         DEMO_MODEL, config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"],
         config["vocab_size"], local_path=directory, own_revisions=revisions, main_step=steps["main"],
-        description=(f"A tiny model ({parameters / 1e6:.1f}M parameters) with Pythia's architecture, trained here "
-                     "on the King James Bible for the offline demo: not a Pythia checkpoint."))
+        description=("A tiny model with Pythia's architecture, trained here on the King James Bible for the offline "
+                     "demo: not a Pythia checkpoint."),
+        example_text=HELD_OUT_TEXT.read_text()[:400].rsplit(" ", 1)[0])

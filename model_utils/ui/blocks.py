@@ -42,10 +42,11 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         gr.Markdown("# Pythia × CTranslate2\nEvery EleutherAI Pythia model, at every training checkpoint, "
                     "running fast on CPU or GPU through CTranslate2.")
         with gr.Row():
-            model = gr.Dropdown(h.model_choices(), value=default, label="Model", scale=3,
+            model = gr.Dropdown(h.model_choices(), value=default, label="Model", scale=3, min_width=280,
                                 elem_id="model-picker",
                                 info="Size and variant (-deduped: trained on the deduplicated Pile)")
-            revision = gr.Dropdown(h.revisions(default), value="main", label="Checkpoint", scale=1, elem_id="checkpoint",
+            revision = gr.Dropdown(h.revisions(default), value="main", label="Checkpoint", scale=1, min_width=160,
+                                   elem_id="checkpoint",
                                    info="Training step (main = the last one)")
         status = gr.Markdown(h.status_markdown(default, "main"), elem_id="model-status")
         with gr.Accordion("Sampling", open=False):

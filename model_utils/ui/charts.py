@@ -11,7 +11,7 @@ from typing import Sequence
 
 STEP_TICKS = (0, 1, 16, 128, 512, 1000, 4000, 16000, 64000, 143000)
 COLORS = ("#4f46e5", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#65a30d")
-W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 300, 64, 16, 16, 44
+W, H, LEFT, RIGHT, TOP, BOTTOM = 480, 260, 64, 14, 14, 42
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def line_chart(series: Sequence[Series], y_label: str, title: str = "") -> str:
         return TOP + (H - TOP - BOTTOM) * (1 - (math.log10(value) - y_lo) / (y_hi - y_lo))
 
     out = [f'<svg class="line-chart" viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(title or y_label)}" '
-           'style="width:100%;max-width:720px;height:auto;font:11px sans-serif">']
+           'style="width:100%;max-width:600px;height:auto;font:12px sans-serif">']
     for step in [t for t in STEP_TICKS if t <= max_step] + ([max_step] if max_step not in STEP_TICKS else []):
         x = px(step)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}" stroke="#e5e7eb"/>'

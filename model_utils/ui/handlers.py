@@ -81,6 +81,12 @@ class Handlers:
         except PythiaError:
             return ["main"]
 
+    def example_text(self, model: str, fallback: str) -> str:
+        try:
+            return self.service.model(model).example_text or fallback
+        except PythiaError:
+            return fallback
+
     def default_curve(self, model: str) -> list[str]:
         try:
             return list(self.service.default_curve(model))
@@ -90,12 +96,12 @@ class Handlers:
     def compare_defaults(self, model: str) -> list[str]:
         """Three checkpoints that show training: the end, and two earlier ones the model has."""
         revisions = self.revisions(model)
-        wanted = [r for r in ("main", "step1000", "step16000") if r in revisions]
+        wanted = [r for r in ("step1000", "step16000", "main") if r in revisions]
         if len(wanted) == 3:
             return wanted
-        early = [r for r in revisions if r != "main"]
-        picks = ["main"] + ([early[0], early[len(early) // 2]] if early else [])
-        return (picks + ["main"] * 3)[:3]
+        early = [r for r in revisions if r != "main"]  # oldest first: the columns read left to right in time
+        picks = ([early[0], early[len(early) // 2]] if early else []) + ["main"]
+        return (["main"] * 3 + picks)[-3:]
 
     def pick_model(self, model: str, revision: str):
         revisions = self.revisions(model)

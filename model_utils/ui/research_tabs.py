@@ -28,17 +28,18 @@ def score_markdown(result) -> str:
     return text + (f"\n\nℹ️ {result.note}" if result.note else "")
 
 
-CURVE_HEADER = ["revision", "step", "status", "perplexity", "bits/byte", "error"]
+CURVE_HEADER = ["checkpoint", "perplexity", "bits/byte", "status"]  # four columns: readable on a phone
+CSV_HEADER = ["revision", "step", "status", "perplexity", "bits_per_byte", "error"]
 
 
 def curve_outputs(model: str, points):
     """The chart, the table and its CSV for one learning curve."""
     ok = [(p.step, p.perplexity) for p in points if p.status == "ok"]
     chart = line_chart([Series(model, ok)], "perplexity", f"Perplexity of {model} over training")
-    table = [[p.revision, p.step, p.status, _fmt(p.perplexity), _fmt(p.bits_per_byte), p.error or ""]
-             for p in points]
+    table = [[p.revision if p.revision != "main" else f"main (step{p.step})", _fmt(p.perplexity),
+              _fmt(p.bits_per_byte), "ok" if p.status == "ok" else f"failed: {p.error}"] for p in points]
     raw = [[p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
-    return chart, table, csv_file("learning-curve", CURVE_HEADER, raw)
+    return chart, table, csv_file("learning-curve", CSV_HEADER, raw)
 
 
 def build_research_tabs(service: PythiaService, h: Handlers, model, revision, controls, concurrency: int) -> None:
@@ -46,7 +47,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
     with gr.Tab("Score", id="score"):
         gr.Markdown("Paste text to see how likely the selected model finds each token (red: surprising, "
                     "green: expected), its perplexity and bits per byte — and how that changes over training.")
-        score_text = gr.Textbox(label="Text", lines=5, value=SCORE_EXAMPLE, elem_id="score-text")
+        score_text = gr.Textbox(label="Text", lines=5, value=h.example_text(service.default_model, SCORE_EXAMPLE),
+                                elem_id="score-text")
         score_btn = gr.Button("Score", variant="primary", elem_id="score-button")
         score_summary = gr.Markdown(elem_id="score-summary")
         score_heat = gr.HTML(elem_id="score-heatmap")

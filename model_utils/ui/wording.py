@@ -19,7 +19,7 @@ def gib(n: int) -> str:
 
 def memory_words(status, device: str) -> str:
     """'162M parameters · weights ~0.2 GiB on CPU int8 · room for 40 full-length (2048-token) conversations at once'"""
-    room = (f"room for {status.conversations} full-length (2048-token) conversation"
+    room = (f"room for {status.conversations:,} full-length (2048-token) conversation"
             f"{'s' if status.conversations != 1 else ''} at once" if status.fits else "")
     return " · ".join(x for x in (f"{format_parameters(status.parameters)} parameters",
                                    f"weights ~{gib(status.weights_bytes)} on {device}", room) if x)
@@ -70,7 +70,7 @@ def empty_reply_note(reply: Reply, chat: bool) -> str | None:
 
 def metrics_markdown(reply: Reply, chat: bool = False) -> str:
     notes = [n for n in (empty_reply_note(reply, chat), reply.notice) if n]
-    return f"<small>{metrics_line(reply, chat)}</small>" + "".join(f"\n\n<small>ℹ️ {n}</small>" for n in notes)
+    return metrics_line(reply, chat) + "".join(f"\n\nℹ️ {n}" for n in notes)
 
 
 def column_metrics(column: CompareColumn) -> str:
