@@ -161,3 +161,35 @@ def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_dev
     assert len(h.cancels) == 0
     assert stats.rows == 5000 and len(stats.sizes) <= BatchingConfig().max_batch_size
     assert len(vars(stats)) == 4  # counters only: nothing grows with the number of requests
+
+
+def test_weights_memory_grows_with_model_size(service):
+    from model_utils.core.catalog import SIZES
+
+    statuses = {m.name: s for m, s in service.statuses()}
+    weights = [statuses[f"pythia-{size}"].weights_bytes for size in SIZES]
+    assert weights == sorted(weights) and len(set(weights)) == len(weights), weights
+    small = statuses["pythia-70m"]
+    assert small.fits and small.conversations >= 1
+
+
+def test_the_status_line_says_what_a_local_folder_does(service, tiny_hf_dir):
+    service.catalog.add(describe_local_dir(tiny_hf_dir, name="operator-folder"))  # an HF checkpoint: not converted yet
+    text = Handlers(service).status_markdown("operator-folder", "main")
+    assert "converted from its folder on first use" in text and "downloads" not in text
+    assert "in memory on CPU" in text and "full-length (2048-token) conversation" in text
+
+
+def test_metrics_speak_plainly_and_an_empty_reply_is_explained(tiny_ct2_dir, tmp_path, cpu_device):
+    from model_utils.ui.wording import metrics_markdown
+
+    # a chat reply that ends at once (the model writes <|endoftext|> first); completions get two tokens
+    svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: [] if "Bot" in "".join(prompt) else [5, 6])
+    try:
+        empty = list(svc.chat("Hi"))[-1]
+        full = list(svc.complete("Hi", max_new_tokens=2))[-1]
+    finally:
+        svc.engine.close()
+    assert empty.text == "" and "before writing anything" in metrics_markdown(empty, chat=True)
+    line = metrics_markdown(full)
+    assert "2 tokens · first after" in line and "reached the new-token limit" in line and "CPU float32" in line

@@ -28,6 +28,10 @@ def use_tabs(page, out: Path, size: str) -> dict:
         page.screenshot(path=str(out / f"{size}-{name}.png"), full_page=True)
         overflow[name] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
+    page.get_by_text("Sampling").first.click()  # the controls, open
+    page.wait_for_selector("#max-new-tokens input[type=number]")
+    shot("sampling")
+    page.get_by_text("Sampling").first.click()
     page.fill("#chat-input textarea", "Who was Joseph?")
     page.click("#chat-send")
     page.wait_for_function("document.querySelector('#chat-metrics').innerText.includes('tokens')", timeout=60000)

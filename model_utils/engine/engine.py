@@ -36,7 +36,7 @@ class ModelStatus:
     random_weights: bool = False
     local: bool = False  # an operator's directory (converted, never downloaded)
     description: str = ""  # what the model is, when the catalog says (the demo model)
-    weights_bytes: int = 0  # the loaded weights (and runtime), without any conversation
+    weights_bytes: int = 0  # the loaded model (weights and runtime), without any conversation
     conversations: int = 0  # full-context (2048-token) conversations that fit beside the weights
 
 

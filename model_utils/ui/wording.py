@@ -18,11 +18,11 @@ def gib(n: int) -> str:
 
 
 def memory_words(status, device: str) -> str:
-    """'162M parameters · weights ~0.2 GiB on CPU int8 · room for 40 full-length (2048-token) conversations at once'"""
+    """'162M parameters · ~0.2 GiB in memory on CPU int8 · room for 40 full-length (2048-token) conversations at once'"""
     room = (f"room for {status.conversations:,} full-length (2048-token) conversation"
             f"{'s' if status.conversations != 1 else ''} at once" if status.fits else "")
     return " · ".join(x for x in (f"{format_parameters(status.parameters)} parameters",
-                                   f"weights ~{gib(status.weights_bytes)} on {device}", room) if x)
+                                   f"~{gib(status.weights_bytes)} in memory on {device}", room) if x)
 
 
 def model_note(status) -> str:
