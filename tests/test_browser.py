@@ -302,3 +302,27 @@ def test_nothing_overflows_sideways_on_a_phone(browser, demo_url, tab, output_di
         shot(page, output_dir, f"13-phone-{tab.lower()}")
     finally:
         page.close()
+
+
+def test_demo_memorization_and_the_learned_grid_with_png_and_csv(page, demo_url, output_dir):
+    from model_utils.store.demo_model import TRAINED_PASSAGE
+
+    open_app(page, demo_url)
+    page.get_by_role("tab", name="Score", exact=True).click()
+    page.fill("#score-text textarea", TRAINED_PASSAGE.read_text()[:600])
+    page.click("#curve-button")
+    page.wait_for_selector("#learned-heatmap table td", timeout=120000)
+    rows = page.locator("#learned-heatmap tbody tr").count()
+    assert rows == len(demo_model().revisions)  # one row per checkpoint
+    with page.expect_download() as download:
+        page.click("#curve-png")
+    assert open(download.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    page.get_by_text("Memorization: does the model reproduce this text?").click()
+    page.click("#memo-button")
+    page.wait_for_selector("#memo-plot svg circle", timeout=120000)
+    table = page.locator("#memo-table").inner_text()
+    assert "main (step3000)" in table and "step0" in table
+    with page.expect_download() as download:
+        page.click("#memo-csv")
+    assert open(download.value.path()).read().startswith("model,revision,step,status,exact")
+    shot(page, output_dir, "14-demo-memorization")

@@ -81,3 +81,16 @@ def test_compare_three_checkpoints_gives_three_different_replies(service):
     columns = list(service.compare("And God said", pairs, greedy=True, max_new_tokens=24))[-1]
     assert all(c.done and c.error is None and c.text for c in columns)
     assert len({c.text for c in columns}) == 3
+
+
+def test_memorization_rises_with_training_on_trained_text_only(service):
+    from model_utils.store.demo_model import TRAINED_PASSAGE
+
+    revisions = ["step0", "step256", "step1000", "main"]
+    trained = service.memorization(TRAINED_PASSAGE.read_text(), DEMO_MODEL, revisions=revisions)
+    held_out = service.memorization(HELD_OUT_TEXT.read_text(), DEMO_MODEL, revisions=revisions)
+    fractions = [r.match_fraction for r in trained]
+    assert [r.revision for r in trained] == revisions
+    assert fractions[-1] > fractions[0], fractions  # it rose with training (0.0 at step0, 0.19 at main here)
+    assert not any(r.exact for r in held_out), [r.continuation for r in held_out]
+    assert max(r.match_fraction for r in held_out) < fractions[-1], [r.match_fraction for r in held_out]

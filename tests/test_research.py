@@ -140,3 +140,38 @@ def test_bad_research_arguments(hub_service):
         list(hub_service.compare("hi", [["pythia-160m"]] * 5))
     with pytest.raises(InvalidParameter):
         hub_service.score("", "pythia-160m", "step1000")
+
+
+def test_memorization_equals_a_transformers_greedy_reference(engine, reference, tiny_hf_dir):
+    """Float32 CT2 against transformers without a KV cache: the same 32 greedy tokens after the same prefix."""
+    from tokenizers import Tokenizer
+
+    service = PythiaService(engine, engine.catalog, "tiny-pythia")
+    text = open(__file__.replace("test_research.py", "../model_utils/store/data/tiny_corpus.txt")).read()[:3000]
+    (row,) = service.memorization(text, "tiny-pythia", revisions=["main"])
+    ids = Tokenizer.from_file(str(tiny_hf_dir / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    with torch.no_grad():
+        out = reference.generate(torch.tensor([ids[:32]]), max_new_tokens=32, do_sample=False, use_cache=False,
+                                 eos_token_id=0, pad_token_id=0, repetition_penalty=1.0)
+    expected = [t for t in out[0, 32:].tolist()]
+    if 0 in expected:  # both stop at <|endoftext|>
+        expected = expected[:expected.index(0)]
+    truth = ids[32:64]
+    same = [i < len(expected) and expected[i] == t for i, t in enumerate(truth)]
+    assert row.status == "ok"
+    assert row.match_fraction == pytest.approx(sum(same) / 32)
+    assert row.matched_prefix == next((i for i, ok in enumerate(same) if not ok), 32)
+    tokenizer = Tokenizer.from_file(str(tiny_hf_dir / "tokenizer.json"))
+    assert row.continuation == tokenizer.decode(expected)
+
+
+def test_memorization_refuses_bad_arguments_before_any_work(engine):
+    from model_utils.core.errors import InvalidParameter
+
+    service = PythiaService(engine, engine.catalog, "tiny-pythia")
+    for kwargs in (dict(prefix_tokens=0), dict(continuation_tokens=1000), dict(models=[]), dict(prefix_tokens=3.5)):
+        with pytest.raises(InvalidParameter):
+            service.memorization("some text", "tiny-pythia", **kwargs)
+    assert engine.cache.loads == 0
+    (row,) = service.memorization("too short", "tiny-pythia")
+    assert row.status == "failed" and "memorization needs" in row.error

@@ -7,8 +7,8 @@ from ..core.errors import PythiaError
 from ..core.sampling import Bounds, bounds
 from ..engine.scoring import TextScore, TokenScore
 from .requests import message_text
-from .research import CompareColumn, CurvePoint
+from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import PythiaService, Reply
 
-__all__ = ["Bounds", "CompareColumn", "CurvePoint", "PythiaError", "PythiaService", "Reply", "TextScore",
+__all__ = ["Bounds", "CompareColumn", "CurvePoint", "MemorizationRow", "PythiaError", "PythiaService", "Reply", "TextScore",
            "TokenScore", "bounds", "message_text"]

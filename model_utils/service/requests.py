@@ -21,6 +21,7 @@ from ..engine.prompts import ROLES
 R = TypeVar("R", bound="Request")
 MAX_REVISIONS = 16  # checkpoints in one learning curve
 MAX_COMPARE = 4  # columns in one comparison
+MAX_MODELS = 8  # models in one sweep (the Pythia sizes)
 MAX_ALTERNATIVES = 10  # top-k alternatives per token in a token view
 MAX_PROMPT_CHARS = 20_000  # cap before tokenizing: a visitor cannot make us tokenize megabytes
 
@@ -160,15 +161,6 @@ def _logprobs(value: Any) -> int | None:
     return value
 
 
-def _revisions(value: Any, info: ValidationInfo) -> tuple[str, ...]:
-    model = info.data.get("model")
-    if value is None or model is None:
-        return ()
-    if not isinstance(value, (list, tuple)) or not value or len(value) > MAX_REVISIONS:
-        raise _Carrier(InvalidParameter(f"revisions must be a list of 1 to {MAX_REVISIONS} checkpoints."))
-    return tuple(dict.fromkeys(_rule(resolve_revision, model, r) for r in value))
-
-
 LogProbs = Annotated[int | None, BeforeValidator(_logprobs)]  # top-k alternatives per generated token
 
 
@@ -202,11 +194,56 @@ class ScoreRequest(Request):
     revision: Revision = None
 
 
+def _models(value: Any, info: ValidationInfo) -> tuple[PythiaModel, ...]:
+    """``models`` (a list of names) or, when it is absent, ``model`` (one name, or the default)."""
+    if value is None:
+        return (_model(info.data.get("model_name"), info),)
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_MODELS:
+        raise _Carrier(InvalidParameter(f"models must be a list of 1 to {MAX_MODELS} model names."))
+    return tuple(dict.fromkeys(_model(v, info) for v in value))
+
+
+def _sweep_revisions(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+    """Revisions every model of the sweep has (validated against each); () means each model's default curve."""
+    models = info.data.get("models")
+    if value is None or not models:
+        return ()
+    if not isinstance(value, (list, tuple)) or not value or len(value) > MAX_REVISIONS:
+        raise _Carrier(InvalidParameter(f"revisions must be a list of 1 to {MAX_REVISIONS} checkpoints."))
+    for model in models:
+        checked = tuple(dict.fromkeys(_rule(resolve_revision, model, r) for r in value))
+    return checked
+
+
+def _count(name: str, low: int, high: int):
+    def check(value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _Carrier(InvalidParameter(f"{name} must be an integer from {low} to {high} (got {value!r:.40})."))
+        return value
+    return BeforeValidator(check)
+
+
 class ScoreAcrossRequest(Request):
+    """A learning curve: one model, or several (scaling curves), at several checkpoints."""
+
     text: Text
-    model: Model = None
-    # canonical, without duplicates; () means the model's default learning curve
-    revisions: Annotated[tuple[str, ...], BeforeValidator(_revisions)] = ()
+    model_name: Any = None  # `model`: one name; `models` wins when given
+    models: Annotated[tuple[PythiaModel, ...], BeforeValidator(_models)] = None
+    # canonical, without duplicates; () means each model's default learning curve
+    revisions: Annotated[tuple[str, ...], BeforeValidator(_sweep_revisions)] = ()
+
+
+class MemorizationRequest(Request):
+    """Biderman et al. (2023): a prefix of the text, greedy continuation, compared token by token with the text."""
+
+    text: Text
+    model_name: Any = None  # `model`: one name; `models` wins when given
+    models: Annotated[tuple[PythiaModel, ...], BeforeValidator(_models)] = None
+    revisions: Annotated[tuple[str, ...], BeforeValidator(_sweep_revisions)] = ()
+    prefix_tokens: Annotated[int, _count("prefix_tokens", 1, 512)] = 32
+    continuation_tokens: Annotated[int, _count("continuation_tokens", 1, 256)] = 32
 
 
 class Column(BaseModel):

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Iterator, TypeVar
 
-from ..core.errors import PythiaError
+from ..core.catalog import PythiaModel
+from ..core.errors import InvalidParameter, PythiaError
+from ..core.sampling import SamplingParams
 from ..core.progress import Progress, ProgressCallback, report
 from ..engine.engine import Engine
+from ..engine.loaded_model import LoadedModel
 from ..engine.generation import ReplyBuilder, stream
-from ..engine.prompts import prepare_completion
-from ..engine.scoring import score_text
-from .requests import CompareRequest, ScoreAcrossRequest
+from ..engine.prompts import PreparedPrompt, prepare_completion
+from ..engine.scoring import TokenScore, score_text
+from .requests import CompareRequest, MemorizationRequest, ScoreAcrossRequest
+
+T = TypeVar("T")
 
 # A log-spaced learning curve from initialisation to the end of training.
 DEFAULT_CURVE = ("step0", "step16", "step128", "step512", "step1000", "step4000", "step16000", "step64000", "main")
@@ -24,6 +29,7 @@ DEFAULT_CURVE = ("step0", "step16", "step128", "step512", "step1000", "step4000"
 class CurvePoint:
     """One checkpoint of a learning curve: its scores, or why it failed."""
 
+    model: str
     revision: str
     step: int
     status: str  # "ok" or "failed"
@@ -32,9 +38,12 @@ class CurvePoint:
     log_likelihood: float | None = None
     num_tokens: int | None = None
     error: str | None = None
+    tokens: tuple[TokenScore, ...] = field(default=(), repr=False)  # per-token log-probs (not in the API rows)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        row = asdict(self)
+        del row["tokens"]
+        return row
 
 
 @dataclass(frozen=True)
@@ -57,23 +66,93 @@ def default_curve(revisions: tuple[str, ...]) -> tuple[str, ...]:
     return chosen if len(chosen) == len(DEFAULT_CURVE) else revisions
 
 
-def score_across(engine: Engine, request: ScoreAcrossRequest, progress: ProgressCallback | None) -> list[CurvePoint]:
-    """Score the text at each revision, those already on disk first; each revision fails alone."""
-    model = request.model
-    revisions = request.revisions or default_curve(model.revisions)
-    order = sorted(revisions, key=lambda r: not engine.is_cached(model, r))
-    points = []
-    for i, revision in enumerate(order):
-        report(progress, Progress(f"scoring {revision}", i, len(order), "checkpoints"))
-        step = model.step_of(revision)
+def sweep(engine: Engine, pairs: list[tuple[PythiaModel, str]], work: Callable[[LoadedModel], T],
+          progress: ProgressCallback | None) -> list[tuple[PythiaModel, str, T | PythiaError]]:
+    """Load each (model, revision) once, those already on disk first, and run ``work`` on it while loaded.
+
+    A pair that cannot be had (download, conversion, memory) fails alone: its result is the error.
+    """
+    order = sorted(pairs, key=lambda pair: not engine.is_cached(*pair))
+    results = []
+    for i, (model, revision) in enumerate(order):
+        report(progress, Progress(f"scoring {model.name} {revision}", i, len(order), "checkpoints"))
         try:
             with engine.open(model, revision) as loaded:
-                result = score_text(loaded, request.text)
-            points.append(CurvePoint(revision, step, "ok", result.perplexity, result.bits_per_byte,
-                                     result.log_likelihood, len(result.tokens)))
+                results.append((model, revision, work(loaded)))
         except PythiaError as exc:
-            points.append(CurvePoint(revision, step, "failed", error=str(exc)))
-    return sorted(points, key=lambda p: p.step)
+            results.append((model, revision, exc))
+    return sorted(results, key=lambda r: (request_order(pairs, r[0]), r[0].step_of(r[1])))
+
+
+def request_order(pairs, model: PythiaModel) -> int:
+    return next(i for i, (m, _) in enumerate(pairs) if m is model)
+
+
+def score_across(engine: Engine, request: ScoreAcrossRequest, progress: ProgressCallback | None) -> list[CurvePoint]:
+    """Score the text at each (model, revision); each fails alone."""
+    pairs = [(m, r) for m in request.models for r in (request.revisions or default_curve(m.revisions))]
+    points = []
+    for model, revision, result in sweep(engine, pairs, lambda loaded: score_text(loaded, request.text), progress):
+        step = model.step_of(revision)
+        if isinstance(result, PythiaError):
+            points.append(CurvePoint(model.name, revision, step, "failed", error=str(result)))
+        else:
+            points.append(CurvePoint(model.name, revision, step, "ok", result.perplexity, result.bits_per_byte,
+                                     result.log_likelihood, len(result.tokens), tokens=result.tokens))
+    return points
+
+
+@dataclass(frozen=True)
+class MemorizationRow:
+    """Biderman et al. (2023) at one (model, revision): does greedy decoding reproduce the text?"""
+
+    model: str
+    revision: str
+    step: int
+    status: str  # "ok" or "failed"
+    exact: bool | None = None  # every continuation token matched
+    matched_prefix: int | None = None  # how many leading continuation tokens matched
+    match_fraction: float | None = None  # the share of positions that matched
+    continuation: str | None = None  # what the model wrote
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def memorize(loaded: LoadedModel, text: str, prefix_tokens: int, continuation_tokens: int) -> MemorizationRow:
+    """Greedy-decode ``continuation_tokens`` after the text's first ``prefix_tokens`` and compare."""
+    ids = loaded.tokenizer.encode(text, add_special_tokens=False).ids
+    need = prefix_tokens + continuation_tokens
+    if len(ids) < need:
+        raise InvalidParameter(f"The text has {len(ids)} tokens for {loaded.info.name}; memorization needs "
+                               f"prefix_tokens + continuation_tokens = {need}.")
+    truth = ids[prefix_tokens:need]
+    # greedy, nothing else: the model's own choice at every position (no penalty, no n-gram ban)
+    params = SamplingParams(greedy=True, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                            max_new_tokens=continuation_tokens)
+    reply = ReplyBuilder()
+    for chunk in stream(loaded, PreparedPrompt(tuple(ids[:prefix_tokens])), params):
+        reply.add(chunk)
+    got = reply.token_ids
+    same = [i < len(got) and got[i] == t for i, t in enumerate(truth)]
+    leading = next((i for i, ok in enumerate(same) if not ok), len(same))
+    return MemorizationRow(loaded.info.name, loaded.revision, loaded.info.step_of(loaded.revision), "ok",
+                           all(same), leading, sum(same) / len(same), reply.text)
+
+
+def memorization(engine: Engine, request: MemorizationRequest,
+                 progress: ProgressCallback | None) -> list[MemorizationRow]:
+    """One row per (model, revision); each fails alone with its reason."""
+    pairs = [(m, r) for m in request.models for r in (request.revisions or default_curve(m.revisions))]
+    rows = []
+    work = lambda loaded: memorize(loaded, request.text, request.prefix_tokens, request.continuation_tokens)  # noqa: E731
+    for model, revision, result in sweep(engine, pairs, work, progress):
+        if isinstance(result, PythiaError):
+            rows.append(MemorizationRow(model.name, revision, model.step_of(revision), "failed", error=str(result)))
+        else:
+            rows.append(result)
+    return rows
 
 
 def compare(engine: Engine, request: CompareRequest, cancel: threading.Event | None = None,

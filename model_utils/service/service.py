@@ -20,8 +20,8 @@ from ..engine.generation import ReplyBuilder, stream
 from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
 from ..engine.scoring import TextScore, TokenScore, score_text, token_probabilities
 from . import research
-from .requests import (ChatRequest, CompareRequest, CompletionRequest, Request, ScoreAcrossRequest, ScoreRequest,
-                       TargetRequest)
+from .requests import (ChatRequest, CompareRequest, CompletionRequest, MemorizationRequest, Request,
+                       ScoreAcrossRequest, ScoreRequest, TargetRequest)
 
 STREAM_INTERVAL_S = 0.05  # at most 20 updates a second per reply
 
@@ -137,11 +137,21 @@ class PythiaService:
         with self.engine.open(r.model, r.revision, progress) as loaded:
             return score_text(loaded, r.text)
 
-    def score_across(self, text: Any, model: Any = None, revisions: Any = None,
+    def score_across(self, text: Any, model: Any = None, revisions: Any = None, models: Any = None,
                      progress: ProgressCallback | None = None) -> list[research.CurvePoint]:
-        """The text's perplexity at several checkpoints: one point per revision, failed ones say why."""
-        r = self._parse(ScoreAcrossRequest, text=text, model=model, revisions=revisions)
+        """The text's perplexity at several checkpoints (of one model, or of ``models``): one point per
+        (model, revision), failed ones say why."""
+        r = self._parse(ScoreAcrossRequest, text=text, model_name=model, models=models, revisions=revisions)
         return research.score_across(self.engine, r, progress)
+
+    def memorization(self, text: Any, model: Any = None, models: Any = None, revisions: Any = None,
+                     prefix_tokens: Any = 32, continuation_tokens: Any = 32,
+                     progress: ProgressCallback | None = None) -> list[research.MemorizationRow]:
+        """Does greedy decoding reproduce the text after its prefix, at each checkpoint (and model)?"""
+        r = self._parse(MemorizationRequest, text=text, model_name=model, models=models, revisions=revisions,
+                        prefix_tokens=32 if prefix_tokens is None else prefix_tokens,
+                        continuation_tokens=32 if continuation_tokens is None else continuation_tokens)
+        return research.memorization(self.engine, r, progress)
 
     def compare(self, prompt: Any, pairs: Any, *, cancel: threading.Event | None = None,
                 **sampling: Any) -> Iterator[list[research.CompareColumn]]:

@@ -23,6 +23,9 @@ ARG_HELP = {
     "text": "The text to score (at most 20,000 characters).",
     "revisions": "The checkpoints to score, e.g. ['step1000', 'main'] (default: a log-spaced selection).",
     "pairs": "Up to 4 [model, revision] pairs, one column each.",
+    "models": "Several model names (scaling curves); every row names its model. Wins over `model`.",
+    "prefix_tokens": "Tokens of the text given to the model (1-512, default 32).",
+    "continuation_tokens": "Tokens the model writes greedily and that are compared with the text (1-256, default 32).",
 }
 
 
@@ -82,9 +85,20 @@ def register_api(service: PythiaService, concurrency: int) -> None:
         """Per-token log-probabilities of `text`, its log-likelihood, perplexity and bits per byte."""
         return guarded_call(service.score, text, model, revision).as_dict()
 
-    def score_across(text: str, model: str | None = None, revisions: list[str] | None = None) -> list[dict]:
-        """Score `text` at several training checkpoints: one row per revision (failed ones say why)."""
-        return [p.as_dict() for p in guarded_call(service.score_across, text, model, revisions)]
+    def score_across(text: str, model: str | None = None, revisions: list[str] | None = None,
+                     models: list[str] | None = None) -> list[dict]:
+        """Score `text` at several training checkpoints, of one model or several: one row per (model, revision),
+        failed ones say why."""
+        return [p.as_dict() for p in guarded_call(service.score_across, text, model, revisions, models)]
+
+    def memorization(text: str, model: str | None = None, models: list[str] | None = None,
+                     revisions: list[str] | None = None, prefix_tokens: int = 32,
+                     continuation_tokens: int = 32) -> list[dict]:
+        """Memorization (Biderman et al. 2023): give the model the text's first `prefix_tokens` tokens, decode
+        `continuation_tokens` greedily, compare with the text. One row per (model, revision): exact, matched_prefix,
+        match_fraction, continuation, or the error."""
+        return [r.as_dict() for r in guarded_call(service.memorization, text, model, models, revisions,
+                                                  prefix_tokens, continuation_tokens)]
 
     def compare(prompt: str, pairs: list, temperature: float | None = None, top_k: int | None = None,
                 top_p: float | None = None, repetition_penalty: float | None = None,
@@ -97,6 +111,6 @@ def register_api(service: PythiaService, concurrency: int) -> None:
                     "metrics": column_metrics(c), "done": c.done} for c in columns]
 
     generating = dict(concurrency_limit=concurrency, concurrency_id="generate")
-    for fn in (chat, complete, score, score_across, compare):
+    for fn in (chat, complete, score, score_across, memorization, compare):
         gr.api(_document(fn), api_name=fn.__name__, **generating)
     gr.api(models, api_name="models", queue=False)

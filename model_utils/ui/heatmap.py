@@ -37,3 +37,30 @@ def alternatives_table(tokens: Sequence[TokenScore]) -> list[list]:
     """Rows for a table: position, token, probability, then the top alternatives."""
     return [[i, token.text, round(token.probability, 4),
              ", ".join(f"{alt!r} {math.exp(lp):.3f}" for alt, lp in token.alternatives)] for i, token in enumerate(tokens)]
+
+
+def learned_heatmap(points, max_tokens: int = 48) -> str:
+    """When was each token learned: a checkpoints x tokens grid of each token's probability (one model).
+
+    ``points`` are learning-curve points (oldest first) carrying per-token scores. Long texts show
+    their first ``max_tokens`` tokens, and say so.
+    """
+    rows = [p for p in points if p.status == "ok" and p.tokens]
+    if not rows:
+        return ""
+    tokens = rows[0].tokens[:max_tokens]
+    head = "".join(f'<th title="{html.escape(t.text)}">{html.escape(t.text.strip() or "␣")}</th>' for t in tokens)
+    body = []
+    for p in rows:
+        cells = "".join(
+            f'<td style="background:{_color(t.probability)}" title="{html.escape(t.text)} at {p.revision}: '
+            f'p = {t.probability:.4f}">{t.probability:.2f}</td>' for t in p.tokens[:max_tokens])
+        body.append(f'<tr><th class="ckpt">{html.escape(p.revision)}</th>{cells}</tr>')
+    more = (f'<div class="note">The first {max_tokens} of {len(rows[0].tokens)} tokens.</div>'
+            if len(rows[0].tokens) > max_tokens else "")
+    return ('<div class="learned-heatmap" style="overflow-x:auto;max-width:100%">'
+            '<table style="border-collapse:collapse;font-size:0.75em"><thead><tr><th></th>' + head + "</tr></thead>"
+            "<tbody>" + "".join(body) + "</tbody></table></div>" + more +
+            '<div style="font-size:0.8em;color:#666;margin-top:6px">Each cell: the probability the checkpoint gave '
+            "that token (red: surprising, green: expected). Read down a column to see when the token was learned."
+            "</div>")

@@ -9,8 +9,8 @@ import gradio as gr
 from ..service import PythiaService
 from .common import gradio_progress, guarded, guarded_call
 from .handlers import Handlers, sampling_kwargs
-from .heatmap import token_heatmap
-from .charts import Series, line_chart
+from .heatmap import learned_heatmap, token_heatmap
+from .charts import Series, line_chart, png_download_js
 from .exports import csv_file
 from .wording import column_metrics
 
@@ -29,17 +29,45 @@ def score_markdown(result) -> str:
 
 
 CURVE_HEADER = ["checkpoint", "perplexity", "bits/byte", "status"]  # four columns: readable on a phone
-CSV_HEADER = ["revision", "step", "status", "perplexity", "bits_per_byte", "error"]
+CSV_HEADER = ["model", "revision", "step", "status", "perplexity", "bits_per_byte", "error"]
 
 
-def curve_outputs(model: str, points):
-    """The chart, the table and its CSV for one learning curve."""
-    ok = [(p.step, p.perplexity) for p in points if p.status == "ok"]
-    chart = line_chart([Series(model, ok)], "perplexity", f"Perplexity of {model} over training")
-    table = [[p.revision if p.revision != "main" else f"main (step{p.step})", _fmt(p.perplexity),
-              _fmt(p.bits_per_byte), "ok" if p.status == "ok" else f"failed: {p.error}"] for p in points]
-    raw = [[p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
-    return chart, table, csv_file("learning-curve", CSV_HEADER, raw)
+def _checkpoint(row, several: bool) -> str:
+    name = row.revision if row.revision != "main" else f"main (step{row.step})"
+    return f"{row.model} {name}" if several else name
+
+
+def _series(rows, value) -> list[Series]:
+    """One line per model, in the order the rows name them."""
+    models = list(dict.fromkeys(r.model for r in rows))
+    return [Series(m, [(r.step, value(r)) for r in rows if r.model == m and r.status == "ok"]) for m in models]
+
+
+def curve_outputs(points):
+    """The chart, the table, its CSV and (one model) the when-was-each-token-learned grid of a learning curve."""
+    several = len({p.model for p in points}) > 1
+    chart = line_chart(_series(points, lambda p: p.perplexity), "perplexity", "Perplexity over training")
+    table = [[_checkpoint(p, several), _fmt(p.perplexity), _fmt(p.bits_per_byte),
+              "ok" if p.status == "ok" else f"failed: {p.error}"] for p in points]
+    raw = [[p.model, p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
+    return chart, table, csv_file("learning-curve", CSV_HEADER, raw), "" if several else learned_heatmap(points)
+
+
+MEMO_HEADER = ["checkpoint", "exact", "matched", "fraction", "continuation"]
+MEMO_CSV_HEADER = ["model", "revision", "step", "status", "exact", "matched_prefix", "match_fraction",
+                   "continuation", "error"]
+
+
+def memorization_outputs(rows):
+    several = len({r.model for r in rows}) > 1
+    chart = line_chart(_series(rows, lambda r: r.match_fraction), "share of tokens reproduced",
+                       "Memorization over training", log_y=False)
+    table = [[_checkpoint(r, several), "yes" if r.exact else "no", r.matched_prefix, _fmt(r.match_fraction),
+              r.continuation] if r.status == "ok" else [_checkpoint(r, several), "–", "–", "–", f"failed: {r.error}"]
+             for r in rows]
+    raw = [[r.model, r.revision, r.step, r.status, r.exact, r.matched_prefix, r.match_fraction, r.continuation,
+            r.error or ""] for r in rows]
+    return chart, table, csv_file("memorization", MEMO_CSV_HEADER, raw)
 
 
 def build_research_tabs(service: PythiaService, h: Handlers, model, revision, controls, concurrency: int) -> None:
@@ -58,19 +86,50 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                                           label="Checkpoints", elem_id="curve-revisions",
                                           info="Checkpoints already on disk are scored first; the others are "
                                                "downloaded and converted on first use.")
+            curve_models = gr.Dropdown(service.model_names(), value=[], multiselect=True, elem_id="curve-models",
+                                       label="Scaling curves: also plot these models",
+                                       info="All Pythia sizes saw the same data in the same order: compare them "
+                                            "step for step. Leave empty for the selected model alone.")
             curve_btn = gr.Button("Plot learning curve", elem_id="curve-button")
             curve_plot = gr.HTML(elem_id="curve-plot")
+            with gr.Row():
+                curve_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="curve-png")
+                curve_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="curve-csv", size="sm")
             curve_table = gr.Dataframe(headers=CURVE_HEADER, elem_id="curve-table", interactive=False, wrap=True)
-            curve_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="curve-csv", size="sm")
+            learned = gr.HTML(elem_id="learned-heatmap")
+        with gr.Accordion("Memorization: does the model reproduce this text?", open=False):
+            gr.Markdown("Biderman et al. (2023): give the model the text's first tokens, let it continue greedily, "
+                        "and count how many of the text's next tokens it reproduces, at each checkpoint of the "
+                        "curve above (and each model). Training text is memorized more as training goes on.")
+            with gr.Row():
+                prefix = gr.Slider(4, 128, value=32, step=1, label="Prefix tokens", elem_id="memo-prefix")
+                continuation = gr.Slider(4, 64, value=32, step=1, label="Continuation tokens", elem_id="memo-continuation")
+            memo_btn = gr.Button("Test memorization", elem_id="memo-button")
+            memo_plot = gr.HTML(elem_id="memo-plot")
+            with gr.Row():
+                memo_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="memo-png")
+                memo_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="memo-csv", size="sm")
+            memo_table = gr.Dataframe(headers=MEMO_HEADER, elem_id="memo-table", interactive=False, wrap=True)
 
         def do_score(text, model_name, rev, progress=gr.Progress()):
             result = guarded_call(service.score, text, model_name, rev,
                                   progress=gradio_progress(progress, model_name, rev))
             return score_markdown(result), token_heatmap(result.tokens)
 
-        def do_curve(text, model_name, revisions, progress=gr.Progress()):
-            points = guarded_call(service.score_across, text, model_name, revisions, progress=gradio_progress(progress))
-            chart, table, csv_path = curve_outputs(model_name, points)
+        def models_of(model_name, extra):
+            return list(dict.fromkeys([model_name, *extra])) if extra else None
+
+        def do_curve(text, model_name, revisions, extra, progress=gr.Progress()):
+            points = guarded_call(service.score_across, text, model_name, revisions, models_of(model_name, extra),
+                                  progress=gradio_progress(progress))
+            chart, table, csv_path, grid = curve_outputs(points)
+            return chart, table, gr.update(value=csv_path, visible=True), grid
+
+        def do_memorization(text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
+                            progress=gr.Progress()):
+            rows = guarded_call(service.memorization, text, model_name, models_of(model_name, extra), revisions,
+                                prefix_tokens, continuation_tokens, progress=gradio_progress(progress))
+            chart, table, csv_path = memorization_outputs(rows)
             return chart, table, gr.update(value=csv_path, visible=True)
 
         # the curve offers only the selected model's checkpoints
@@ -78,7 +137,13 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                      curve_revisions, queue=False, api_visibility="private")
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
-        curve_btn.click(do_curve, [score_text, model, curve_revisions], [curve_plot, curve_table, curve_csv],
+        curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
+        memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
+        memo_btn.click(do_memorization, [score_text, model, curve_revisions, curve_models, prefix, continuation],
+                       [memo_plot, memo_table, memo_csv], concurrency_limit=concurrency, concurrency_id="generate",
+                       api_visibility="private")
+        curve_btn.click(do_curve, [score_text, model, curve_revisions, curve_models],
+                        [curve_plot, curve_table, curve_csv, learned],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
 
     with gr.Tab("Compare", id="compare"):
