@@ -94,3 +94,10 @@ def test_memorization_rises_with_training_on_trained_text_only(service):
     assert fractions[-1] > fractions[0], fractions  # it rose with training (0.0 at step0, 0.19 at main here)
     assert not any(r.exact for r in held_out), [r.continuation for r in held_out]
     assert max(r.match_fraction for r in held_out) < fractions[-1], [r.match_fraction for r in held_out]
+
+
+def test_the_learned_grid_shows_the_same_log_probs_as_score(service, curve):
+    text = HELD_OUT_TEXT.read_text()
+    for point in curve[:: len(curve) // 3]:
+        alone = service.score(text, DEMO_MODEL, point.revision)
+        assert [t.log_prob for t in point.tokens] == [t.log_prob for t in alone.tokens]

@@ -175,3 +175,28 @@ def test_memorization_refuses_bad_arguments_before_any_work(engine):
     assert engine.cache.loads == 0
     (row,) = service.memorization("too short", "tiny-pythia")
     assert row.status == "failed" and "memorization needs" in row.error
+
+
+def test_scaling_curves_name_each_model_and_fail_per_pair(hub_service):
+    rows = hub_service.score_across("Once upon a time there was a clockmaker.", models=["pythia-160m",
+                                    "pythia-70m-deduped"], revisions=["main", "step3000"])
+    got = {(r.model, r.revision): r.status for r in rows}
+    assert got == {("pythia-160m", "step3000"): "ok", ("pythia-160m", "main"): "ok",
+                   ("pythia-70m-deduped", "step3000"): "failed", ("pythia-70m-deduped", "main"): "ok"}
+    assert [r.model for r in rows] == ["pythia-160m", "pythia-160m", "pythia-70m-deduped", "pythia-70m-deduped"]
+    assert all("model" in r.as_dict() and "tokens" not in r.as_dict() for r in rows)
+
+
+def test_stop_ends_a_sweep_before_the_next_checkpoint(hub_service):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(p):  # the visitor presses Stop while the second checkpoint is being scored
+        seen.append(p)
+        if len(seen) == 2:
+            cancel.set()
+
+    rows = hub_service.score_across("Once upon a time", "pythia-160m", ["step1000", "step3000", "main"],
+                                    progress=progress, cancel=cancel)
+    assert [r.status for r in rows].count("stopped") == 1 and [r.status for r in rows].count("ok") == 2
+    assert "Stopped before this checkpoint" in next(r.error for r in rows if r.status == "stopped")

@@ -32,7 +32,7 @@ class CurvePoint:
     model: str
     revision: str
     step: int
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" or "stopped"
     perplexity: float | None = None
     bits_per_byte: float | None = None
     log_likelihood: float | None = None
@@ -67,14 +67,19 @@ def default_curve(revisions: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def sweep(engine: Engine, pairs: list[tuple[PythiaModel, str]], work: Callable[[LoadedModel], T],
-          progress: ProgressCallback | None) -> list[tuple[PythiaModel, str, T | PythiaError]]:
+          progress: ProgressCallback | None,
+          cancel: threading.Event | None = None) -> list[tuple[PythiaModel, str, T | PythiaError]]:
     """Load each (model, revision) once, those already on disk first, and run ``work`` on it while loaded.
 
     A pair that cannot be had (download, conversion, memory) fails alone: its result is the error.
+    Setting ``cancel`` (Stop) ends the sweep before the next checkpoint; the rest say they were stopped.
     """
     order = sorted(pairs, key=lambda pair: not engine.is_cached(*pair))
     results = []
     for i, (model, revision) in enumerate(order):
+        if cancel is not None and cancel.is_set():
+            results.append((model, revision, Stopped("Stopped before this checkpoint.")))
+            continue
         report(progress, Progress(f"scoring {model.name} {revision}", i, len(order), "checkpoints"))
         try:
             with engine.open(model, revision) as loaded:
@@ -84,18 +89,28 @@ def sweep(engine: Engine, pairs: list[tuple[PythiaModel, str]], work: Callable[[
     return sorted(results, key=lambda r: (request_order(pairs, r[0]), r[0].step_of(r[1])))
 
 
+class Stopped(PythiaError):
+    """The visitor stopped the sweep before this checkpoint."""
+
+
+def _status(error: PythiaError) -> str:
+    return "stopped" if isinstance(error, Stopped) else "failed"
+
+
 def request_order(pairs, model: PythiaModel) -> int:
     return next(i for i, (m, _) in enumerate(pairs) if m is model)
 
 
-def score_across(engine: Engine, request: ScoreAcrossRequest, progress: ProgressCallback | None) -> list[CurvePoint]:
+def score_across(engine: Engine, request: ScoreAcrossRequest, progress: ProgressCallback | None,
+                 cancel: threading.Event | None = None) -> list[CurvePoint]:
     """Score the text at each (model, revision); each fails alone."""
     pairs = [(m, r) for m in request.models for r in (request.revisions or default_curve(m.revisions))]
     points = []
-    for model, revision, result in sweep(engine, pairs, lambda loaded: score_text(loaded, request.text), progress):
+    score = lambda loaded: score_text(loaded, request.text)  # noqa: E731
+    for model, revision, result in sweep(engine, pairs, score, progress, cancel):
         step = model.step_of(revision)
         if isinstance(result, PythiaError):
-            points.append(CurvePoint(model.name, revision, step, "failed", error=str(result)))
+            points.append(CurvePoint(model.name, revision, step, _status(result), error=str(result)))
         else:
             points.append(CurvePoint(model.name, revision, step, "ok", result.perplexity, result.bits_per_byte,
                                      result.log_likelihood, len(result.tokens), tokens=result.tokens))
@@ -109,7 +124,7 @@ class MemorizationRow:
     model: str
     revision: str
     step: int
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" or "stopped"
     exact: bool | None = None  # every continuation token matched
     matched_prefix: int | None = None  # how many leading continuation tokens matched
     match_fraction: float | None = None  # the share of positions that matched
@@ -141,15 +156,16 @@ def memorize(loaded: LoadedModel, text: str, prefix_tokens: int, continuation_to
                            all(same), leading, sum(same) / len(same), reply.text)
 
 
-def memorization(engine: Engine, request: MemorizationRequest,
-                 progress: ProgressCallback | None) -> list[MemorizationRow]:
+def memorization(engine: Engine, request: MemorizationRequest, progress: ProgressCallback | None,
+                 cancel: threading.Event | None = None) -> list[MemorizationRow]:
     """One row per (model, revision); each fails alone with its reason."""
     pairs = [(m, r) for m in request.models for r in (request.revisions or default_curve(m.revisions))]
     rows = []
     work = lambda loaded: memorize(loaded, request.text, request.prefix_tokens, request.continuation_tokens)  # noqa: E731
-    for model, revision, result in sweep(engine, pairs, work, progress):
+    for model, revision, result in sweep(engine, pairs, work, progress, cancel):
         if isinstance(result, PythiaError):
-            rows.append(MemorizationRow(model.name, revision, model.step_of(revision), "failed", error=str(result)))
+            rows.append(MemorizationRow(model.name, revision, model.step_of(revision), _status(result),
+                                        error=str(result)))
         else:
             rows.append(result)
     return rows

@@ -138,20 +138,22 @@ class PythiaService:
             return score_text(loaded, r.text)
 
     def score_across(self, text: Any, model: Any = None, revisions: Any = None, models: Any = None,
-                     progress: ProgressCallback | None = None) -> list[research.CurvePoint]:
+                     progress: ProgressCallback | None = None,
+                     cancel: threading.Event | None = None) -> list[research.CurvePoint]:
         """The text's perplexity at several checkpoints (of one model, or of ``models``): one point per
         (model, revision), failed ones say why."""
         r = self._parse(ScoreAcrossRequest, text=text, model_name=model, models=models, revisions=revisions)
-        return research.score_across(self.engine, r, progress)
+        return research.score_across(self.engine, r, progress, cancel)
 
     def memorization(self, text: Any, model: Any = None, models: Any = None, revisions: Any = None,
                      prefix_tokens: Any = 32, continuation_tokens: Any = 32,
-                     progress: ProgressCallback | None = None) -> list[research.MemorizationRow]:
+                     progress: ProgressCallback | None = None,
+                     cancel: threading.Event | None = None) -> list[research.MemorizationRow]:
         """Does greedy decoding reproduce the text after its prefix, at each checkpoint (and model)?"""
         r = self._parse(MemorizationRequest, text=text, model_name=model, models=models, revisions=revisions,
                         prefix_tokens=32 if prefix_tokens is None else prefix_tokens,
                         continuation_tokens=32 if continuation_tokens is None else continuation_tokens)
-        return research.memorization(self.engine, r, progress)
+        return research.memorization(self.engine, r, progress, cancel)
 
     def compare(self, prompt: Any, pairs: Any, *, cancel: threading.Event | None = None,
                 **sampling: Any) -> Iterator[list[research.CompareColumn]]:

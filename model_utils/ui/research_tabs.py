@@ -48,7 +48,7 @@ def curve_outputs(points):
     several = len({p.model for p in points}) > 1
     chart = line_chart(_series(points, lambda p: p.perplexity), "perplexity", "Perplexity over training")
     table = [[_checkpoint(p, several), _fmt(p.perplexity), _fmt(p.bits_per_byte),
-              "ok" if p.status == "ok" else f"failed: {p.error}"] for p in points]
+              "ok" if p.status == "ok" else f"{p.status}: {p.error}"] for p in points]
     raw = [[p.model, p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
     return chart, table, csv_file("learning-curve", CSV_HEADER, raw), "" if several else learned_heatmap(points)
 
@@ -63,7 +63,7 @@ def memorization_outputs(rows):
     chart = line_chart(_series(rows, lambda r: r.match_fraction), "share of tokens reproduced",
                        "Memorization over training", log_y=False)
     table = [[_checkpoint(r, several), "yes" if r.exact else "no", r.matched_prefix, _fmt(r.match_fraction),
-              r.continuation] if r.status == "ok" else [_checkpoint(r, several), "–", "–", "–", f"failed: {r.error}"]
+              r.continuation] if r.status == "ok" else [_checkpoint(r, several), "–", "–", "–", f"{r.status}: {r.error}"]
              for r in rows]
     raw = [[r.model, r.revision, r.step, r.status, r.exact, r.matched_prefix, r.match_fraction, r.continuation,
             r.error or ""] for r in rows]
@@ -90,7 +90,9 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                                        label="Scaling curves: also plot these models",
                                        info="All Pythia sizes saw the same data in the same order: compare them "
                                             "step for step. Leave empty for the selected model alone.")
-            curve_btn = gr.Button("Plot learning curve", elem_id="curve-button")
+            with gr.Row():
+                curve_btn = gr.Button("Plot learning curve", elem_id="curve-button")
+                sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
             curve_plot = gr.HTML(elem_id="curve-plot")
             with gr.Row():
                 curve_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="curve-png")
@@ -119,16 +121,19 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         def models_of(model_name, extra):
             return list(dict.fromkeys([model_name, *extra])) if extra else None
 
-        def do_curve(text, model_name, revisions, extra, progress=gr.Progress()):
-            points = guarded_call(service.score_across, text, model_name, revisions, models_of(model_name, extra),
-                                  progress=gradio_progress(progress))
+        def do_curve(text, model_name, revisions, extra, request: gr.Request, progress=gr.Progress()):
+            with h.cancels.running(request.session_hash or "") as cancel:
+                points = guarded_call(service.score_across, text, model_name, revisions, models_of(model_name, extra),
+                                      progress=gradio_progress(progress), cancel=cancel)
             chart, table, csv_path, grid = curve_outputs(points)
             return chart, table, gr.update(value=csv_path, visible=True), grid
 
         def do_memorization(text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
-                            progress=gr.Progress()):
-            rows = guarded_call(service.memorization, text, model_name, models_of(model_name, extra), revisions,
-                                prefix_tokens, continuation_tokens, progress=gradio_progress(progress))
+                            request: gr.Request, progress=gr.Progress()):
+            with h.cancels.running(request.session_hash or "") as cancel:
+                rows = guarded_call(service.memorization, text, model_name, models_of(model_name, extra), revisions,
+                                    prefix_tokens, continuation_tokens, progress=gradio_progress(progress),
+                                    cancel=cancel)
             chart, table, csv_path = memorization_outputs(rows)
             return chart, table, gr.update(value=csv_path, visible=True)
 
@@ -137,6 +142,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                      curve_revisions, queue=False, api_visibility="private")
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
+        sweep_stop.click(h.stop, None, None, queue=False, api_visibility="private")
         curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
         memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
         memo_btn.click(do_memorization, [score_text, model, curve_revisions, curve_models, prefix, continuation],
