@@ -30,9 +30,13 @@ def client(live):
     return Client(live[0], verbose=False)
 
 
-def test_endpoints_are_named(client):
+def test_endpoints_are_named_and_every_argument_is_described(client):
     names = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/chat", "/complete", "/models"} <= set(names)
+    assert {"/chat", "/complete", "/models", "/score", "/score_across", "/memorization", "/compare"} <= set(names)
+    for name in ("/chat", "/complete", "/memorization"):
+        for parameter in names[name]["parameters"]:
+            description = parameter["python_type"]["description"]
+            assert len(description) > 15, (name, parameter["parameter_name"], description)
 
 
 def test_streamed_chunks_grow_and_end_with_predict_text(client):

@@ -200,3 +200,10 @@ def test_stop_ends_a_sweep_before_the_next_checkpoint(hub_service):
                                     progress=progress, cancel=cancel)
     assert [r.status for r in rows].count("stopped") == 1 and [r.status for r in rows].count("ok") == 2
     assert "Stopped before this checkpoint" in next(r.error for r in rows if r.status == "stopped")
+
+
+def test_one_failing_compare_column_leaves_the_others_running(hub_service):
+    pairs = [["pythia-160m", "step2000"], ["pythia-160m", "step1000"]]  # the fake Hub has no step2000
+    final = list(hub_service.compare("Hello there", pairs, greedy=True, max_new_tokens=8))[-1]
+    assert final[0].error and "step2000" in final[0].error and not final[0].text
+    assert final[1].error is None and final[1].text and final[1].done

@@ -193,3 +193,22 @@ def test_metrics_speak_plainly_and_an_empty_reply_is_explained(tiny_ct2_dir, tmp
     assert empty.text == "" and "before writing anything" in metrics_markdown(empty, chat=True)
     line = metrics_markdown(full)
     assert "2 tokens · first after" in line and "reached the new-token limit" in line and "CPU float32" in line
+
+
+def test_progress_reads_as_english():
+    from model_utils.core.progress import Progress
+    from model_utils.ui.wording import progress_text
+
+    assert progress_text(Progress("downloading", 42, 100, "bytes"), "pythia-70m", "step3000") == \
+        "Downloading pythia-70m step3000 — 42%"
+    assert progress_text(Progress("loading", 0, None), "pythia-70m", "main") == "Loading pythia-70m"
+    assert progress_text(Progress("scoring pythia-70m step0", 1, 9, "checkpoints")) == \
+        "Scoring pythia-70m step0 (2 of 9 checkpoints)"
+
+
+def test_toasts_show_plain_text_and_stay():
+    from model_utils.core.errors import ModelUnavailable
+    from model_utils.ui.common import user_error
+
+    error = user_error(ModelUnavailable("Run offline with `python app.py --demo`."))
+    assert error.message == "Run offline with python app.py --demo." and error.duration is None

@@ -44,6 +44,18 @@ def _document(fn):
     return fn
 
 
+def _describe_arguments(fn) -> None:
+    """Put each argument's line on the API page too. Gradio 6 gives MCP the docstring's 'Args:' but shows
+    the page a generic type for gr.api endpoints: its Api components carry an empty description."""
+    from gradio.context import get_blocks_context
+    from gradio.utils import get_function_description
+
+    _, described, _ = get_function_description(fn)
+    block_fn = next(f for f in get_blocks_context().fns.values() if f.api_name == fn.__name__)
+    for component, name in zip(block_fn.inputs, inspect.signature(fn).parameters):
+        component._api_info = {**component._api_info, "additional_description": described.get(name, "")}
+
+
 def register_api(service: PythiaService, concurrency: int) -> None:
     """Declare the endpoints (call inside the Blocks context)."""
 
@@ -113,4 +125,5 @@ def register_api(service: PythiaService, concurrency: int) -> None:
     generating = dict(concurrency_limit=concurrency, concurrency_id="generate")
     for fn in (chat, complete, score, score_across, memorization, compare):
         gr.api(_document(fn), api_name=fn.__name__, **generating)
+        _describe_arguments(fn)
     gr.api(models, api_name="models", queue=False)
