@@ -111,7 +111,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             with gr.Row():
                 memo_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="memo-png")
                 memo_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="memo-csv", size="sm")
-            memo_table = gr.Dataframe(headers=MEMO_HEADER, elem_id="memo-table", interactive=False, wrap=True)
+            memo_table = gr.Dataframe(headers=MEMO_HEADER, elem_id="memo-table", interactive=False, wrap=True,
+                                      column_widths=["20%", "10%", "12%", "12%", "46%"])
 
         def do_score(text, model_name, rev, progress=gr.Progress()):
             result = guarded_call(service.score, text, model_name, rev,
