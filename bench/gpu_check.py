@@ -112,7 +112,7 @@ def main(out: Path) -> None:
     def _():
         engine = state["engine"]
         catalog = engine.catalog
-        statuses = {n: engine.status(n).fits for n in ("pythia-1.4b", "pythia-6.9b", "pythia-12b")}
+        statuses = {n: engine.status(catalog.get(n)).fits for n in ("pythia-1.4b", "pythia-6.9b", "pythia-12b")}
         small = Engine(state["cfg"], catalog=catalog, store=engine.store, memory_budget_bytes=2**30)
         try:
             with small.open("pythia-1.4b"):
