@@ -21,6 +21,7 @@ PAGE_CSS = """
 @media (max-width: 640px) {
   .tab-wrapper button, [role="tab"] { padding-left: 8px; padding-right: 8px; }
   .table-wrap, .table-container { max-width: 100%; }
+  #curve-table td, #curve-table th, #memo-table td, #memo-table th { padding: 4px; font-size: 12px; min-width: 0; }
 }
 """
 # Everything both app.py and the tests pass to launch(): the page's CSS and the security settings.

@@ -19,7 +19,10 @@ SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling d
 
 
 def _fmt(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.3f}"
+    """Four significant figures or so: 1,047 · 33.28 · 1.498 (the CSV keeps every digit)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
 
 
 def score_markdown(result) -> str:
@@ -97,7 +100,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             with gr.Row():
                 curve_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="curve-png")
                 curve_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="curve-csv", size="sm")
-            curve_table = gr.Dataframe(headers=CURVE_HEADER, elem_id="curve-table", interactive=False, wrap=True)
+            curve_table = gr.Dataframe(headers=CURVE_HEADER, elem_id="curve-table", interactive=False, wrap=True,
+                                       column_widths=["34%", "22%", "20%", "24%"])
             learned = gr.HTML(elem_id="learned-heatmap")
         with gr.Accordion("Memorization: does the model reproduce this text?", open=False):
             gr.Markdown("Biderman et al. (2023): give the model the text's first tokens, let it continue greedily, "
