@@ -326,3 +326,18 @@ def test_demo_memorization_and_the_learned_grid_with_png_and_csv(page, demo_url,
         page.click("#memo-csv")
     assert open(download.value.path()).read().startswith("model,revision,step,status,exact")
     shot(page, output_dir, "14-demo-memorization")
+
+
+def test_research_errors_stay_readable_where_the_visitor_clicked(page, demo_url):
+    open_app(page, demo_url)
+    page.get_by_role("tab", name="Score", exact=True).click()
+    page.fill("#score-text textarea", "")
+    page.click("#score-button")
+    page.wait_for_function("document.querySelector('#score-notice').innerText.includes('The text to score is empty')")
+    page.click("#curve-button")
+    page.wait_for_function("document.querySelector('#curve-notice').innerText.includes('The text to score is empty')")
+    assert page.locator(".toast-body").count() == 0, "no toast left behind to cover other tabs"
+    page.fill("#score-text textarea", "And God said")
+    page.click("#score-button")
+    page.wait_for_selector("#score-heatmap span.tok", timeout=60000)
+    assert page.locator("#score-notice").inner_text().strip() == ""  # a success clears the old reason

@@ -86,11 +86,6 @@ class PythiaModel:
             return self.own_revisions
         return REVISIONS if self.local_path is None else ("main",)
 
-    @property
-    def has_checkpoints(self) -> bool:
-        """Whether there is more than one revision to choose from."""
-        return len(self.revisions) > 1
-
     def kv_cache_bytes(self, compute_type: str, context: int = CONTEXT_LENGTH) -> int:
         """Keys and values of one full-context row, with allocator slack."""
         raw = 2 * self.num_layers * context * self.hidden_size * _ACTIVATION_BYTES[compute_type]

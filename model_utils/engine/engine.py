@@ -87,8 +87,7 @@ class Engine:
         ct = self.device.compute_type
         weights = model.estimate_bytes(ct, batch_size=0)
         conversations = max(0, (self.memory_budget_bytes - weights) // max(1, model.kv_cache_bytes(ct)))
-        return ModelStatus(model.name, revision, model.num_parameters, need,
-                           self.store.cached_path(model, revision) is not None,
+        return ModelStatus(model.name, revision, model.num_parameters, need, self.is_cached(model, revision),
                            self.cache.is_loaded(self._key(model, revision)),
                            need <= self.memory_budget_bytes, model.random_weights, model.local_path is not None,
                            model.description, weights, int(conversations))

@@ -210,9 +210,9 @@ def _sweep_revisions(value: Any, info: ValidationInfo) -> tuple[str, ...]:
         return ()
     if not isinstance(value, (list, tuple)) or not value or len(value) > MAX_REVISIONS:
         raise _Carrier(InvalidParameter(f"revisions must be a list of 1 to {MAX_REVISIONS} checkpoints."))
-    for model in models:
-        checked = tuple(dict.fromkeys(_rule(resolve_revision, model, r) for r in value))
-    return checked
+    # every model must have every revision; their canonical names agree, so the first model's are returned
+    canonical = [tuple(dict.fromkeys(_rule(resolve_revision, model, r) for r in value)) for model in models]
+    return canonical[0]
 
 
 def _count(name: str, low: int, high: int):

@@ -26,9 +26,8 @@ def user_message(exc: Exception) -> str:
 
 
 def user_error(exc: Exception) -> gr.Error:
-    """The same message as an error for API callers (and a toast that stays until closed, on the page).
-
-    Toasts show text as written, so the Markdown backticks of a message are dropped there."""
+    """The same message as an error for API callers. The page shows errors on its notice lines instead;
+    should one ever reach a toast, it stays until closed and reads as plain text (no Markdown backticks)."""
     return gr.Error(user_message(exc).replace("`", ""), print_exception=False, duration=None)
 
 

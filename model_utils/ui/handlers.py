@@ -3,6 +3,7 @@ so the fast test tier can call them without a server."""
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 import gradio as gr
@@ -32,6 +33,20 @@ EMPTY_REPLY = "…"  # a reply with no text still shows a bubble; the metrics li
 def notice(exc: Exception) -> str:
     """An inline line that keeps an error readable after any toast is gone."""
     return f"⚠️ {user_message(exc)}"
+
+
+def with_notice(outputs: int):
+    """Wrap a one-shot handler so that a failure leaves its ``outputs`` as they were and puts the reason on
+    the section's notice line (its last output), as Chat and Completion do: readable for good, no stray badge."""
+    def wrap(fn):
+        @functools.wraps(fn)  # Gradio reads the signature (gr.Request, gr.Progress) through __wrapped__
+        def run(*args, **kwargs):
+            try:
+                return (*fn(*args, **kwargs), "")
+            except Exception as exc:
+                return (*(gr.update(),) * outputs, notice(exc))
+        return run
+    return wrap
 
 
 def token_view(reply: Reply):

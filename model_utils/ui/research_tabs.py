@@ -7,8 +7,8 @@ import math
 import gradio as gr
 
 from ..service import PythiaService
-from .common import gradio_progress, guarded, guarded_call
-from .handlers import Handlers, sampling_kwargs
+from .common import gradio_progress
+from .handlers import Handlers, notice, sampling_kwargs, with_notice
 from .heatmap import learned_heatmap, token_heatmap
 from .charts import Series, line_chart, png_download_js
 from .exports import csv_file
@@ -81,6 +81,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         score_text = gr.Textbox(label="Text", lines=5, value=h.example_text(service.default_model, SCORE_EXAMPLE),
                                 elem_id="score-text")
         score_btn = gr.Button("Score", variant="primary", elem_id="score-button")
+        score_notice = gr.Markdown(elem_id="score-notice", elem_classes="notice")
         score_summary = gr.Markdown(elem_id="score-summary")
         score_heat = gr.HTML(elem_id="score-heatmap")
         with gr.Accordion("Across training: perplexity at each checkpoint", open=True):
@@ -96,6 +97,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             with gr.Row():
                 curve_btn = gr.Button("Plot learning curve", elem_id="curve-button")
                 sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
+            curve_notice = gr.Markdown(elem_id="curve-notice", elem_classes="notice")
             curve_plot = gr.HTML(elem_id="curve-plot")
             with gr.Row():
                 curve_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="curve-png")
@@ -111,6 +113,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                 prefix = gr.Slider(4, 128, value=32, step=1, label="Prefix tokens", elem_id="memo-prefix")
                 continuation = gr.Slider(4, 64, value=32, step=1, label="Continuation tokens", elem_id="memo-continuation")
             memo_btn = gr.Button("Test memorization", elem_id="memo-button")
+            memo_notice = gr.Markdown(elem_id="memo-notice", elem_classes="notice")
             memo_plot = gr.HTML(elem_id="memo-plot")
             with gr.Row():
                 memo_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="memo-png")
@@ -118,43 +121,44 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             memo_table = gr.Dataframe(headers=MEMO_HEADER, elem_id="memo-table", interactive=False, wrap=True,
                                       column_widths=["20%", "10%", "12%", "12%", "46%"])
 
+        @with_notice(outputs=2)
         def do_score(text, model_name, rev, progress=gr.Progress()):
-            result = guarded_call(service.score, text, model_name, rev,
-                                  progress=gradio_progress(progress, model_name, rev))
+            result = service.score(text, model_name, rev, progress=gradio_progress(progress, model_name, rev))
             return score_markdown(result), token_heatmap(result.tokens)
 
         def models_of(model_name, extra):
             return list(dict.fromkeys([model_name, *extra])) if extra else None
 
+        @with_notice(outputs=4)
         def do_curve(text, model_name, revisions, extra, request: gr.Request, progress=gr.Progress()):
             with h.cancels.running(request.session_hash or "") as cancel:
-                points = guarded_call(service.score_across, text, model_name, revisions, models_of(model_name, extra),
-                                      progress=gradio_progress(progress), cancel=cancel)
+                points = service.score_across(text, model_name, revisions, models_of(model_name, extra),
+                                              progress=gradio_progress(progress), cancel=cancel)
             chart, table, csv_path, grid = curve_outputs(points)
             return chart, table, gr.update(value=csv_path, visible=True), grid
 
+        @with_notice(outputs=3)
         def do_memorization(text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
                             request: gr.Request, progress=gr.Progress()):
             with h.cancels.running(request.session_hash or "") as cancel:
-                rows = guarded_call(service.memorization, text, model_name, models_of(model_name, extra), revisions,
-                                    prefix_tokens, continuation_tokens, progress=gradio_progress(progress),
-                                    cancel=cancel)
+                rows = service.memorization(text, model_name, models_of(model_name, extra), revisions, prefix_tokens,
+                                            continuation_tokens, progress=gradio_progress(progress), cancel=cancel)
             chart, table, csv_path = memorization_outputs(rows)
             return chart, table, gr.update(value=csv_path, visible=True)
 
         # the curve offers only the selected model's checkpoints
         model.change(lambda name: gr.update(choices=h.revisions(name), value=h.default_curve(name)), model,
                      curve_revisions, queue=False, api_visibility="private")
-        score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat],
+        score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat, score_notice],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
         sweep_stop.click(h.stop, None, None, queue=False, api_visibility="private")
         curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
         memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
         memo_btn.click(do_memorization, [score_text, model, curve_revisions, curve_models, prefix, continuation],
-                       [memo_plot, memo_table, memo_csv], concurrency_limit=concurrency, concurrency_id="generate",
+                       [memo_plot, memo_table, memo_csv, memo_notice], concurrency_limit=concurrency, concurrency_id="generate",
                        api_visibility="private")
         curve_btn.click(do_curve, [score_text, model, curve_revisions, curve_models],
-                        [curve_plot, curve_table, curve_csv, learned],
+                        [curve_plot, curve_table, curve_csv, learned, curve_notice],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
 
     with gr.Tab("Compare", id="compare"):
@@ -181,17 +185,22 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         with gr.Row():
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-button")
             compare_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+        compare_notice = gr.Markdown(elem_id="compare-notice", elem_classes="notice")
+
         def do_compare(prompt, m0, r0, m1, r1, m2, r2, temperature, top_k, top_p, rep, ngram, max_new, greedy,
                        request: gr.Request):
             pairs = [[m0, r0], [m1, r1], [m2, r2]]
             with h.cancels.running(request.session_hash or "") as cancel:
-                for columns in guarded(lambda: service.compare(
-                        prompt, pairs, cancel=cancel,
-                        **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))):
-                    yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
-                          [f"<small>{c.model} @ {c.revision} · {column_metrics(c)}</small>" if column_metrics(c)
-                           else "" for c in columns]
+                try:
+                    for columns in service.compare(prompt, pairs, cancel=cancel,
+                                                   **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new,
+                                                                     greedy)):
+                        yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
+                              [f"<small>{c.model} @ {c.revision} · {column_metrics(c)}</small>" if column_metrics(c)
+                               else "" for c in columns] + [""]
+                except Exception as exc:  # a refused request: the columns stay, the reason stays readable
+                    yield [gr.update()] * (2 * len(pairs)) + [notice(exc)]
 
-        compare_btn.click(do_compare, [compare_prompt, *pickers, *controls], outputs + metrics,
+        compare_btn.click(do_compare, [compare_prompt, *pickers, *controls], outputs + metrics + [compare_notice],
                           concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
         compare_stop.click(h.stop, None, None, queue=False, api_visibility="private")
