@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model_utils.core.catalog import Catalog  # noqa: E402
-from model_utils.store.tiny_model import TinyShape, gpt_neox_config, train_tokenizer  # noqa: E402
+from model_utils.store.tiny_model import TinyShape, copy_tiny_tokenizer, gpt_neox_config  # noqa: E402
 
 CACHE = Path(os.environ.get("PYTHIA_BENCH_CACHE", Path.home() / ".cache" / "pythia-bench"))
 # Peak RSS is the child's VmHWM, printed by the child itself at exit: ru_maxrss would
@@ -51,7 +51,7 @@ def make_checkpoint(size: str) -> Path:
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    train_tokenizer(tmp, 512)
+    copy_tiny_tokenizer(tmp)
     (tmp / "config.json").write_text(json.dumps(gpt_neox_config(shape, info.vocab_size)))
     rng = np.random.default_rng(0)
     d, v = info.hidden_size, info.vocab_size

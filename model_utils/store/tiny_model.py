@@ -2,7 +2,7 @@
 
 It has Pythia's architecture and shape rules (GPT-NeoX, rotary on 25% of each
 head, parallel residual, untied embeddings, MLP 4x hidden) at toy size, and a
-byte-level BPE tokenizer trained on text shipped with this package. Its vocab
+byte-level BPE tokenizer trained on text shipped with this package (the trained file ships too). Its vocab
 size equals the tokenizer's, so every id it samples decodes to text. Its output
 is gibberish: it exists to exercise the real code paths without the network.
 """
@@ -10,6 +10,7 @@ is gibberish: it exists to exercise the real code paths without the network.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import numpy as np
 from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN
 
 CORPUS = Path(__file__).parent / "data" / "tiny_corpus.txt"
+# ``train_tokenizer(dir, 512)`` on CORPUS, trained once and shipped: training BPE inside a test process
+# (beside CT2's threads) aborted natively twice in CI, and a copied file is also instant.
+TINY_TOKENIZER = Path(__file__).parent / "data" / "tiny_tokenizer.json"
 SPECIAL_TOKENS = (EOS_TOKEN, "<|padding|>")  # ids 0 and 1, as in GPT-NeoX-20B's tokenizer
 
 
@@ -28,7 +32,6 @@ class TinyShape:
     num_layers: int = 2
     hidden_size: int = 64
     num_heads: int = 4
-    vocab_target: int = 512  # BPE may stop earlier; the model uses the real size
     seed: int = 0
     weight_std: float = 0.3  # large for peaked logits in tests; 0.02 (HF's init) keeps fp16 activations finite
 
@@ -46,12 +49,25 @@ def train_tokenizer(path: Path, vocab_size: int, corpus: Path = CORPUS) -> int:
     )
     tokenizer.train([str(corpus)], trainer)
     tokenizer.save(str(path / "tokenizer.json"))
+    _write_tokenizer_config(path)
+    return tokenizer.get_vocab_size(with_added_tokens=True)
+
+
+def copy_tiny_tokenizer(path: Path) -> int:
+    """Put the shipped tiny tokenizer (and its config) into ``path``; return its vocab size."""
+    from tokenizers import Tokenizer
+
+    shutil.copyfile(TINY_TOKENIZER, path / "tokenizer.json")
+    _write_tokenizer_config(path)
+    return Tokenizer.from_file(str(TINY_TOKENIZER)).get_vocab_size(with_added_tokens=True)
+
+
+def _write_tokenizer_config(path: Path) -> None:
     (path / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "GPTNeoXTokenizerFast", "bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN,
         "unk_token": EOS_TOKEN, "add_bos_token": False, "add_eos_token": False,
         "model_max_length": CONTEXT_LENGTH,
     }, indent=2))
-    return tokenizer.get_vocab_size(with_added_tokens=True)
 
 
 def random_state_dict(shape: TinyShape, vocab_size: int, dtype=np.float32) -> dict[str, np.ndarray]:
@@ -103,7 +119,7 @@ def write_tiny_checkpoint(path: Path, shape: TinyShape = TinyShape(), *, weights
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    vocab_size = train_tokenizer(path, shape.vocab_target)
+    vocab_size = copy_tiny_tokenizer(path)
     (path / "config.json").write_text(json.dumps(gpt_neox_config(shape, vocab_size), indent=2))
     state = random_state_dict(shape, vocab_size, dtype)
     if weights_format == "safetensors":
