@@ -15,7 +15,8 @@ from model_utils.engine.engine import Engine
 from model_utils.engine.generation import generate
 from model_utils.service import PythiaService
 from model_utils.core.sampling import SamplingParams
-from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, log_softmax, score_text, token_probabilities
+from model_utils.engine.loaded_model import log_softmax
+from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, score_text, token_probabilities
 from model_utils.store.disk import ModelStore
 
 

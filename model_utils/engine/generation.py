@@ -1,4 +1,4 @@
-"""Streaming generation: token ids from CT2 in, text chunks with metrics out."""
+"""Streaming generation: token ids from an engine in, text chunks with metrics out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from .detokenizer import StopStringFilter, StreamingDetokenizer
-from .loaded_model import LoadedModel
+from .interface import ServedModel
 from .prompts import PreparedPrompt, prepare_completion
 from ..core.sampling import SamplingParams
 
@@ -46,7 +46,7 @@ class GenerationResult:
     prompt: PreparedPrompt
 
 
-def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
+def stream(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
            stop: Sequence[str] = (), cancel: threading.Event | None = None) -> Iterator[GenerationChunk]:
     """Generate text chunk by chunk.
 
@@ -62,7 +62,7 @@ def stream(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingPar
     count, first = 0, None
     # CT2 decodes ahead of a slow consumer; the scheduler checks ``cancel`` in CT2's own
     # callback, so a cancel stops decoding at the next step, not when the consumer catches up.
-    steps = model.scheduler.steps(model.tokens(prompt.ids), params, cancel=cancel)
+    steps = model.steps(prompt.ids, params, cancel=cancel)
     finish = "length"
     try:
         for step in steps:
@@ -122,7 +122,7 @@ class ReplyBuilder:
         return self.last is not None and self.last.finish_reason is not None
 
 
-def generate(model: LoadedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
+def generate(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingParams, *,
              stop: Sequence[str] = ()) -> GenerationResult:
     """The whole reply at once: a loop over :func:`stream`."""
     if isinstance(prompt, str):

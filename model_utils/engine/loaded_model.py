@@ -5,14 +5,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from .batching import BatchingConfig, BatchScheduler
-from ..core.catalog import EOS_TOKEN, PythiaModel
+from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN, PythiaModel
 from .devices import DeviceConfig
+from .interface import TokenChoices
 from ..core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 @dataclass
@@ -38,9 +46,42 @@ class LoadedModel:
         """E.g. ``pythia-160m @ step3000``."""
         return self.info.name if self.revision == "main" else f"{self.info.name} @ {self.revision}"
 
+    @property
+    def served_by(self) -> str:
+        """Where the tokens come from, for reply metrics: e.g. ``CPU int8``."""
+        return self.device.describe()
+
     def tokens(self, ids) -> list[str]:
         """Token strings for ids: CT2's Generator takes strings, not ids."""
         return [self.tokenizer.id_to_token(i) for i in ids]
+
+    # -- ServedModel (engine/interface.py): what generation and scoring call, for every engine --
+    def steps(self, prompt_ids: Sequence[int], params, cancel=None):
+        """Generated steps (``token_id``, ``log_prob``) through the batch scheduler; close to stop."""
+        return self.scheduler.steps(self.tokens(prompt_ids), params, cancel=cancel)
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """For each sequence, the log-prob of each token after the first given those before it."""
+        # score_batch truncates at 1024 tokens unless told otherwise.
+        results = self.generator.score_batch([self.tokens(s) for s in sequences], max_input_length=CONTEXT_LENGTH)
+        return [[float(lp) for lp in r.log_probs] for r in results]
+
+    def top_log_probs(self, ids: Sequence[int], start: int, top: int) -> list[TokenChoices]:
+        """For positions ``start``..end of ``ids``: the token's log-prob and the ``top`` likeliest
+        tokens there, from one ``forward_batch`` pass (raw logits)."""
+        import ctranslate2
+
+        logits = self.generator.forward_batch([self.tokens(ids)])
+        if logits.device != "cpu":
+            logits = logits.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
+        logits = np.asarray(logits)[0].astype(np.float32)
+        rows = log_softmax(logits[start - 1:len(ids) - 1])  # the logits at position p predict token p + 1
+        candidates = np.argpartition(-rows, top - 1, axis=-1)[:, :top]  # top-k without sorting the vocabulary
+        choices = []
+        for row, token_id, cand in zip(rows, ids[start:], candidates):
+            best = cand[np.argsort(-row[cand])]
+            choices.append(TokenChoices(float(row[token_id]), tuple((int(i), float(row[i])) for i in best)))
+        return choices
 
     def close(self) -> None:
         """Free the weights now instead of at interpreter exit.

@@ -12,10 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-
 from ..core.catalog import CONTEXT_LENGTH
-from .loaded_model import LoadedModel
+from .interface import ServedModel
 
 WINDOW = CONTEXT_LENGTH - 1  # one position goes to the <|endoftext|> start token
 
@@ -74,50 +72,29 @@ def _piece(tokenizer, token_id: int) -> str:
     return tokenizer.decode([token_id], skip_special_tokens=False)
 
 
-def score_text(model: LoadedModel, text: str) -> TextScore:
-    """Per-token log-probabilities of a non-empty ``text`` under ``model`` (CT2 ``score_batch``)."""
+def score_text(model: ServedModel, text: str) -> TextScore:
+    """Per-token log-probabilities of a non-empty ``text`` under ``model``."""
     ids = model.tokenizer.encode(text, add_special_tokens=False).ids
     windows = [ids[i:i + WINDOW] for i in range(0, len(ids), WINDOW)]
-    batch = [model.tokens([model.eos_id, *w]) for w in windows]
-    # score_batch truncates at 1024 tokens unless told otherwise.
-    results = model.generator.score_batch(batch, max_input_length=CONTEXT_LENGTH)
+    results = model.score([[model.eos_id, *w] for w in windows])
     scored = []
-    for window, result in zip(windows, results):
-        if len(result.log_probs) != len(window):
-            raise RuntimeError("CT2 scored a different number of tokens than it was given")
-        scored += [TokenScore(_piece(model.tokenizer, i), i, float(lp)) for i, lp in zip(window, result.log_probs)]
+    for window, log_probs in zip(windows, results):
+        if len(log_probs) != len(window):
+            raise RuntimeError("the engine scored a different number of tokens than it was given")
+        scored += [TokenScore(_piece(model.tokenizer, i), i, lp) for i, lp in zip(window, log_probs)]
     return TextScore(tuple(scored), len(text.encode("utf-8")), len(windows))
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def token_probabilities(model: LoadedModel, prompt_ids: Sequence[int], generated_ids: Sequence[int],
+def token_probabilities(model: ServedModel, prompt_ids: Sequence[int], generated_ids: Sequence[int],
                         top: int = 5) -> list[TokenScore]:
     """Probability of each generated token and the ``top`` alternatives at its position.
 
-    One ``forward_batch`` pass over prompt + generated tokens after the generation, so
-    generation itself runs at full speed. ``forward_batch`` returns raw logits.
+    One pass over prompt + generated tokens after the generation, so generation itself runs at
+    full speed.
     """
-    import ctranslate2
-
     if not generated_ids:
         return []
-    ids = list(prompt_ids) + list(generated_ids)
-    logits = model.generator.forward_batch([model.tokens(ids)])
-    if logits.device != "cpu":
-        logits = logits.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
-    logits = np.asarray(logits)[0].astype(np.float32)
-    # the logits at position p predict token p + 1
-    rows = log_softmax(logits[len(prompt_ids) - 1:len(ids) - 1])
-    scores = []
-    # top-k per row without sorting the whole vocabulary
-    candidates = np.argpartition(-rows, top - 1, axis=-1)[:, :top]
-    for row, token_id, cand in zip(rows, generated_ids, candidates):
-        best = cand[np.argsort(-row[cand])]
-        alternatives = tuple((_piece(model.tokenizer, int(i)), float(row[i])) for i in best)
-        scores.append(TokenScore(_piece(model.tokenizer, int(token_id)), int(token_id), float(row[token_id]),
-                                 alternatives))
-    return scores
+    choices = model.top_log_probs([*prompt_ids, *generated_ids], len(prompt_ids), top)
+    return [TokenScore(_piece(model.tokenizer, int(token_id)), int(token_id), c.log_prob,
+                       tuple((_piece(model.tokenizer, i), lp) for i, lp in c.alternatives))
+            for token_id, c in zip(generated_ids, choices)]

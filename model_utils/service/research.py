@@ -12,8 +12,7 @@ from ..core.catalog import PythiaModel
 from ..core.errors import InvalidParameter, PythiaError
 from ..core.sampling import SamplingParams
 from ..core.progress import Progress, ProgressCallback, report
-from ..engine.engine import Engine
-from ..engine.loaded_model import LoadedModel
+from ..engine.interface import ModelEngine, ServedModel
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.prompts import PreparedPrompt, prepare_completion
 from ..engine.scoring import TokenScore, score_text
@@ -66,7 +65,7 @@ def default_curve(revisions: tuple[str, ...]) -> tuple[str, ...]:
     return chosen if len(chosen) == len(DEFAULT_CURVE) else revisions
 
 
-def sweep(engine: Engine, pairs: list[tuple[PythiaModel, str]], work: Callable[[LoadedModel], T],
+def sweep(engine: ModelEngine, pairs: list[tuple[PythiaModel, str]], work: Callable[[ServedModel], T],
           progress: ProgressCallback | None,
           cancel: threading.Event | None = None) -> list[tuple[PythiaModel, str, T | PythiaError]]:
     """Load each (model, revision) once, those already on disk first, and run ``work`` on it while loaded.
@@ -101,7 +100,7 @@ def request_order(pairs, model: PythiaModel) -> int:
     return next(i for i, (m, _) in enumerate(pairs) if m is model)
 
 
-def score_across(engine: Engine, request: ScoreAcrossRequest, progress: ProgressCallback | None,
+def score_across(engine: ModelEngine, request: ScoreAcrossRequest, progress: ProgressCallback | None,
                  cancel: threading.Event | None = None) -> list[CurvePoint]:
     """Score the text at each (model, revision); each fails alone."""
     pairs = [(m, r) for m in request.models for r in (request.revisions or default_curve(m.revisions))]
@@ -135,7 +134,7 @@ class MemorizationRow:
         return asdict(self)
 
 
-def memorize(loaded: LoadedModel, text: str, prefix_tokens: int, continuation_tokens: int) -> MemorizationRow:
+def memorize(loaded: ServedModel, text: str, prefix_tokens: int, continuation_tokens: int) -> MemorizationRow:
     """Greedy-decode ``continuation_tokens`` after the text's first ``prefix_tokens`` and compare."""
     ids = loaded.tokenizer.encode(text, add_special_tokens=False).ids
     need = prefix_tokens + continuation_tokens
@@ -156,7 +155,7 @@ def memorize(loaded: LoadedModel, text: str, prefix_tokens: int, continuation_to
                            all(same), leading, sum(same) / len(same), reply.text)
 
 
-def memorization(engine: Engine, request: MemorizationRequest, progress: ProgressCallback | None,
+def memorization(engine: ModelEngine, request: MemorizationRequest, progress: ProgressCallback | None,
                  cancel: threading.Event | None = None) -> list[MemorizationRow]:
     """One row per (model, revision); each fails alone with its reason."""
     pairs = [(m, r) for m in request.models for r in (request.revisions or default_curve(m.revisions))]
@@ -171,7 +170,7 @@ def memorization(engine: Engine, request: MemorizationRequest, progress: Progres
     return rows
 
 
-def compare(engine: Engine, request: CompareRequest, cancel: threading.Event | None = None,
+def compare(engine: ModelEngine, request: CompareRequest, cancel: threading.Event | None = None,
             interval: float = 0.1) -> Iterator[list[CompareColumn]]:
     """Stream the same prompt through each column at once; one column's failure leaves the others running."""
     params = request.sampling

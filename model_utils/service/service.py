@@ -126,7 +126,7 @@ class PythiaService:
             if logprobs:  # one forward pass after generation: decoding ran at full speed
                 scores = tuple(token_probabilities(loaded, prompt.ids, reply.token_ids, logprobs))
             yield Reply(_shown(reply.text, strip_leading), prompt.notice, last.finish_reason, last.num_tokens,
-                        last.time_to_first_token, last.tokens_per_second, loaded.device.describe(),
+                        last.time_to_first_token, last.tokens_per_second, loaded.served_by,
                         model.name, revision, scores)
 
     # -- research -----------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""The engine interface: what the service needs from whatever decodes a model.
+
+Two implementations: the local CTranslate2 engine (``engine.Engine`` yielding ``LoadedModel``)
+and a remote vLLM server (``remote.RemoteEngine`` yielding ``RemoteModel``). ``router.EngineRouter``
+sends each (model, revision) to the one that serves it. Prompts, streaming, scoring and the research
+sweeps are written once against :class:`ServedModel`; the UI only ever sees ``served_by``.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol, Sequence
+
+from ..core.catalog import PythiaModel
+from ..core.progress import ProgressCallback
+
+
+@dataclass(frozen=True)
+class TokenChoices:
+    """A token's log-prob at its position and the likeliest tokens there (id, log-prob), best first."""
+
+    log_prob: float
+    alternatives: tuple[tuple[int, float], ...]
+
+
+class Step(Protocol):
+    """One generated token (CT2's GenerationStepResult has these fields too)."""
+
+    token_id: int
+    log_prob: float | None
+
+
+class ServedModel(Protocol):
+    """A model ready to decode: a tokenizer here, the arithmetic wherever the engine runs it."""
+
+    info: PythiaModel
+    revision: str
+    tokenizer: Any  # tokenizers.Tokenizer: prompts are built and replies decoded here, for every engine
+    eos_id: int
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def served_by(self) -> str: ...
+
+    def steps(self, prompt_ids: Sequence[int], params, cancel: threading.Event | None = None) -> Iterator[Step]:
+        """Generated tokens one by one; closing the iterator stops the request."""
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Per sequence, the log-prob of each token after the first, given those before it."""
+
+    def top_log_probs(self, ids: Sequence[int], start: int, top: int) -> list[TokenChoices]:
+        """Per position ``start``.. of ``ids``: the token's log-prob and the ``top`` likeliest tokens."""
+
+
+class ModelEngine(Protocol):
+    """Something that opens models: the local engine, the remote one, or the router over both."""
+
+    def open(self, model: PythiaModel, revision: str = "main",
+             progress: ProgressCallback | None = None) -> AbstractContextManager[ServedModel]: ...
+
+    def status(self, model: PythiaModel, revision: str = "main"): ...
+
+    def is_cached(self, model: PythiaModel, revision: str) -> bool: ...
+
+    def close(self) -> None: ...
