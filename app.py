@@ -33,6 +33,8 @@ def build(settings):
     """Create the engine, the service and the queued Gradio Blocks for ``settings``."""
     from model_utils.core.catalog import Catalog
     from model_utils.engine.engine import Engine
+    from model_utils.engine.remote import RemoteEngine
+    from model_utils.engine.router import EngineRouter
     from model_utils.service import PythiaService
     from model_utils.store import hub
     from model_utils.store.disk import ModelStore
@@ -51,8 +53,14 @@ def build(settings):
         default_model = catalog.add(describe_local_dir(settings.model_dir)).name
     catalog.get(default_model)  # fail fast on a typo in --default-model
     resolved = settings.resolve()
-    engine = Engine(resolved.device, catalog=catalog, store=store, memory_budget_bytes=resolved.memory_budget_bytes,
-                    batching=resolved.batching)
+    local = Engine(resolved.device, catalog=catalog, store=store, memory_budget_bytes=resolved.memory_budget_bytes,
+                   batching=resolved.batching)
+    remote = None
+    if settings.remote_model:
+        remote = RemoteEngine.build(settings.remote_model, catalog, api_key=settings.remote_api_key,
+                                    timeout_s=settings.remote_timeout, tokenizer_loader=hub.tokenizer_file)
+        remote.start()  # asks each server for its model id in the background; never fatal
+    engine = EngineRouter(local, remote)
     demo = build_demo(PythiaService(engine, catalog, default_model), concurrency=resolved.concurrency)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.

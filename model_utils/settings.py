@@ -49,6 +49,29 @@ def option(default: Any, help: str, *, parse: Callable[[str], Any] = str, choice
     return field(default=default, metadata={"help": help, "parse": parse, "choices": choices, "also_env": also_env})
 
 
+def repeated(help: str, *, parse: Callable[[str], Any], flag: str, env: str) -> Any:
+    """A setting given any number of times: ``flag`` repeats; ``env`` holds a comma-separated list."""
+    return field(default=(), metadata={"help": help, "parse": parse, "repeat": True, "flag": flag, "env": env})
+
+
+def secret(help: str, *, env: str) -> Any:
+    """A setting read only from the environment (never a flag: command lines are visible to every user)."""
+    return field(default=None, repr=False, metadata={"help": help, "secret": True, "env": env})
+
+
+def _remote_spec(text: str):
+    """``NAME[@REVISION]=URL`` -> RemoteSpec; the catalog checks NAME and REVISION when the app builds."""
+    from .engine.remote import RemoteSpec
+
+    target, sep, url = text.strip().partition("=")
+    name, _, revision = target.strip().partition("@")
+    url = url.strip()
+    if not sep or not name.strip() or not url.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"{text.strip()!r} is not NAME[@REVISION]=URL (for example pythia-12b@step3000=http://gpu-host:8000/v1)")
+    return RemoteSpec(name.strip(), revision.strip() or "main", url)
+
+
 def switch(help: str) -> Any:
     """An on/off setting: a bare ``--name`` flag; the variable is on for 1/true/yes/on."""
     return field(default=False, metadata={"help": help, "switch": True})
@@ -76,6 +99,13 @@ class Settings:
     workers: int | None = option(None, "batches decoding side by side (default: 2 on a multi-core CPU, 1 on CUDA)",
                                  parse=_positive_int)
     max_queue: int = option(64, "waiting requests before new ones are told the server is busy", parse=_positive_int)
+    remote_model: tuple = repeated(
+        "serve NAME (at REVISION, default main) from the vLLM server at URL (its OpenAI-compatible base URL, "
+        "e.g. http://gpu-host:8000/v1); repeat for more", parse=_remote_spec, flag="--remote-model",
+        env="PYTHIA_REMOTE_MODELS")
+    remote_api_key: str | None = secret("bearer token sent to the remote vLLM servers", env="PYTHIA_REMOTE_API_KEY")
+    remote_timeout: float = option(30.0, "seconds a remote vLLM server may stay silent (connecting: at most 5) "
+                                         "before a request is given up", parse=_positive_float)
     hub_timeout: float = option(10.0, "seconds the Hugging Face Hub may stay silent before a download is given up "
                                       "(it resumes next time)", parse=_positive_float)
 
@@ -121,7 +151,20 @@ def build_parser(environ: dict) -> argparse.ArgumentParser:
     """The command line, generated from the Settings fields; environment values become defaults."""
     p = argparse.ArgumentParser(description="Chat with and study the EleutherAI Pythia models through CTranslate2.")
     for f in fields(Settings):
-        meta, flag, env = f.metadata, "--" + f.name.replace("_", "-"), env_name(f.name)
+        meta = f.metadata
+        flag, env = meta.get("flag", "--" + f.name.replace("_", "-")), meta.get("env", env_name(f.name))
+        if meta.get("secret"):
+            continue  # read in parse_settings
+        if meta.get("repeat"):
+            raw = [x for x in (environ.get(env) or "").split(",") if x.strip()]
+            try:
+                default = tuple(meta["parse"](x) for x in raw)
+            except argparse.ArgumentTypeError as exc:
+                p.error(f"{env}: {exc}")
+            p.add_argument(flag, dest=f.name, type=meta["parse"], action="append", default=None,
+                           help=f"{meta['help']} ({env}, comma-separated)")
+            p.set_defaults(**{f"_{f.name}_env": default})
+            continue
         if meta.get("switch"):
             on = (environ.get(env) or "").strip().lower() in ("1", "true", "yes", "on")
             p.add_argument(flag, action="store_true", default=on or f.default, help=f"{meta['help']} ({env})")
@@ -135,5 +178,12 @@ def build_parser(environ: dict) -> argparse.ArgumentParser:
 
 def parse_settings(argv: list[str] | None = None, environ: dict | None = None) -> Settings:
     """Read flags, falling back to PYTHIA_* environment variables, then defaults."""
-    args = build_parser(os.environ if environ is None else environ).parse_args(argv)
-    return Settings(**vars(args))
+    environ = os.environ if environ is None else environ
+    values = vars(build_parser(environ).parse_args(argv))
+    for f in fields(Settings):
+        if f.metadata.get("repeat"):  # flags replace the environment's list; no flag: the list
+            env_default = values.pop(f"_{f.name}_env")
+            values[f.name] = tuple(values[f.name]) if values[f.name] is not None else env_default
+        elif f.metadata.get("secret"):
+            values[f.name] = environ.get(f.metadata["env"]) or None
+    return Settings(**values)

@@ -7,7 +7,7 @@ them down in :meth:`Engine.close`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Iterator
 
 from .batching import BatchingConfig
@@ -16,28 +16,11 @@ from .devices import DeviceConfig, available_memory
 from ..core.errors import ModelTooLarge
 from .loaded_model import LoadedModel, load_ct2_model
 from .model_cache import ModelCache
+from .model_status import ModelStatus
 from ..core.progress import Progress, ProgressCallback, report
 from ..store.disk import ModelStore
 
 MEMORY_HEADROOM = 0.85  # leave room for the app, the tokenizer and the OS
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """What the model picker shows for one model."""
-
-    name: str
-    revision: str
-    parameters: int
-    estimated_bytes: int  # what the memory guard reserves: weights + a full-context KV cache per decoding row
-    cached: bool
-    loaded: bool
-    fits: bool
-    random_weights: bool = False
-    local: bool = False  # an operator's directory (converted, never downloaded)
-    description: str = ""  # what the model is, when the catalog says (the demo model)
-    weights_bytes: int = 0  # the loaded model (weights and runtime), without any conversation
-    conversations: int = 0  # full-context (2048-token) conversations that fit beside the weights
 
 
 class Engine:

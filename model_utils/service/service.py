@@ -15,7 +15,8 @@ from typing import Any, Iterator
 from ..core.catalog import Catalog, PythiaModel
 from ..core.progress import ProgressCallback
 from ..core.sampling import SamplingParams
-from ..engine.engine import Engine, ModelStatus
+from ..engine.interface import ModelEngine
+from ..engine.model_status import ModelStatus
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
 from ..engine.scoring import TextScore, TokenScore, score_text, token_probabilities
@@ -49,7 +50,7 @@ class Reply:
 class PythiaService:
     """Chat, completion, scoring and comparison over the engine, for every caller alike."""
 
-    def __init__(self, engine: Engine, catalog: Catalog, default_model: str):
+    def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str):
         self.engine = engine
         self.catalog = catalog
         self.default_model = default_model

@@ -165,3 +165,12 @@ def drop_source(model: PythiaModel, revision: str) -> None:
             hashes = [r.commit_hash for r in repo.revisions if revision in r.refs]
             if hashes:
                 info.delete_revisions(*hashes).execute()
+
+
+def tokenizer_file(model: PythiaModel, revision: str, progress: ProgressCallback | None = None) -> Path:
+    """The model's tokenizer.json: from the operator's folder, else from the Hub (a small download;
+    the remote engine needs only this, the server holds the weights)."""
+    folder = model.source_dir(revision)
+    if folder is not None:
+        return folder / "tokenizer.json"
+    return download(model, model.repo_id, revision, ["tokenizer.json", "config.json"], progress) / "tokenizer.json"

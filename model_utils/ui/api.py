@@ -90,7 +90,7 @@ def register_api(service: PythiaService, concurrency: int) -> None:
         return [{"model": m.name, "parameters": m.num_parameters, "revisions": list(m.revisions),
                  "cached": s.cached, "loaded": s.loaded, "fits": s.fits,
                  "estimated_gib": round(s.weights_bytes / 2**30, 3), "conversations_at_once": s.conversations,
-                 "random_weights": m.random_weights,
+                 "random_weights": m.random_weights, "engine": "vllm" if s.remote else "ctranslate2",
                  "note": model_note(s)} for m, s in service.statuses()]
 
     def score(text: str, model: str | None = None, revision: str | None = None) -> dict:

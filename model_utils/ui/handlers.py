@@ -71,7 +71,9 @@ class Handlers:
             label = f"{model.name} · {format_parameters(model.num_parameters)}"
             if model.random_weights:
                 label += " · random weights (demo)"
-            if not status.fits:
+            if status.remote:
+                label += " · remote vLLM"
+            elif not status.fits:
                 label += " · too large for this machine"
             elif status.cached:
                 label += " · on disk"

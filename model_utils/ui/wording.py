@@ -19,6 +19,8 @@ def gib(n: int) -> str:
 
 def memory_words(status, device: str) -> str:
     """'162M parameters · ~0.2 GiB in memory on CPU int8 · room for 40 full-length (2048-token) conversations at once'"""
+    if status.remote:
+        return f"{format_parameters(status.parameters)} parameters · served by a {status.served_by}"
     room = (f"room for {status.conversations:,} full-length (2048-token) conversation"
             f"{'s' if status.conversations != 1 else ''} at once" if status.fits else "")
     return " · ".join(x for x in (f"{format_parameters(status.parameters)} parameters",
@@ -27,6 +29,10 @@ def memory_words(status, device: str) -> str:
 
 def model_note(status) -> str:
     """One phrase: can this model run here, and is it ready?"""
+    if status.remote:
+        if status.remote_problem:
+            return "⚠️ not answering right now; the app keeps asking, and chat with other models works meanwhile"
+        return "answering" if status.loaded else "connecting"
     if not status.fits:
         return f"needs ~{status.estimated_bytes / 2**30:.1f} GiB: more than this machine can give it"
     if status.loaded:
