@@ -57,6 +57,7 @@ class CompareColumn:
     num_tokens: int = 0
     tokens_per_second: float = 0.0
     finish_reason: str | None = None
+    served_by: str = ""  # e.g. "CPU int8" or "remote vLLM engine"
 
 
 def default_curve(revisions: tuple[str, ...]) -> tuple[str, ...]:
@@ -189,7 +190,7 @@ def compare(engine: ModelEngine, request: CompareRequest, cancel: threading.Even
                     with lock:
                         columns[i] = replace(columns[i], text=reply.text, num_tokens=chunk.num_tokens,
                                              tokens_per_second=chunk.tokens_per_second,
-                                             finish_reason=chunk.finish_reason)
+                                             finish_reason=chunk.finish_reason, served_by=loaded.served_by)
         except PythiaError as exc:
             with lock:
                 columns[i] = replace(columns[i], error=str(exc))

@@ -84,7 +84,8 @@ def column_metrics(column: CompareColumn) -> str:
     if not column.done or column.error is not None:
         return ""
     speed = f" · {column.tokens_per_second:.0f} tokens/s" if column.num_tokens > 1 else ""
-    return f"{column.num_tokens} tokens{speed} · {finish_words(column.finish_reason, chat=False)}"
+    served = f" · {column.served_by}" if column.served_by else ""
+    return f"{column.num_tokens} tokens{speed} · {finish_words(column.finish_reason, chat=False)}{served}"
 
 
 STAGE_WORDS = {"downloading": "Downloading", "converting": "Converting", "loading": "Loading"}
