@@ -98,6 +98,9 @@ class Settings:
                                           "once arrivals pause for 10 ms", parse=_non_negative)
     workers: int | None = option(None, "batches decoding side by side (default: 2 on a multi-core CPU, 1 on CUDA)",
                                  parse=_positive_int)
+    max_batches: int | None = option(None, "batches decoding at once, counting the extra ones started for newcomers "
+                                           "while the workers are busy (default: 2 per core on CPU, workers + 1 on "
+                                           "CUDA)", parse=_positive_int)
     max_queue: int = option(64, "waiting requests before new ones are told the server is busy", parse=_positive_int)
     remote_model: tuple = repeated(
         "serve NAME (at REVISION, default main) from the vLLM server at URL (its OpenAI-compatible base URL, "
@@ -120,7 +123,9 @@ class Settings:
         return Resolved(
             device=resolve_device(self.device, self.compute_type, threads),
             batching=BatchingConfig(max_batch_size=self.max_batch_size, window_s=self.batch_window_ms / 1000,
-                                    workers=workers, max_waiting=self.max_queue),
+                                    workers=workers, max_waiting=self.max_queue,
+                                    max_batches=max(workers, self.max_batches or default_max_batches(device.device,
+                                                                                                     workers))),
             memory_budget_bytes=int(self.memory_budget * 2**30) if self.memory_budget else None)
 
 
@@ -141,6 +146,12 @@ def default_workers(device: str) -> int:
     idle worker instead of waiting for a running batch (BENCHMARKS.md), and at Pythia-160m one
     thread decodes as fast as two (MEASUREMENTS.md). On CUDA one batch at a time."""
     return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+
+
+def default_max_batches(device: str, workers: int) -> int:
+    """Two batches per core on CPU (one thread each: a core runs two small batches' steps interleaved at
+    little loss, since a step is mostly weight repacking; BENCHMARKS.md), one extra on CUDA."""
+    return 2 * (os.cpu_count() or 1) if device == "cpu" else workers + 1
 
 
 def env_name(name: str) -> str:

