@@ -48,7 +48,6 @@ def run_wave(users: int, one_user, prompts: list) -> dict:
 
     def user(i):
         barrier.wait()
-        start = time.perf_counter()
         try:
             one_user(i, prompts[i], records[i], start)
         except Exception as exc:  # counted, reported
@@ -58,8 +57,8 @@ def run_wave(users: int, one_user, prompts: list) -> dict:
     threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
     for t in threads:
         t.start()
+    start = time.perf_counter()  # every user "clicks" now: TTFTs count from this common instant
     barrier.wait()
-    start = time.perf_counter()
     for t in threads:
         t.join()
     ok = [r for r in records if "error" not in r and r.get("ttft") is not None]
@@ -122,11 +121,10 @@ def app_user(url: str, new_tokens: int, greedy: bool = False):
     def one_user(i, prompt, record, start):
         with lock:
             client = clients.get(i)
-        if client is None:  # a client per user, made before the clock starts the next time
+        if client is None:  # a client per user, made in the warm-up wave (untimed)
             client = Client(url, verbose=False)
             with lock:
                 clients[i] = client
-            start = time.perf_counter()
         sampling = dict(top_k=1, repetition_penalty=1.0) if greedy else SAMPLING
         job = client.submit(prompt=prompt, max_new_tokens=new_tokens, api_name="/complete", **sampling)
         text = ""
@@ -203,6 +201,36 @@ def streamed_equals_whole(url: str, prompts: list[str], new_tokens: int) -> dict
     return {"replies": len(records), "equal": same}
 
 
+def plot(results: dict, path: Path) -> None:
+    """Time-to-first-token distributions (every user of every wave) at each load, one line per config."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loads = [u for u in results["users"] if u > 1]
+    fig, axes = plt.subplots(1, len(loads) + 1, figsize=(5 * (len(loads) + 1), 4.2))
+    for ax, users in zip(axes, loads):
+        for name, rows in results["configs"].items():
+            ttfts = sorted(rows[users]["all_ttfts"])
+            ax.step(ttfts, [(i + 1) / len(ttfts) for i in range(len(ttfts))], where="post", label=name)
+        ax.axhline(0.95, color="grey", lw=0.8, ls=":")
+        ax.set(title=f"{users} simultaneous users: time to first token", xlabel="seconds",
+               ylabel="fraction of users")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    for name, rows in results["configs"].items():
+        ax.plot(results["users"], [rows[u]["aggregate_tok_s"] for u in results["users"]], marker="o", label=name)
+    ax.set(title="Aggregate throughput", xlabel="simultaneous users", ylabel="tokens / s")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"Pythia-160m-shaped model, {results['tokens']} sampled tokens per user, 2 vCPU, median of "
+                 f"{results['waves']} waves (CDFs: every wave)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, nargs="+", default=[1, 8, 16])
@@ -256,7 +284,8 @@ def main() -> None:
             server.stop()
     results["app_flags"] = configs
     args.out.write_text(json.dumps(results, indent=1, default=float))
-    print("wrote", args.out)
+    plot(results, args.out.with_suffix(".png"))
+    print("wrote", args.out, "and", args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,8 @@ class Settings:
     max_batches: int | None = option(None, "batches decoding at once, counting the extra ones started for newcomers "
                                            "while the workers are busy (default: 2 per core on CPU, workers + 1 on "
                                            "CUDA)", parse=_positive_int)
+    wait_steps: float = option(4.0, "decoding steps a newcomer waits, while the workers are busy, before an extra "
+                                    "batch starts for everyone who arrived meanwhile", parse=_non_negative)
     max_queue: int = option(64, "waiting requests before new ones are told the server is busy", parse=_positive_int)
     remote_model: tuple = repeated(
         "serve NAME (at REVISION, default main) from the vLLM server at URL (its OpenAI-compatible base URL, "
@@ -123,7 +125,7 @@ class Settings:
         return Resolved(
             device=resolve_device(self.device, self.compute_type, threads),
             batching=BatchingConfig(max_batch_size=self.max_batch_size, window_s=self.batch_window_ms / 1000,
-                                    workers=workers, max_waiting=self.max_queue,
+                                    workers=workers, max_waiting=self.max_queue, wait_steps=self.wait_steps,
                                     max_batches=max(workers, self.max_batches or default_max_batches(device.device,
                                                                                                      workers))),
             memory_budget_bytes=int(self.memory_budget * 2**30) if self.memory_budget else None)
