@@ -263,8 +263,8 @@ class RemoteEngine:
 
     def status(self, model: PythiaModel, revision: str = "main") -> ModelStatus:
         endpoint = self.endpoint(model, revision)
+        state = endpoint.state  # what is known now; a stale failure is asked again in the background
         endpoint.probe_soon()
-        state = endpoint.state
         return ModelStatus(model.name, revision, model.num_parameters, 0, cached=True,
                            loaded=state.answering is True, fits=True, random_weights=model.random_weights,
                            local=False, description=model.description, served_by=SERVED_BY,
