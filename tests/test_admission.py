@@ -95,6 +95,26 @@ def test_newcomers_wait_their_patience_before_an_extra_batch():
     sched.close()
 
 
+def test_past_the_comfortable_lanes_newcomers_wait_longer_but_still_get_a_batch():
+    sched, gen = scheduler(max_batch_size=8, workers=1, max_batches=2, wait_steps=0)
+    streams = []
+    try:
+        for name in "abcd":  # 1 worker + 1 comfortable extra + 2 overflow lanes (zero patience here)
+            streams.append(sched.steps([name], PARAMS))
+            first_step(streams[-1])
+        assert [active for _, active in gen.started] == [0, 1, 2, 3]
+        e = sched.steps(["e"], PARAMS)  # 4 = twice max_batches: the hard cap
+        gen.release.set()
+        first_step(e)
+        streams.append(e)
+        assert len(gen.started) == 5 and gen.started[-1][1] <= 3  # e started only once a batch had ended
+    finally:
+        gen.release.set()
+        for s in streams:
+            s.close()
+        sched.close()
+
+
 def test_rows_in_flight_never_exceed_what_memory_was_reserved_for():
     # max_batch_size 2 x 1 worker = 2 rows, though 4 lanes are allowed
     sched, gen = scheduler(max_batch_size=2, workers=1, max_batches=4, wait_steps=0)
@@ -122,8 +142,9 @@ def test_a_lone_stream_never_starts_an_extra_batch_and_the_step_time_is_measured
 def test_lanes_default_to_two_per_core_on_cpu_and_one_extra_on_cuda(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     cpu = parse_settings(["--device", "cpu"], {}).resolve().batching
-    assert (cpu.workers, cpu.lanes, cpu.max_rows) == (2, 4, 32)
-    assert parse_settings(["--device", "cpu", "--max-batches", "2"], {}).resolve().batching.lanes == 2
+    assert (cpu.workers, cpu.lanes, cpu.max_lanes, cpu.max_rows) == (2, 4, 8, 32)
+    fixed = parse_settings(["--device", "cpu", "--max-batches", "2"], {}).resolve().batching
+    assert fixed.lanes == fixed.max_lanes == 2  # extra batches off: exactly the workers
     from model_utils.settings import default_max_batches
 
     assert default_max_batches("cuda", 1) == 2

@@ -108,7 +108,7 @@ def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceC
     try:
         generator = ctranslate2.Generator(
             str(path), device=device.device, compute_type=device.compute_type,
-            intra_threads=device.intra_threads, inter_threads=batching.lanes,
+            intra_threads=device.intra_threads, inter_threads=batching.max_lanes,
         )
     except (RuntimeError, ValueError) as exc:
         # CT2's message names server paths: log it, tell the user what failed.
