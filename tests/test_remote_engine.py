@@ -134,8 +134,9 @@ def test_streamed_text_grows_and_ends_as_the_whole_reply(client):
 
 def test_stop_aborts_the_request_on_the_server(client, server):
     finished = metric(server, "vllm:request_success_total")  # every request that ran to its end, any reason
-    job = client.submit(prompt="And it came to pass", model=DEMO_MODEL, max_new_tokens=1024, temperature=1.0,
-                        repetition_penalty=1.0, api_name="/complete")
+    # greedy: this prompt's 1024-token continuation has no <|endoftext|> (it could only end by Stop)
+    job = client.submit(prompt="And it came to pass", model=DEMO_MODEL, max_new_tokens=1024, api_name="/complete",
+                        **GREEDY)
     next(iter(job))  # the reply is streaming: vLLM is decoding it (~8 s for 1024 tokens here)
     assert metric(server, "vllm:num_requests_running") == 1
     job.cancel()
