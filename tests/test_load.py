@@ -107,9 +107,9 @@ def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint)
         # Warm up with the same traffic: CT2's and Python's allocators keep their high-water
         # marks (a workspace per CT2 replica, and the admission policy runs up to 8 replicas per
         # model), which is reuse, not a leak. Measured, RSS rose for ~60 s of this traffic and then
-        # stopped (645, 736, 794, 797 MiB after each 20 s). So: 40 s of warm-up, then two equal
+        # stopped (645, 736, 794, 797 MiB after each 20 s). So: 50 s of warm-up, then two equal
         # phases: a leak grows in both, a high-water mark reached earlier does not grow in the second.
-        mixed_traffic(app.url, 40)
+        mixed_traffic(app.url, 50)
         settle(app, warm)
         threads_base = app.threads()
         done, errors = mixed_traffic(app.url, 20)
