@@ -133,7 +133,8 @@ def warm(one_user, prompts, users: int) -> None:
 
 
 def single_stream(ct2_dir: Path, prompt: str, new_tokens: int) -> dict:
-    """Raw CT2 generate_tokens vs the engine's stream (scheduler + detokenizer), sampled, 7 interleaved runs each (median)."""
+    """Raw CT2 generate_tokens vs the engine's stream (scheduler + detokenizer), sampled: the medians of
+    7 interleaved runs each."""
     import ctranslate2
     from tokenizers import Tokenizer
 
