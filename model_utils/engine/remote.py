@@ -159,9 +159,12 @@ class RemoteModel:
 
     def _steps(self, body: dict, cancel: threading.Event | None) -> Iterator[RemoteStep]:
         events = self.endpoint.client.stream(self._with_model(body))
+        answered = False
         try:
             for event in events:
-                self.endpoint.succeeded()
+                if not answered:  # once per request, not per token
+                    answered = True
+                    self.endpoint.succeeded()
                 for choice in event.get("choices", ()):
                     logprobs = choice.get("logprobs") or {}
                     for token, lp in zip(logprobs.get("tokens") or (), logprobs.get("token_logprobs") or ()):

@@ -99,7 +99,8 @@ class VLLMClient:
             raise RemoteProblem(f"The remote engine serving {self.name} refused this app's credentials; "
                                 "the operator must check PYTHIA_REMOTE_API_KEY.")
         try:
-            error = response.json().get("error") or response.json()
+            payload = response.json()
+            error = payload.get("error") or payload
         except (json.JSONDecodeError, AttributeError):
             error = {"message": response.text}
         self._refused(error, response.status_code)
