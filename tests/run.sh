@@ -8,4 +8,20 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 python -m pip install -q -r requirements-dev.txt
-exec python -m pytest "$@"
+
+# A native crash of the test process (CI has seen rare aborts inside native code) must say where
+# it happened: keep stderr and a core dump, and print a short crash report last, where a log cut
+# to its tail still shows it. Passing and failing runs behave exactly as plain pytest.
+stderr_copy=$(mktemp)
+rm -f core core.[0-9]*
+ulimit -c unlimited 2>/dev/null || true
+set +e
+python -m pytest "$@" 2> >(tee "$stderr_copy" >&2)
+rc=$?
+set -e
+wait  # for tee to flush
+if [ "$rc" -ge 128 ]; then
+  python tests/crash_report.py "$stderr_copy" || true
+fi
+rm -f "$stderr_copy" core core.[0-9]*
+exit "$rc"
