@@ -86,9 +86,7 @@ def output_dir() -> Path:
 
 def pytest_configure(config):
     """Point huggingface_hub at a local fake Hub and a throw-away HF_HOME before it is imported."""
-    # Tokenizer training for the test models runs single-threaded: once in six full runs the process
-    # aborted in a native thread while the slow checkpoint's tokenizer trained (rayon threads beside
-    # CT2's); the app itself never trains tokenizers. A suspect removed, not a proven cause.
+    # No rayon pool in the test process: subprocess tests fork it, and tokenizers warns after a fork.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     home = tempfile.mkdtemp(prefix="pythia-tests-hf-home-")
     os.environ["HF_HOME"] = home

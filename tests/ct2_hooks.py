@@ -15,8 +15,13 @@ class _HookedGenerator:
         self._generator, self._on_step = generator, on_step
 
     def generate_batch(self, prompts, *args, callback=None, **kwargs):
+        on_step = self._on_step
+
+        # CT2 drops this callback in its own worker thread. It must not close over ``self``: holding
+        # the last reference to the real Generator there would destroy the Generator inside its own
+        # thread pool, which aborts the process (see batching._row_callback).
         def hooked(step):
-            self._on_step(step, prompts[step.batch_id])  # the row's prompt tokens say whose step it is
+            on_step(step, prompts[step.batch_id])  # the row's prompt tokens say whose step it is
             return callback(step) if callback is not None else False
 
         return self._generator.generate_batch(prompts, *args, callback=hooked, **kwargs)

@@ -2,6 +2,7 @@
 
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -137,3 +138,32 @@ def test_waiting_request_that_is_closed_never_starts(make_model):
         started.join()
         running.close()
     assert model.scheduler.stats.sizes == {1: 1}
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["plain", "with-test-hooks"])
+def test_unloading_destroys_the_generator_even_while_ct2_still_holds_a_callback(make_model, monkeypatch, hooked):
+    """CT2 drops each batch's callback in its own worker thread, sometimes after Python let go of
+    everything else. A callback that kept the Generator alive would make that thread destroy the
+    Generator inside its own thread pool: a native abort (seen in CI). So closing the model must
+    free the Generator even while a callback CT2 was given is still alive."""
+    import ctranslate2
+
+    given = []
+    real_generate_batch = ctranslate2.Generator.generate_batch
+
+    def recording(self, prompts, *args, callback=None, **kwargs):
+        given.append(callback)
+        return real_generate_batch(self, prompts, *args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(ctranslate2.Generator, "generate_batch", recording)
+    model = make_model(max_batch_size=1)
+    params = SamplingParams(greedy=True, max_new_tokens=3, repetition_penalty=1.0)
+    if hooked:
+        with hooked_steps(model, lambda step, prompt: None):
+            generate(model, "Once", params)
+    else:
+        generate(model, "Once", params)
+    generator = weakref.ref(model.generator)
+    model.close()
+    assert given and given[0] is not None, "CT2 was given a callback"
+    assert generator() is None, "the callback CT2 holds keeps the Generator alive"

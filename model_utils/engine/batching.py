@@ -156,6 +156,50 @@ def _batch_key(params: SamplingParams) -> tuple:
     return tuple(sorted(params.ct2_options().items()))
 
 
+class StepTime:
+    """The decoding step time measured on this device: a moving average over running batches."""
+
+    def __init__(self) -> None:
+        self.seconds = FIRST_STEP_GUESS_S
+        self._step, self._at = -1, 0.0
+
+    def saw(self, step: int) -> None:
+        """Called for every row of every step; the first row of a new step times the one before."""
+        if step != self._step:
+            now = time.monotonic()
+            if self._step >= 1:  # step 0 includes the prompt's prefill
+                self.seconds = 0.8 * self.seconds + 0.2 * (now - self._at)
+            self._step, self._at = step, now
+
+
+def _row_callback(batch: list[_Request], step_time: StepTime, stats: BatchStats, end_token: int):
+    """CT2's per-step callback for one batch; returning True ends that row.
+
+    CT2 runs it in its own worker threads and drops it there, possibly after the Python side
+    has let go of everything else. So it is built here, from the batch's plain state only, and
+    never closes over the scheduler: if it held the last reference to the Generator, the
+    Generator would be destroyed inside its own thread pool, and ``~ThreadPool`` joining
+    itself aborts the process (seen in the tests as a rare native abort after unloading).
+    """
+    def callback(step) -> bool:
+        step_time.saw(step.step)
+        request = batch[step.batch_id]
+        if request.finished.is_set():
+            return True
+        if not request.wants_more():
+            request.finished.set()
+            return True
+        request.produced += 1
+        stats.tokens += 1
+        request.steps.put(step)
+        if not request.wants_more() or step.token_id == end_token:
+            request.finished.set()
+            return True
+        return False
+
+    return callback
+
+
 class BatchScheduler:
     """Gather requests for one CT2 generator and decode them in batches."""
 
@@ -170,7 +214,7 @@ class BatchScheduler:
         self._running = 0  # batches decoding now
         self._rows = 0  # rows in them
         self._gathering = False  # one lane at a time gathers the next batch
-        self._step_s = FIRST_STEP_GUESS_S  # measured decoding step time (moving average)
+        self._step_time = StepTime()
         self.stats = BatchStats()
         self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
                          for i in range(config.max_lanes)]
@@ -226,7 +270,7 @@ class BatchScheduler:
     @property
     def step_seconds(self) -> float:
         """The decoding step time measured on this device (a moving average over running batches)."""
-        return self._step_s
+        return self._step_time.seconds
 
     def _next_batch(self) -> tuple[list[_Request], bool] | None:
         """Wait until this lane may start a batch; return (its requests, whether it is an extra batch)."""
@@ -240,7 +284,7 @@ class BatchScheduler:
                     if self._running < config.workers:
                         return self._gather(min(room, config.max_batch_size)), False
                     waited = time.monotonic() - self._pending[0].arrived
-                    patience = config.wait_steps * self._step_s
+                    patience = config.wait_steps * self._step_time.seconds
                     if self._running >= config.lanes:
                         patience *= OVERFLOW_PATIENCE
                     if waited >= patience:
@@ -299,27 +343,7 @@ class BatchScheduler:
 
     def _run(self, batch: list[_Request], extra: bool = False) -> None:
         self.stats.record(len(batch), extra)
-        clock = {"step": -1, "at": 0.0}
-
-        def callback(step) -> bool:
-            if step.step != clock["step"]:  # the first row of a new step: time the one before
-                now = time.monotonic()
-                if clock["step"] >= 1:  # step 0 includes the prompt's prefill
-                    self._step_s = 0.8 * self._step_s + 0.2 * (now - clock["at"])
-                clock["step"], clock["at"] = step.step, now
-            request = batch[step.batch_id]
-            if request.finished.is_set():
-                return True
-            if not request.wants_more():
-                request.finished.set()
-                return True
-            request.produced += 1
-            self.stats.tokens += 1
-            request.steps.put(step)
-            if not request.wants_more() or step.token_id == self._end_token:
-                request.finished.set()
-                return True
-            return False
+        callback = _row_callback(batch, self._step_time, self.stats, self._end_token)
 
         try:
             self._generator.generate_batch(
