@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ..core.catalog import CONTEXT_LENGTH
 from .interface import ServedModel
+from .token_pieces import token_piece
 
 WINDOW = CONTEXT_LENGTH - 1  # one position goes to the <|endoftext|> start token
 
@@ -68,10 +69,6 @@ class TextScore:
                 "num_bytes": self.num_bytes, "windows": self.windows, "note": self.note}
 
 
-def _piece(tokenizer, token_id: int) -> str:
-    return tokenizer.decode([token_id], skip_special_tokens=False)
-
-
 def score_text(model: ServedModel, text: str) -> TextScore:
     """Per-token log-probabilities of a non-empty ``text`` under ``model``."""
     ids = model.tokenizer.encode(text, add_special_tokens=False).ids
@@ -81,7 +78,7 @@ def score_text(model: ServedModel, text: str) -> TextScore:
     for window, log_probs in zip(windows, results):
         if len(log_probs) != len(window):
             raise RuntimeError("the engine scored a different number of tokens than it was given")
-        scored += [TokenScore(_piece(model.tokenizer, i), i, lp) for i, lp in zip(window, log_probs)]
+        scored += [TokenScore(token_piece(model.tokenizer, i), i, lp) for i, lp in zip(window, log_probs)]
     return TextScore(tuple(scored), len(text.encode("utf-8")), len(windows))
 
 
@@ -95,6 +92,6 @@ def token_probabilities(model: ServedModel, prompt_ids: Sequence[int], generated
     if not generated_ids:
         return []
     choices = model.top_log_probs([*prompt_ids, *generated_ids], len(prompt_ids), top)
-    return [TokenScore(_piece(model.tokenizer, int(token_id)), int(token_id), c.log_prob,
-                       tuple((_piece(model.tokenizer, i), lp) for i, lp in c.alternatives))
+    return [TokenScore(token_piece(model.tokenizer, int(token_id)), int(token_id), c.log_prob,
+                       tuple((token_piece(model.tokenizer, i), lp) for i, lp in c.alternatives))
             for token_id, c in zip(generated_ids, choices)]
