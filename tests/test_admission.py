@@ -148,3 +148,24 @@ def test_lanes_default_to_two_per_core_on_cpu_and_one_extra_on_cuda(monkeypatch)
     from model_utils.settings import default_max_batches
 
     assert default_max_batches("cuda", 1) == 2
+
+
+def test_step_time_is_measured_per_batch_when_batches_interleave(monkeypatch):
+    """Two batches decoding side by side, each at one step per second, the second started five steps
+    earlier, their steps interleaved half a second apart: the measured step time tends to 1 s (each
+    batch times its own steps), not 0.5 s."""
+    from types import SimpleNamespace
+
+    from model_utils.engine import batching
+
+    now = [0.0]
+    monkeypatch.setattr(batching, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    long = SamplingParams(greedy=True, max_new_tokens=100, repetition_penalty=1.0)
+    step_time, stats = batching.StepTime(), batching.BatchStats()
+    first, second = ([batching._Request([], long, None)] for _ in range(2))
+    callbacks = [batching._row_callback(batch, step_time, stats, end_token=-1) for batch in (first, second)]
+    for step in range(40):
+        for (offset, ahead), callback in zip([(0.0, 0), (0.5, 5)], callbacks):
+            now[0] = step + offset
+            callback(Step(step + ahead, 0))
+    assert abs(step_time.seconds - 1.0) < 0.01

@@ -161,15 +161,9 @@ class StepTime:
 
     def __init__(self) -> None:
         self.seconds = FIRST_STEP_GUESS_S
-        self._step, self._at = -1, 0.0
 
-    def saw(self, step: int) -> None:
-        """Called for every row of every step; the first row of a new step times the one before."""
-        if step != self._step:
-            now = time.monotonic()
-            if self._step >= 1:  # step 0 includes the prompt's prefill
-                self.seconds = 0.8 * self.seconds + 0.2 * (now - self._at)
-            self._step, self._at = step, now
+    def add(self, seconds: float) -> None:
+        self.seconds = 0.8 * self.seconds + 0.2 * seconds
 
 
 def _row_callback(batch: list[_Request], step_time: StepTime, stats: BatchStats, end_token: int):
@@ -181,8 +175,14 @@ def _row_callback(batch: list[_Request], step_time: StepTime, stats: BatchStats,
     Generator would be destroyed inside its own thread pool, and ``~ThreadPool`` joining
     itself aborts the process (seen in the tests as a rare native abort after unloading).
     """
+    clock = {"step": -1, "at": 0.0}  # this batch's current step and when it began
+
     def callback(step) -> bool:
-        step_time.saw(step.step)
+        if step.step != clock["step"]:  # the first row of a new step: time the one before
+            now = time.monotonic()
+            if clock["step"] >= 1:  # step 0 includes the prompt's prefill
+                step_time.add(now - clock["at"])
+            clock["step"], clock["at"] = step.step, now
         request = batch[step.batch_id]
         if request.finished.is_set():
             return True
