@@ -212,6 +212,20 @@ def test_score_a_text_heatmap_and_learning_curve(page, live, hub, output_dir):
     shot(page, output_dir, "08-learning-curve")
 
 
+def test_score_clicked_again_with_new_text_scores_the_new_text(page, live):
+    """The first Score converts the slow model (seconds); a visitor who edits the text and clicks
+    again meanwhile must get the new text scored, not a silently dropped click and a stale heatmap."""
+    open_app(page, live)
+    pick_model(page, SLOW)
+    page.get_by_role("tab", name="Score", exact=True).click()
+    page.fill("#score-text textarea", "Apples and pears")
+    page.click("#score-button")
+    page.fill("#score-text textarea", "Clocks and keys")
+    page.click("#score-button")
+    page.wait_for_function("document.querySelector('#score-heatmap').innerText.includes('keys')", timeout=120000)
+    assert "pears" not in page.locator("#score-heatmap").inner_text()
+
+
 def test_completion_token_probabilities(page, live, output_dir):
     open_app(page, live)
     pick_model(page, DEMO)

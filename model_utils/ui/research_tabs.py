@@ -149,8 +149,11 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         # the curve offers only the selected model's checkpoints
         model.change(lambda name: gr.update(choices=h.revisions(name), value=h.default_curve(name)), model,
                      curve_revisions, queue=False, api_visibility="private")
+        # A visitor who edits the text and clicks again while a score runs (the first use converts the
+        # model) gets the newest text scored next; Gradio's default would drop that click silently.
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat, score_notice],
-                        concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
+                        concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private",
+                        trigger_mode="always_last")
         sweep_stop.click(h.stop, None, None, queue=False, api_visibility="private")
         curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
         memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
