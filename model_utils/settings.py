@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from .core.catalog import DEFAULT_MODEL
-from .engine.devices import COMPUTE_TYPES, DEVICES
+from .engine.devices import COMPUTE_TYPES, DEVICES, usable_cpus
 
 
 def _positive_int(text: str) -> int:
@@ -121,7 +121,7 @@ class Settings:
 
         device = resolve_device(self.device, self.compute_type)
         workers = self.workers or default_workers(device.device)
-        threads = self.threads or max(1, (os.cpu_count() or 1) // workers)
+        threads = self.threads or max(1, usable_cpus() // workers)
         return Resolved(
             device=resolve_device(self.device, self.compute_type, threads),
             batching=BatchingConfig(max_batch_size=self.max_batch_size, window_s=self.batch_window_ms / 1000,
@@ -147,13 +147,13 @@ def default_workers(device: str) -> int:
     """Two batches side by side, one thread each, on a multi-core CPU: a new visitor starts in the
     idle worker instead of waiting for a running batch (BENCHMARKS.md), and at Pythia-160m one
     thread decodes as fast as two (MEASUREMENTS.md). On CUDA one batch at a time."""
-    return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+    return 2 if device == "cpu" and usable_cpus() >= 2 else 1
 
 
 def default_max_batches(device: str, workers: int) -> int:
     """Two batches per core on CPU (one thread each: a core runs two small batches' steps interleaved at
     little loss, since a step is mostly weight repacking; BENCHMARKS.md), one extra on CUDA."""
-    return 2 * (os.cpu_count() or 1) if device == "cpu" else workers + 1
+    return 2 * usable_cpus() if device == "cpu" else workers + 1
 
 
 def env_name(name: str) -> str:

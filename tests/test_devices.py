@@ -57,8 +57,31 @@ def test_threads_default_to_cores(monkeypatch):
     fake_ct2(monkeypatch, 0, None)
     import os
 
-    assert devices.resolve_device("cpu").intra_threads == os.cpu_count()
+    assert devices.resolve_device("cpu").intra_threads == devices.usable_cpus()
+    assert 1 <= devices.usable_cpus() <= os.cpu_count()
     assert devices.resolve_device("cpu", threads=1).intra_threads == 1
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2, 2 CPUs
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: threads round up
+    ({"cpu.max": "max 100000\n"}, None),  # no limit
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),  # not in a container
+])
+def test_a_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, expected):
+    """A Space's container is limited to a few of the host's cores: defaults follow the limit."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert devices.cgroup_cpu_quota(tmp_path) == expected
+
+
+def test_usable_cpus_is_capped_by_the_quota(monkeypatch):
+    monkeypatch.setattr(devices, "cgroup_cpu_quota", lambda: 1)
+    assert devices.usable_cpus() == 1
+    assert devices.resolve_device("cpu").intra_threads == 1
 
 
 def test_available_memory_is_positive():

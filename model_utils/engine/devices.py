@@ -6,8 +6,10 @@ falling back through what ``ctranslate2.get_supported_compute_types`` reports.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.errors import InvalidParameter
 
@@ -76,10 +78,37 @@ def resolve_device(device: str = "auto", compute_type: str = "default",
             f"compute type {compute_type!r} is not supported on {device}; supported: {', '.join(sorted(supported))}."
         )
     if threads is None:
-        threads = os.cpu_count() or 1
+        threads = usable_cpus()
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise InvalidParameter(f"threads must be a positive integer, not {threads!r}.")
     return DeviceConfig(device, compute_type, intra_threads=threads if device == "cpu" else 1)
+
+
+def usable_cpus() -> int:
+    """CPUs this process can really use: its affinity mask, capped by the container's CPU quota.
+
+    ``os.cpu_count()`` counts the host's cores. A Space runs in a container limited to a few of
+    them by a cgroup quota, and threads sized by the host's count would oversubscribe it many times.
+    Every thread, worker and lane default is sized from this one number.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpu_quota()
+    return max(1, min(cpus, quota) if quota is not None else cpus)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The container's CPU limit in whole CPUs (rounded up), or None when it has none."""
+    try:  # cgroup v2: "max 100000" or "200000 100000" (quota and period in microseconds)
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else math.ceil(int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1: a quota of -1 means no limit
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else math.ceil(quota / period)
+    except (OSError, ValueError):
+        return None
 
 
 def _cgroup_memory_left() -> int | None:
