@@ -38,15 +38,15 @@ def stage(name):
 def main(out: Path) -> None:
     import ctranslate2
 
-    from model_utils.store.local_dirs import describe_local_dir
     from model_utils.core.catalog import Catalog
-    from model_utils.store.converter import convert_checkpoint
+    from model_utils.core.errors import ModelTooLarge
+    from model_utils.core.sampling import SamplingParams
     from model_utils.engine.devices import available_memory, resolve_device, supported_compute_types
     from model_utils.engine.engine import Engine
-    from model_utils.core.errors import ModelTooLarge
     from model_utils.engine.generation import generate, stream
-    from model_utils.core.sampling import SamplingParams
+    from model_utils.store.converter import convert_checkpoint
     from model_utils.store.disk import ModelStore
+    from model_utils.store.local_dirs import describe_local_dir
     from model_utils.store.tiny_model import TinyShape, write_tiny_checkpoint
 
     work = Path(tempfile.mkdtemp())
@@ -100,6 +100,7 @@ def main(out: Path) -> None:
             logits[(device, ct)] = np.asarray(out)[0]
             g.unload_model()
             del g
+
         def agree(a, b):
             return round(float((logits[a].argmax(-1) == logits[b].argmax(-1)).mean()), 3)
 

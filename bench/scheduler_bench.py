@@ -24,13 +24,13 @@ NEW_TOKENS = 128
 def main() -> None:
     import ctranslate2
 
-    from model_utils.engine.batching import BatchingConfig
     from model_utils.core.catalog import Catalog
-    from model_utils.store.local_dirs import describe_local_dir
+    from model_utils.core.sampling import SamplingParams
+    from model_utils.engine.batching import BatchingConfig
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.generation import generate
     from model_utils.engine.loaded_model import load_ct2_model
-    from model_utils.core.sampling import SamplingParams
+    from model_utils.store.local_dirs import describe_local_dir
 
     d = bench_model_dir()
     info = Catalog().add(describe_local_dir(d, name="bench"))
@@ -44,7 +44,7 @@ def main() -> None:
         for n in (1, 16):
             barrier = threading.Barrier(n)
 
-            def run(i):
+            def run(i, barrier=barrier):
                 barrier.wait()
                 generate(model, prompts[i], params)
 

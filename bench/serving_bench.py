@@ -69,10 +69,10 @@ def raw_ct2(model_dir: Path, prompt_ids, threads: int, runs: int = 3) -> dict:
 
 def engine_stream(model_dir: Path, prompt: str, threads: int) -> dict:
     from model_utils.core.catalog import Catalog
+    from model_utils.core.sampling import SamplingParams
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.engine import Engine
     from model_utils.engine.generation import generate
-    from model_utils.core.sampling import SamplingParams
     from model_utils.store.disk import ModelStore
     from model_utils.store.local_dirs import describe_local_dir
 
@@ -202,11 +202,13 @@ def isa_and_threads(model_dir: Path, prompt_ids) -> list[dict]:
             env.pop("CT2_FORCE_CPU_ISA", None)
             if isa:
                 env["CT2_FORCE_CPU_ISA"] = isa
-            code = ("import sys, json; sys.path.insert(0, %r); from serving_bench import raw_ct2; from pathlib import Path;"
+            code = ("import sys, json; sys.path.insert(0, %r); from serving_bench import raw_ct2; "
+                    "from pathlib import Path;"
                     "print(json.dumps(raw_ct2(Path(%r), %r, %d)))") % (str(ROOT / "bench"), str(model_dir),
                                                                     list(prompt_ids), threads)
             out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
-            row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-300:]}
+            row = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
+                   else {"error": out.stderr[-300:]})
             rows.append({"isa": isa or "default", "threads": threads, **row})
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -216,12 +218,12 @@ def expected_replies(model_dir: Path, prompts: list[str]) -> list[str]:
     """Each prompt's greedy reply without streaming (generate loops over the stream; batched)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from model_utils.engine.batching import BatchingConfig
     from model_utils.core.catalog import Catalog
+    from model_utils.core.sampling import SamplingParams
+    from model_utils.engine.batching import BatchingConfig
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.engine import Engine
     from model_utils.engine.generation import generate
-    from model_utils.core.sampling import SamplingParams
     from model_utils.store.disk import ModelStore
     from model_utils.store.local_dirs import describe_local_dir
 

@@ -21,12 +21,12 @@ from bench_model import bench_model_dir  # noqa: E402
 
 def main() -> None:
     from model_utils.core.catalog import Catalog
-    from model_utils.store.local_dirs import describe_local_dir
+    from model_utils.core.sampling import SamplingParams
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.generation import generate
     from model_utils.engine.loaded_model import load_ct2_model
-    from model_utils.core.sampling import SamplingParams
     from model_utils.engine.scoring import token_probabilities
+    from model_utils.store.local_dirs import describe_local_dir
 
     d = bench_model_dir()
     model = load_ct2_model(d, Catalog().add(describe_local_dir(d, name="bench")), "main", resolve_device("cpu", "int8"))

@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
 
 from bench_model import CACHE, bench_model_dir  # noqa: E402
 from serving_bench import Server, prompt_text  # noqa: E402
+
 from vllm_server import free_port, vllm_server  # noqa: E402
 
 SAMPLING = dict(temperature=0.7, top_k=50, top_p=0.95, repetition_penalty=1.1)  # the app's defaults
@@ -201,7 +202,7 @@ def plot(results: dict, path: Path) -> None:
 
     loads = [u for u in results["users"] if u > 1]
     fig, axes = plt.subplots(1, len(loads) + 1, figsize=(5 * (len(loads) + 1), 4.2))
-    for ax, users in zip(axes, loads):
+    for ax, users in zip(axes, loads, strict=True):
         for name, rows in results["configs"].items():
             ttfts = sorted(rows[users]["all_ttfts"])
             ax.step(ttfts, [(i + 1) / len(ttfts) for i in range(len(ttfts))], where="post", label=name)
@@ -260,7 +261,7 @@ def main() -> None:
             for name, flags in configs.items():
                 servers.append(Server(ct2_dir, free_port(), shlex.split(flags)))
                 users_of[name] = app_user(servers[-1].url, args.tokens)
-            for name, one_user in users_of.items():
+            for one_user in users_of.values():
                 warm(one_user, prompts, max(args.users))
             rows = {name: {} for name in users_of}
             for users in args.users:

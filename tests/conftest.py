@@ -9,20 +9,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from hub_server import HubServer
-
-import numpy as np
-
-from model_utils.store.local_dirs import describe_local_dir
 from model_utils.core.catalog import Catalog
-from model_utils.store.converter import convert_checkpoint
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
 from model_utils.engine.loaded_model import load_ct2_model
+from model_utils.store.converter import convert_checkpoint
 from model_utils.store.disk import ModelStore
+from model_utils.store.local_dirs import describe_local_dir
 from model_utils.store.tiny_model import TinyShape, write_tiny_checkpoint
+
+from hub_server import HubServer
 
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
 

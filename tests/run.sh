@@ -9,6 +9,9 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 python -m pip install -q -r requirements-dev.txt
 
+# Lint first: a lint error fails the run, as a failing test does (rules in pyproject.toml).
+python -m ruff check .
+
 # A native crash of the test process (CI has seen rare aborts inside native code) must say where
 # it happened: keep stderr and a core dump, and print a short crash report last, where a log cut
 # to its tail still shows it. Passing and failing runs behave exactly as plain pytest.

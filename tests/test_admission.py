@@ -165,7 +165,7 @@ def test_step_time_is_measured_per_batch_when_batches_interleave(monkeypatch):
     first, second = ([batching._Request([], long, None)] for _ in range(2))
     callbacks = [batching._row_callback(batch, step_time, stats, end_token=-1) for batch in (first, second)]
     for step in range(40):
-        for (offset, ahead), callback in zip([(0.0, 0), (0.5, 5)], callbacks):
+        for (offset, ahead), callback in zip([(0.0, 0), (0.5, 5)], callbacks, strict=True):
             now[0] = step + offset
             callback(Step(step + ahead, 0))
     assert abs(step_time.seconds - 1.0) < 0.01

@@ -7,9 +7,10 @@ import time
 import pytest
 from gradio_client import Client
 
+from model_utils.settings import Settings
+
 from concurrency import run_concurrently
 from live_app import running_app
-from model_utils.settings import Settings
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
@@ -46,7 +47,7 @@ def test_streamed_chunks_grow_and_end_with_predict_text(client):
     chunks = list(job)
     final = client.predict(api_name="/complete", **kwargs)
     assert len(chunks) > 1
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in zip(chunks, chunks[1:], strict=False):
         assert b.startswith(a)
     assert chunks[-1] == final == job.outputs()[-1]
 
@@ -58,15 +59,15 @@ def test_chat_honours_history(client, live):
     with_history = client.predict(history=history, api_name="/chat", **args)
     without = client.predict(api_name="/chat", **args)
     # the same request computed directly from the transcript, through the engine
+    from model_utils.core.sampling import SamplingParams
     from model_utils.engine.generation import generate
     from model_utils.engine.prompts import CHAT_STOP_STRINGS, prepare_chat
     from model_utils.service.requests import normalize_history
-    from model_utils.core.sampling import SamplingParams
 
     params = SamplingParams(top_k=1, max_new_tokens=30, repetition_penalty=1.0, temperature=0.05)
     with engine.open(DEMO) as model:
-        expected = generate(model, prepare_chat(model.tokenizer, normalize_history(history), "Who are you?", 30), params,
-                            stop=CHAT_STOP_STRINGS).text.lstrip()
+        chat_prompt = prepare_chat(model.tokenizer, normalize_history(history), "Who are you?", 30)
+        expected = generate(model, chat_prompt, params, stop=CHAT_STOP_STRINGS).text.lstrip()
         expected_without = generate(model, prepare_chat(model.tokenizer, [], "Who are you?", 30), params,
                                     stop=CHAT_STOP_STRINGS).text.lstrip()
     assert with_history == expected

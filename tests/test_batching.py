@@ -6,15 +6,16 @@ import weakref
 
 import pytest
 
-from concurrency import run_concurrently
-from ct2_hooks import hooked_steps
-from model_utils.store.local_dirs import describe_local_dir
-from model_utils.engine.batching import BatchingConfig
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import ServerBusy
+from model_utils.core.sampling import SamplingParams
+from model_utils.engine.batching import BatchingConfig
 from model_utils.engine.generation import generate, stream
 from model_utils.engine.loaded_model import load_ct2_model
-from model_utils.core.sampling import SamplingParams
+from model_utils.store.local_dirs import describe_local_dir
+
+from concurrency import run_concurrently
+from ct2_hooks import hooked_steps
 
 PROMPTS = ["Once upon a time", "The capital of France", "def fibonacci(n):", "Hello, who are you?",
            "Every morning the clockmaker", "中文字符", "The Pythia Scaling Suite", "A language model"]

@@ -8,17 +8,17 @@ import time
 
 import pytest
 
-from live_app import running_app
 from model_utils.settings import Settings
-from conftest import DEMO, SLOW
 from model_utils.store.demo_model import HELD_OUT_TEXT, demo_model
+
+from conftest import DEMO, SLOW
+from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 # The slow model (conftest) is given as an HF checkpoint, so its first use converts it: progress shows.
-
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,8 @@ RECORD_PROGRESS = """() => {
   new MutationObserver(() => {
     for (const el of document.querySelectorAll('[data-testid=status-tracker]')) {
       const t = el.innerText;
-      if (t && /Downloading|Converting|Loading|Scoring/.test(t) && !window.__progress.includes(t)) window.__progress.push(t);
+      const fresh = !window.__progress.includes(t);
+      if (t && /Downloading|Converting|Loading|Scoring/.test(t) && fresh) window.__progress.push(t);
     }
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""

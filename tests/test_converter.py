@@ -3,16 +3,15 @@
 import pickle
 import zipfile
 
+import ctranslate2  # noqa: E402
 import numpy as np
 import pytest
+import torch  # noqa: E402 - dev requirement: the reference implementation
+import transformers  # noqa: E402
 
 from model_utils.store.checkpoint_reader import UnsafeCheckpoint, read_checkpoint, read_torch_bin
 from model_utils.store.converter import convert_checkpoint
 from model_utils.store.tiny_model import TinyShape, write_tiny_checkpoint
-
-import torch  # noqa: E402 - dev requirement: the reference implementation
-import transformers  # noqa: E402
-import ctranslate2  # noqa: E402
 
 PROMPT = "Once upon a time, in a quiet village 🙂 中文"
 # int8 weights on a random model: the top logits lie close together, and how often int8 flips a

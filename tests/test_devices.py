@@ -4,8 +4,8 @@ everything else is the real code."""
 import ctranslate2
 import pytest
 
-from model_utils.engine import devices
 from model_utils.core.errors import InvalidParameter
+from model_utils.engine import devices
 
 
 def fake_ct2(monkeypatch, cuda_count, cuda_types):

@@ -5,12 +5,13 @@ import shutil
 
 import pytest
 
-from ct2_hooks import hooked_steps
-from model_utils.store.local_dirs import describe_local_dir
-from model_utils.store import install as store_module
 from model_utils.core.errors import ModelUnavailable
-from model_utils.engine.generation import generate, stream
 from model_utils.core.sampling import SamplingParams
+from model_utils.engine.generation import generate, stream
+from model_utils.store import install as store_module
+from model_utils.store.local_dirs import describe_local_dir
+
+from ct2_hooks import hooked_steps
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=10, repetition_penalty=1.0)
 

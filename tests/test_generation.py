@@ -4,10 +4,11 @@ import threading
 
 import pytest
 
-from ct2_hooks import hooked_steps
+from model_utils.core.sampling import SamplingParams
 from model_utils.engine.generation import generate, stream
 from model_utils.engine.prompts import prepare_completion
-from model_utils.core.sampling import SamplingParams
+
+from ct2_hooks import hooked_steps
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=60, repetition_penalty=1.0)
 # Greedy from this prompt runs 200+ tokens without an end token on the tiny model (seed 0):

@@ -7,15 +7,14 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from concurrency import run_concurrently
-from live_app import running_app
 from model_utils.settings import Settings
+
+from concurrency import run_concurrently
+from conftest import DEMO, SLOW
+from live_app import running_app
 from raw_gradio import raw_call
 
-from conftest import DEMO, SLOW
-
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
-
 
 
 @pytest.fixture(scope="module")

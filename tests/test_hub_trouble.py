@@ -3,11 +3,12 @@ is known to be down, downloads that resume, and models on disk that keep working
 
 import pytest
 
-from hub_server import BlackHole
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import ModelUnavailable
 from model_utils.store import hub
 from model_utils.store.disk import ModelStore
+
+from hub_server import BlackHole
 
 
 @pytest.fixture

@@ -1,19 +1,17 @@
 """Bounded load and soak tests against `python app.py` on loopback (tiny models)."""
 
-import pytest
 import random
 import threading
 import time
 
+import pytest
 from gradio_client import Client
 
 from app_process import AppProcess
-
 from conftest import DEMO, SLOW
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 BUSY = "queue is full"
-
 
 
 def test_32_users_complete_correctly_or_are_told_busy(tmp_path):

@@ -1,10 +1,12 @@
 """With --mcp, the same endpoints are MCP tools (Gradio's built-in MCP server)."""
 
-import pytest
 import asyncio
 
-from live_app import running_app
+import pytest
+
 from model_utils.settings import Settings, parse_settings
+
+from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 

@@ -4,12 +4,13 @@ import time
 
 import pytest
 
-from concurrency import run_concurrently
-from model_utils.store.local_dirs import describe_local_dir
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import ModelTooLarge, ModelUnavailable, ServerBusy
 from model_utils.engine.loaded_model import load_ct2_model
 from model_utils.engine.model_cache import ModelCache
+from model_utils.store.local_dirs import describe_local_dir
+
+from concurrency import run_concurrently
 
 
 @pytest.fixture

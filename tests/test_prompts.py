@@ -3,11 +3,10 @@
 import pytest
 from tokenizers import Tokenizer
 
-from model_utils.core.catalog import CONTEXT_LENGTH
+from model_utils.core.catalog import CONTEXT_LENGTH, Catalog
 from model_utils.core.errors import InvalidParameter
-from model_utils.core.catalog import Catalog
 from model_utils.engine.prompts import prepare_chat, prepare_completion, render_transcript
-from model_utils.service.requests import (MAX_PROMPT_CHARS, ChatRequest, CompletionRequest, normalize_history)
+from model_utils.service.requests import MAX_PROMPT_CHARS, ChatRequest, CompletionRequest, normalize_history
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
 """The README's gradio_client examples run as written against the live app (--demo)."""
 
-import pytest
 import re
 from pathlib import Path
 
-from live_app import running_app
+import pytest
+
 from model_utils.settings import Settings
+
+from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 

@@ -15,11 +15,11 @@ import torch
 import transformers
 from gradio_client import Client
 
-from live_app import running_app
-from model_utils.core.sampling import SamplingParams
 from model_utils.engine.prompts import CHAT_STOP_STRINGS, prepare_chat
 from model_utils.settings import parse_settings
 from model_utils.store.demo_model import DEMO_DIR, DEMO_MODEL
+
+from live_app import running_app
 from vllm_server import metric, vllm_server
 
 pytestmark = pytest.mark.slow
@@ -115,7 +115,7 @@ def test_token_view_matches_transformers(client, reference):
     ids = tokenizer.encode(prompt).ids
     generated = [t["token_id"] for t in result["tokens"]]
     rows = hf_log_probs(model, ids + generated)[len(ids) - 1:-1]
-    for token, row in zip(result["tokens"], rows):
+    for token, row in zip(result["tokens"], rows, strict=True):
         assert abs(token["logprob"] - row[token["token_id"]]) < 1e-4
         best = np.argsort(-row)[:3]
         assert [text for text, _ in token["top"]] == [tokenizer.decode([int(i)]) for i in best]
@@ -127,7 +127,7 @@ def test_streamed_text_grows_and_ends_as_the_whole_reply(client):
     job = client.submit(**kwargs)
     chunks = list(job)
     assert len(chunks) > 1
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in zip(chunks, chunks[1:], strict=False):
         assert b.startswith(a)
     assert chunks[-1] == client.predict(**kwargs)
 

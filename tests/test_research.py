@@ -10,13 +10,13 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from model_utils.core.catalog import Catalog
+from model_utils.core.sampling import SamplingParams
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
 from model_utils.engine.generation import generate
-from model_utils.service import PythiaService
-from model_utils.core.sampling import SamplingParams
 from model_utils.engine.loaded_model import log_softmax
 from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, score_text, token_probabilities
+from model_utils.service import PythiaService
 from model_utils.store.disk import ModelStore
 
 
@@ -115,14 +115,14 @@ def test_compare_streams_every_column_and_stop_stops_all(hub_service):
     threading.Event().wait(0.5)
     assert [s.stats.tokens for s in schedulers] == counts, "decoding went on after Stop"
     assert any(running), "at least one column was still decoding when Stop came"
-    assert all(c < 1024 for c, r in zip(counts, running) if r), "running columns stopped early"
+    assert all(c < 1024 for c, r in zip(counts, running, strict=True) if r), "running columns stopped early"
 
 
 def test_compare_whole_run_matches_single_generations(hub_service):
     params = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
     pairs = [["pythia-160m", "step1000"], ["pythia-160m", "step3000"]]
     final = list(hub_service.compare("Hello there", pairs, **params.model_dump()))[-1]
-    for column, (model, revision) in zip(final, pairs):
+    for column, (model, revision) in zip(final, pairs, strict=True):
         with hub_service.engine.open(model, revision) as loaded:
             assert column.text == generate(loaded, "Hello there", params).text
         assert column.done and column.error is None and column.num_tokens > 0

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 from tokenizers import Tokenizer
 
-from fake_generator import fake_loader
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import InvalidParameter, InvalidRevision, UnknownModel
 from model_utils.engine.batching import BatchingConfig
@@ -17,6 +16,8 @@ from model_utils.service import PythiaService
 from model_utils.store.disk import ModelStore
 from model_utils.store.local_dirs import describe_local_dir
 from model_utils.ui.handlers import Handlers
+
+from fake_generator import fake_loader
 
 WORDS = " The clock struck twelve and the village slept"
 
@@ -45,7 +46,7 @@ def test_complete_streams_growing_text_and_ends_with_the_whole_reply(service, wo
     replies = list(service.complete("Once", max_new_tokens=50))
     assert replies[-1].text == WORDS and replies[-1].finish_reason == "stop"
     assert replies[-1].num_tokens == len(words)
-    for a, b in zip(replies, replies[1:]):
+    for a, b in zip(replies, replies[1:], strict=False):
         assert b.text.startswith(a.text)
     assert all(not r.done for r in replies[:-1])
 

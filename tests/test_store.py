@@ -2,14 +2,15 @@
 
 import pytest
 
-from concurrency import run_concurrently
 from model_utils.core.catalog import Catalog
+from model_utils.core.errors import ModelUnavailable
+from model_utils.core.sampling import SamplingParams
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
-from model_utils.core.errors import ModelUnavailable
 from model_utils.engine.generation import generate
-from model_utils.core.sampling import SamplingParams
 from model_utils.store.disk import COMPLETE_MARKER, ModelStore
+
+from concurrency import run_concurrently
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
 

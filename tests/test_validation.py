@@ -3,11 +3,12 @@
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from model_utils.core.catalog import Catalog, validate_revision
-from model_utils.engine.devices import resolve_device
 from model_utils.core.errors import InvalidParameter, InvalidRevision, ModelTooLarge, UnknownModel
 from model_utils.core.sampling import SamplingParams, bounds
+from model_utils.engine.devices import resolve_device
 
 BAD_SAMPLING = [
     ("temperature", math.nan), ("temperature", math.inf), ("temperature", -1.0), ("temperature", 0),
@@ -41,7 +42,7 @@ def test_defaults_and_integral_floats():
 
 def test_params_are_frozen():
     p = SamplingParams()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         p.temperature = 2.0
 
 

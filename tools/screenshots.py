@@ -51,8 +51,9 @@ def use_tabs(page, out: Path, size: str) -> dict:
     shot("score")
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare-button")
-    page.wait_for_function("[0,1,2].every(i => document.querySelector('#compare-metrics-' + i).innerText.includes('tokens'))",
-                           timeout=120000)
+    page.wait_for_function(
+        "[0,1,2].every(i => document.querySelector('#compare-metrics-' + i).innerText.includes('tokens'))",
+        timeout=120000)
     shot("compare")
     return overflow
 

@@ -24,7 +24,8 @@ waits for a batch to end (a whole reply: seconds) or starts a batch of its own:
   of that span instead of one row each (8 lanes of one row each: 2.0x one user at 8 users,
   measured; see BENCHMARKS.md).
 * ``max_batches`` batches is what the cores run comfortably (two per usable core on CPU, where one
-  thread per batch is as fast as two; one more than ``workers`` on CUDA). Past it, a newcomer waits ``OVERFLOW_PATIENCE`` times
+  thread per batch is as fast as two; one more than ``workers`` on CUDA). Past it, a newcomer waits
+  ``OVERFLOW_PATIENCE`` times
   longer (16 steps by default, still a quarter of a 64-token reply) before one more batch starts,
   up to twice ``max_batches``: measured, with a hard cap at ``max_batches`` the late arrivals of a
   16-user burst waited for a whole reply of a contended batch (p95 8.7-9.0 s in two of three waves,

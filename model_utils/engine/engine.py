@@ -10,15 +10,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterator
 
-from .batching import BatchingConfig
 from ..core.catalog import Catalog, PythiaModel
-from .devices import DeviceConfig, available_memory
 from ..core.errors import ModelTooLarge
+from ..core.progress import Progress, ProgressCallback, report
+from ..store.disk import ModelStore
+from .batching import BatchingConfig
+from .devices import DeviceConfig, available_memory
 from .loaded_model import LoadedModel, load_ct2_model
 from .model_cache import ModelCache
 from .model_status import ModelStatus
-from ..core.progress import Progress, ProgressCallback, report
-from ..store.disk import ModelStore
 
 MEMORY_HEADROOM = 0.85  # leave room for the app, the tokenizer and the OS
 

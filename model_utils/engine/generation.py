@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from ..core.sampling import SamplingParams
 from .detokenizer import StopStringFilter, StreamingDetokenizer
 from .interface import ServedModel
 from .prompts import PreparedPrompt, prepare_completion
-from ..core.sampling import SamplingParams
+
 
 @dataclass(frozen=True)
 class GenerationChunk:

@@ -9,11 +9,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .batching import BatchingConfig, BatchScheduler
 from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN, PythiaModel
+from ..core.errors import ModelUnavailable
+from .batching import BatchingConfig, BatchScheduler
 from .devices import DeviceConfig
 from .interface import TokenChoices
-from ..core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class LoadedModel:
         rows = log_softmax(logits[start - 1:len(ids) - 1])  # the logits at position p predict token p + 1
         candidates = np.argpartition(-rows, top - 1, axis=-1)[:, :top]  # top-k without sorting the vocabulary
         choices = []
-        for row, token_id, cand in zip(rows, ids[start:], candidates):
+        for row, token_id, cand in zip(rows, ids[start:], candidates, strict=True):
             best = cand[np.argsort(-row[cand])]
             choices.append(TokenChoices(float(row[token_id]), tuple((int(i), float(row[i])) for i in best)))
         return choices

@@ -167,7 +167,8 @@ class RemoteModel:
                     self.endpoint.succeeded()
                 for choice in event.get("choices", ()):
                     logprobs = choice.get("logprobs") or {}
-                    for token, lp in zip(logprobs.get("tokens") or (), logprobs.get("token_logprobs") or ()):
+                    tokens, token_logprobs = logprobs.get("tokens") or (), logprobs.get("token_logprobs") or ()
+                    for token, lp in zip(tokens, token_logprobs, strict=True):
                         yield RemoteStep(_token_id(token), lp)
                 if cancel is not None and cancel.is_set():
                     return  # closing the stream (below) makes vLLM abort the request
@@ -180,13 +181,13 @@ class RemoteModel:
     def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
         """Prompt log-probs (vLLM's ``prompt_logprobs``), all windows in one request."""
         result = self._prompt_logprobs([list(s) for s in sequences], 0)
-        return [[entry[str(token)]["logprob"] for token, entry in zip(seq[1:], choice[1:])]
-                for seq, choice in zip(sequences, result)]
+        return [[entry[str(token)]["logprob"] for token, entry in zip(seq[1:], choice[1:], strict=True)]
+                for seq, choice in zip(sequences, result, strict=True)]
 
     def top_log_probs(self, ids: Sequence[int], start: int, top: int) -> list[TokenChoices]:
         entries = self._prompt_logprobs([list(ids)], top)[0]
         choices = []
-        for token, entry in zip(ids[start:], entries[start:]):
+        for token, entry in zip(ids[start:], entries[start:], strict=True):
             ranked = sorted(((int(i), e["logprob"]) for i, e in entry.items() if e.get("rank", 1) <= top),
                             key=lambda pair: -pair[1])
             choices.append(TokenChoices(entry[str(token)]["logprob"], tuple(ranked[:top])))

@@ -75,10 +75,10 @@ def score_text(model: ServedModel, text: str) -> TextScore:
     windows = [ids[i:i + WINDOW] for i in range(0, len(ids), WINDOW)]
     results = model.score([[model.eos_id, *w] for w in windows])
     scored = []
-    for window, log_probs in zip(windows, results):
+    for window, log_probs in zip(windows, results, strict=True):
         if len(log_probs) != len(window):
             raise RuntimeError("the engine scored a different number of tokens than it was given")
-        scored += [TokenScore(token_piece(model.tokenizer, i), i, lp) for i, lp in zip(window, log_probs)]
+        scored += [TokenScore(token_piece(model.tokenizer, i), i, lp) for i, lp in zip(window, log_probs, strict=True)]
     return TextScore(tuple(scored), len(text.encode("utf-8")), len(windows))
 
 
@@ -94,4 +94,4 @@ def token_probabilities(model: ServedModel, prompt_ids: Sequence[int], generated
     choices = model.top_log_probs([*prompt_ids, *generated_ids], len(prompt_ids), top)
     return [TokenScore(token_piece(model.tokenizer, int(token_id)), int(token_id), c.log_prob,
                        tuple((token_piece(model.tokenizer, i), lp) for i, lp in c.alternatives))
-            for token_id, c in zip(generated_ids, choices)]
+            for token_id, c in zip(generated_ids, choices, strict=True)]

@@ -10,5 +10,6 @@ from .requests import message_text
 from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import PythiaService, Reply
 
-__all__ = ["Bounds", "CompareColumn", "CurvePoint", "MemorizationRow", "PythiaError", "PythiaService", "Reply", "TextScore",
+__all__ = ["Bounds", "CompareColumn", "CurvePoint", "MemorizationRow", "PythiaError", "PythiaService", "Reply",
+           "TextScore",
            "TokenScore", "bounds", "message_text"]

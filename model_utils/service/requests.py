@@ -137,6 +137,8 @@ def _message(value: Any) -> str:
 
 Prompt = Annotated[str, _text("prompt")]
 Message = Annotated[str, BeforeValidator(_message)]
+
+
 def _scored_text(value: Any) -> str:
     text = _rule(check_text, value, "text")
     if not text:

@@ -10,10 +10,10 @@ from typing import Callable, Iterator, TypeVar
 
 from ..core.catalog import PythiaModel
 from ..core.errors import InvalidParameter, PythiaError
-from ..core.sampling import SamplingParams
 from ..core.progress import Progress, ProgressCallback, report
-from ..engine.interface import ModelEngine, ServedModel
+from ..core.sampling import SamplingParams
 from ..engine.generation import ReplyBuilder, stream
+from ..engine.interface import ModelEngine, ServedModel
 from ..engine.prompts import PreparedPrompt, prepare_completion
 from ..engine.scoring import TokenScore, score_text
 from .requests import CompareRequest, MemorizationRequest, ScoreAcrossRequest

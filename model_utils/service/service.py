@@ -15,14 +15,22 @@ from typing import Any, Iterator
 from ..core.catalog import Catalog, PythiaModel
 from ..core.progress import ProgressCallback
 from ..core.sampling import SamplingParams
+from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ModelEngine
 from ..engine.model_status import ModelStatus
-from ..engine.generation import ReplyBuilder, stream
 from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
 from ..engine.scoring import TextScore, TokenScore, score_text, token_probabilities
 from . import research
-from .requests import (ChatRequest, CompareRequest, CompletionRequest, MemorizationRequest, Request,
-                       ScoreAcrossRequest, ScoreRequest, TargetRequest)
+from .requests import (
+    ChatRequest,
+    CompareRequest,
+    CompletionRequest,
+    MemorizationRequest,
+    Request,
+    ScoreAcrossRequest,
+    ScoreRequest,
+    TargetRequest,
+)
 
 STREAM_INTERVAL_S = 0.05  # at most 20 updates a second per reply
 
@@ -117,7 +125,8 @@ class PythiaService:
                 # re-sends the growing reply to the browser, and per-token updates for many
                 # visitors cost more CPU than the decoding itself on a 2-vCPU Space.
                 now = time.monotonic()
-                if chunk.finish_reason is None and chunk.text and (sent_at is None or now - sent_at >= STREAM_INTERVAL_S):
+                due = sent_at is None or now - sent_at >= STREAM_INTERVAL_S
+                if chunk.finish_reason is None and chunk.text and due:
                     shown = _shown(reply.text, strip_leading)
                     if shown:
                         sent_at = now

@@ -152,7 +152,8 @@ def read_torch_bin(path: Path) -> dict[str, TensorRef]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise ModelUnavailable(f"{path.name} is not a PyTorch zip checkpoint (legacy formats are not supported).")
+        raise ModelUnavailable(
+            f"{path.name} is not a PyTorch zip checkpoint (legacy formats are not supported).") from None
     with archive:
         names = archive.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)

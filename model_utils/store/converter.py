@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from .checkpoint_reader import TensorRef, read_checkpoint
 from ..core.errors import ModelUnavailable
 from ..core.progress import Progress, ProgressCallback, report
+from .checkpoint_reader import TensorRef, read_checkpoint
 
 # The precision written to disk. float16 halves the files versus float32 and is
 # what the seed's pre-converted model used; int8 is applied when loading.

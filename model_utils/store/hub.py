@@ -86,8 +86,12 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def hub_error(model: PythiaModel, revision: str, exc: Exception) -> ModelUnavailable:
-    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     if isinstance(exc, RevisionNotFoundError):
         return ModelUnavailable(f"{model.name} has no checkpoint {revision} on the Hub.")
@@ -100,7 +104,6 @@ def hub_error(model: PythiaModel, revision: str, exc: Exception) -> ModelUnavail
     if isinstance(exc, EntryNotFoundError):
         return ModelUnavailable(f"{model.name} ({revision}) on the Hub is missing a file this app needs.")
     return ModelUnavailable(f"Downloading {model.name} ({revision}) failed: {type(exc).__name__}. Try again.")
-
 
 
 def cached_snapshot(repo_id: str, revision: str, patterns: list[str]) -> Path | None:

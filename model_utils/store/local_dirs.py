@@ -9,6 +9,7 @@ from ..core.catalog import PythiaModel
 from ..core.errors import ModelUnavailable
 from .ct2_header import is_ct2_dir, read_ct2_header
 
+
 def describe_local_dir(path: Path, *, name: str | None = None, random_weights: bool = False) -> PythiaModel:
     """Build a catalog entry for a GPT-NeoX checkpoint dir or a CT2 model dir."""
     path = Path(path).expanduser().resolve()

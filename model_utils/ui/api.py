@@ -12,7 +12,6 @@ from ..service import PythiaService, bounds
 from .common import guarded, guarded_call
 from .wording import column_metrics, model_note
 
-
 ARG_HELP = {
     "message": "The new user message (text, at most 20,000 characters).",
     "history": 'Earlier turns: [{"role": "user" or "assistant", "content": text}, ...], oldest first.',
@@ -52,7 +51,7 @@ def _describe_arguments(fn) -> None:
 
     _, described, _ = get_function_description(fn)
     block_fn = next(f for f in get_blocks_context().fns.values() if f.api_name == fn.__name__)
-    for component, name in zip(block_fn.inputs, inspect.signature(fn).parameters):
+    for component, name in zip(block_fn.inputs, inspect.signature(fn).parameters, strict=True):
         component._api_info = {**component._api_info, "additional_description": described.get(name, "")}
 
 

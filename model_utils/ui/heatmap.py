@@ -29,14 +29,16 @@ def token_heatmap(tokens: Sequence[TokenScore], prefix: str = "") -> str:
     head = f'<span style="color:#666;white-space:pre-wrap">{html.escape(prefix)}</span>' if prefix else ""
     legend = ('<div style="font-size:0.8em;color:#666;margin-top:6px">Colour: probability of each token '
               '(<span style="background:hsl(0,75%,82%)">≤ 0.0001</span> … '
-              '<span style="background:hsl(120,75%,82%)">1</span>). Tap or hover a token for its top alternatives.</div>')
+              '<span style="background:hsl(120,75%,82%)">1</span>). '
+              'Tap or hover a token for its top alternatives.</div>')
     return f'<div class="token-heatmap" style="line-height:1.9">{head}{"".join(spans)}</div>{legend}'
 
 
 def alternatives_table(tokens: Sequence[TokenScore]) -> list[list]:
     """Rows for a table: position, token, probability, then the top alternatives."""
     return [[i, token.text, round(token.probability, 4),
-             ", ".join(f"{alt!r} {math.exp(lp):.3f}" for alt, lp in token.alternatives)] for i, token in enumerate(tokens)]
+             ", ".join(f"{alt!r} {math.exp(lp):.3f}" for alt, lp in token.alternatives)]
+            for i, token in enumerate(tokens)]
 
 
 def learned_heatmap(points, max_tokens: int = 48) -> str:

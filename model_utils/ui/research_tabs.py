@@ -4,14 +4,15 @@ side-by-side comparison. Built inside build_demo's Tabs; the logic lives in the 
 from __future__ import annotations
 
 import math
+
 import gradio as gr
 
 from ..service import PythiaService
+from .charts import Series, line_chart, png_download_js
 from .common import gradio_progress
+from .exports import csv_file
 from .handlers import Handlers, notice, sampling_kwargs, with_notice
 from .heatmap import learned_heatmap, token_heatmap
-from .charts import Series, line_chart, png_download_js
-from .exports import csv_file
 from .wording import column_metrics
 
 SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling data set that consists of many "
@@ -66,7 +67,8 @@ def memorization_outputs(rows):
     chart = line_chart(_series(rows, lambda r: r.match_fraction), "share of tokens reproduced",
                        "Memorization over training", log_y=False)
     table = [[_checkpoint(r, several), "yes" if r.exact else "no", r.matched_prefix, _fmt(r.match_fraction),
-              r.continuation] if r.status == "ok" else [_checkpoint(r, several), "–", "–", "–", f"{r.status}: {r.error}"]
+              r.continuation] if r.status == "ok"
+             else [_checkpoint(r, several), "–", "–", "–", f"{r.status}: {r.error}"]
              for r in rows]
     raw = [[r.model, r.revision, r.step, r.status, r.exact, r.matched_prefix, r.match_fraction, r.continuation,
             r.error or ""] for r in rows]
@@ -111,7 +113,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                         "curve above (and each model). Training text is memorized more as training goes on.")
             with gr.Row():
                 prefix = gr.Slider(4, 128, value=32, step=1, label="Prefix tokens", elem_id="memo-prefix")
-                continuation = gr.Slider(4, 64, value=32, step=1, label="Continuation tokens", elem_id="memo-continuation")
+                continuation = gr.Slider(4, 64, value=32, step=1, label="Continuation tokens",
+                                         elem_id="memo-continuation")
             memo_btn = gr.Button("Test memorization", elem_id="memo-button")
             memo_notice = gr.Markdown(elem_id="memo-notice", elem_classes="notice")
             memo_plot = gr.HTML(elem_id="memo-plot")
@@ -158,7 +161,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
         memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
         memo_btn.click(do_memorization, [score_text, model, curve_revisions, curve_models, prefix, continuation],
-                       [memo_plot, memo_table, memo_csv, memo_notice], concurrency_limit=concurrency, concurrency_id="generate",
+                       [memo_plot, memo_table, memo_csv, memo_notice], concurrency_limit=concurrency,
+                       concurrency_id="generate",
                        api_visibility="private")
         curve_btn.click(do_curve, [score_text, model, curve_revisions, curve_models],
                         [curve_plot, curve_table, curve_csv, learned, curve_notice],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..service import CompareColumn, Reply
 
+
 def format_parameters(n: int) -> str:
     """162322944 -> '162M', 1414647808 -> '1.4B', 98304 -> '98K'."""
     for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -18,7 +19,8 @@ def gib(n: int) -> str:
 
 
 def memory_words(status, device: str) -> str:
-    """'162M parameters · ~0.2 GiB in memory on CPU int8 · room for 40 full-length (2048-token) conversations at once'"""
+    """E.g. '162M parameters · ~0.2 GiB in memory on CPU int8 · room for 40 full-length (2048-token)
+    conversations at once'."""
     if status.remote:
         return f"{format_parameters(status.parameters)} parameters · served by a {status.served_by}"
     room = (f"room for {status.conversations:,} full-length (2048-token) conversation"
@@ -53,7 +55,8 @@ def finish_words(reason: str | None, chat: bool) -> str:
 
 
 def metrics_line(reply: Reply, chat: bool = False) -> str:
-    """'9 tokens · first after 21 ms · 304 tokens/s · ended at the end of the Bot's line · pythia-160m step3000 · CPU int8'"""
+    """E.g. '9 tokens · first after 21 ms · 304 tokens/s · ended at the end of the Bot's line ·
+    pythia-160m step3000 · CPU int8'."""
     parts = [f"{reply.num_tokens} token{'s' if reply.num_tokens != 1 else ''}"]
     if reply.time_to_first_token is not None:
         parts.append(f"first after {reply.time_to_first_token * 1000:.0f} ms")
