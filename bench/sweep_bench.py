@@ -24,7 +24,7 @@ def main() -> int:
     from model_utils.core.catalog import Catalog
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.engine import Engine
-    from model_utils.service import PythiaService
+    from model_utils.service import MemorizationRequest, PythiaService, ScoreAcrossRequest
     from model_utils.store.demo_model import DEMO_MODEL, HELD_OUT_TEXT, demo_model
     from model_utils.store.disk import ModelStore
 
@@ -42,14 +42,14 @@ def main() -> int:
 
         def one(revision):
             start = time.perf_counter()
-            service.score_across(text, DEMO_MODEL, [revision])
-            service.memorization(text, DEMO_MODEL, revisions=[revision])
+            service.score_across(service.parse(ScoreAcrossRequest, text=text, model=DEMO_MODEL, revisions=[revision]))
+            service.memorization(service.parse(MemorizationRequest, text=text, model=DEMO_MODEL, revisions=[revision]))
             return time.perf_counter() - start
 
         def sweep():
             start = time.perf_counter()
-            service.score_across(text, DEMO_MODEL, revisions)
-            service.memorization(text, DEMO_MODEL, revisions=revisions)
+            service.score_across(service.parse(ScoreAcrossRequest, text=text, model=DEMO_MODEL, revisions=revisions))
+            service.memorization(service.parse(MemorizationRequest, text=text, model=DEMO_MODEL, revisions=revisions))
             return time.perf_counter() - start
 
         singles, sweeps = [], []

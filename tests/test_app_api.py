@@ -31,13 +31,34 @@ def client(live):
     return Client(live[0], verbose=False)
 
 
-def test_endpoints_are_named_and_every_argument_is_described(client):
-    names = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/chat", "/complete", "/models", "/score", "/score_across", "/memorization", "/compare"} <= set(names)
-    for name in ("/chat", "/complete", "/memorization"):
-        for parameter in names[name]["parameters"]:
-            description = parameter["python_type"]["description"]
-            assert len(description) > 15, (name, parameter["parameter_name"], description)
+def test_the_api_page_says_what_the_declarations_say(client, live):
+    """Every endpoint's arguments on the API page -- names, order, defaults, range and help -- are the
+    service's declarations, and every result has a type (never "Any")."""
+    from model_utils.core.sampling import field_bounds
+    from model_utils.ui.api import ENDPOINTS, argument_declarations
+
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/chat", "/complete", "/models", "/score", "/score_across", "/memorization", "/compare"} <= set(info)
+    for endpoint in ENDPOINTS:
+        shown = info[f"/{endpoint.name}"]
+        declared = argument_declarations(endpoint)
+        assert [p["parameter_name"] for p in shown["parameters"]] == list(declared), endpoint.name
+        for parameter, (name, field) in zip(shown["parameters"], declared.items(), strict=True):
+            b = field_bounds(field)
+            assert b.info and b.info in parameter["python_type"]["description"], (endpoint.name, name)
+            if b.minimum is not None:
+                assert f"({b.minimum:g}-{b.maximum:g})" in parameter["python_type"]["description"], name
+            if not field.is_required() and name not in ("model", "revision"):
+                default = list(b.default) if isinstance(b.default, tuple) else b.default
+                assert parameter["parameter_default"] == default, (endpoint.name, name)
+        assert shown["description"] == endpoint.summary
+        for returned in shown["returns"]:
+            assert returned["python_type"]["type"] not in ("Any", ""), (endpoint.name, returned)
+    chat = {p["parameter_name"]: p for p in info["/chat"]["parameters"]}
+    assert chat["model"]["parameter_default"] == DEMO and chat["revision"]["parameter_default"] == "main"
+    assert "greedy" in chat["temperature"]["python_type"]["description"]  # 0 means greedy; /chat has no `greedy`
+    assert [p["parameter_name"] for p in info["/score_across"]["parameters"]] == ["text", "model", "models",
+                                                                                   "revisions"]
 
 
 def test_streamed_chunks_grow_and_end_with_predict_text(client):
@@ -166,7 +187,7 @@ def test_research_endpoints(client):
     final = updates[-1]
     assert len(final) == 2 and all(c["done"] for c in final)
     assert final[0]["text"] == final[1]["text"]  # same model, greedy: the same reply
-    with pytest.raises(Exception, match="pairs must be"):
+    with pytest.raises(Exception, match=r"Compare 1 to 4 \[model, revision\] pairs"):
         client.predict(prompt="Hello", pairs=[], api_name="/compare")
 
 

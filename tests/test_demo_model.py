@@ -10,7 +10,14 @@ import pytest
 from model_utils.core.catalog import Catalog
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
-from model_utils.service import PythiaService
+from model_utils.service import (
+    CompareRequest,
+    CompletionRequest,
+    MemorizationRequest,
+    PythiaService,
+    ScoreAcrossRequest,
+    ScoreRequest,
+)
 from model_utils.store.demo_model import DEMO_DIR, DEMO_MODEL, HELD_OUT_TEXT, demo_model
 from model_utils.store.disk import ModelStore
 
@@ -31,7 +38,8 @@ def service(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def curve(service):
-    return service.score_across(HELD_OUT_TEXT.read_text(), DEMO_MODEL, list(demo_model().revisions))
+    return service.score_across(service.parse(ScoreAcrossRequest, text=HELD_OUT_TEXT.read_text(), model=DEMO_MODEL,
+                                              revisions=list(demo_model().revisions)))
 
 
 def test_at_least_eight_pythia_named_revisions():
@@ -63,8 +71,9 @@ def test_app_agrees_with_the_training_scripts_torch_evaluation(curve):
 def english_fraction(service, revision: str) -> float:
     """The share of the greedy reply's words that are words of the corpus (words.txt)."""
     known = set((DEMO_DIR / "words.txt").read_text().split())
-    reply = list(service.complete("And the LORD said unto", DEMO_MODEL, revision, greedy=True,
-                                  max_new_tokens=40, repetition_penalty=1.0))[-1].text
+    request = service.parse(CompletionRequest, prompt="And the LORD said unto", model=DEMO_MODEL, revision=revision,
+                            greedy=True, max_new_tokens=40, repetition_penalty=1.0)
+    reply = list(service.complete(request))[-1].text
     words = re.findall(r"[a-z]+", reply.lower())
     assert len(words) >= 5, reply
     return sum(w in known for w in words) / len(words)
@@ -78,7 +87,8 @@ def test_main_writes_english_words_and_step0_does_not(service):
 
 def test_compare_three_checkpoints_gives_three_different_replies(service):
     pairs = [[DEMO_MODEL, "step0"], [DEMO_MODEL, "step256"], [DEMO_MODEL, "main"]]
-    columns = list(service.compare("And God said", pairs, greedy=True, max_new_tokens=24))[-1]
+    request = service.parse(CompareRequest, prompt="And God said", pairs=pairs, greedy=True, max_new_tokens=24)
+    columns = list(service.compare(request))[-1]
     assert all(c.done and c.error is None and c.text for c in columns)
     assert len({c.text for c in columns}) == 3
 
@@ -87,8 +97,9 @@ def test_memorization_rises_with_training_on_trained_text_only(service):
     from model_utils.store.demo_model import TRAINED_PASSAGE
 
     revisions = ["step0", "step256", "step1000", "main"]
-    trained = service.memorization(TRAINED_PASSAGE.read_text(), DEMO_MODEL, revisions=revisions)
-    held_out = service.memorization(HELD_OUT_TEXT.read_text(), DEMO_MODEL, revisions=revisions)
+    trained, held_out = (service.memorization(service.parse(MemorizationRequest, text=text.read_text(),
+                                                            model=DEMO_MODEL, revisions=revisions))
+                         for text in (TRAINED_PASSAGE, HELD_OUT_TEXT))
     fractions = [r.match_fraction for r in trained]
     assert [r.revision for r in trained] == revisions
     assert fractions[-1] > fractions[0], fractions  # it rose with training (0.0 at step0, 0.19 at main here)
@@ -99,5 +110,5 @@ def test_memorization_rises_with_training_on_trained_text_only(service):
 def test_the_learned_grid_shows_the_same_log_probs_as_score(service, curve):
     text = HELD_OUT_TEXT.read_text()
     for point in curve[:: len(curve) // 3]:
-        alone = service.score(text, DEMO_MODEL, point.revision)
+        alone = service.score(service.parse(ScoreRequest, text=text, model=DEMO_MODEL, revision=point.revision))
         assert [t.log_prob for t in point.tokens] == [t.log_prob for t in alone.tokens]

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from model_utils.core.catalog import Catalog
-from model_utils.core.errors import ModelTooLarge, ModelUnavailable, ServerBusy
+from model_utils.core.errors import ModelUnavailable, ServerBusy
 from model_utils.engine.loaded_model import load_ct2_model
 from model_utils.engine.model_cache import ModelCache
 from model_utils.store.local_dirs import describe_local_dir
@@ -61,10 +61,11 @@ def test_model_in_use_is_never_evicted(loader):
     cache.close()
 
 
-def test_too_large_for_budget(loader):
+def test_a_model_larger_than_the_budget_is_never_loaded(loader):
+    """The engine refuses such a model in words first (test_validation); the cache itself never loads one."""
     load, _ = loader
     cache = ModelCache(budget_bytes=50)
-    with pytest.raises(ModelTooLarge):
+    with pytest.raises(ValueError, match="cannot fit"):
         with cache.use("a", 100, load):
             pass
     assert cache.loads == 0

@@ -5,8 +5,17 @@ from tokenizers import Tokenizer
 
 from model_utils.core.catalog import CONTEXT_LENGTH, Catalog
 from model_utils.core.errors import InvalidParameter
+from model_utils.engine.interface import Capabilities
 from model_utils.engine.prompts import prepare_chat, prepare_completion, render_transcript
-from model_utils.service.requests import MAX_PROMPT_CHARS, ChatRequest, CompletionRequest, normalize_history
+from model_utils.service.requests import (
+    MAX_PROMPT_CHARS,
+    ChatRequest,
+    CompletionRequest,
+    ParseContext,
+    normalize_history,
+)
+
+CONTEXT = ParseContext(Catalog(), "pythia-160m", lambda model, revision: Capabilities("CPU int8"))
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +66,12 @@ def test_gradio_message_parts_are_accepted(tokenizer):
                                      [["user", "x"]], [{"role": "user", "content": 5}]])
 def test_bad_history_is_refused(history):
     with pytest.raises(InvalidParameter):
-        ChatRequest.parse(Catalog(), "pythia-160m", message="hi", history=history)
+        ChatRequest.parse(CONTEXT, message="hi", history=history)
 
 
 @pytest.mark.parametrize("message", [None, 5, ["a"], "x" * (MAX_PROMPT_CHARS + 1)])
 def test_bad_prompt_is_refused(message):
     with pytest.raises(InvalidParameter):
-        CompletionRequest.parse(Catalog(), "pythia-160m", prompt=message)
+        CompletionRequest.parse(CONTEXT, prompt=message)
     with pytest.raises(InvalidParameter):
-        ChatRequest.parse(Catalog(), "pythia-160m", message=message)
+        ChatRequest.parse(CONTEXT, message=message)

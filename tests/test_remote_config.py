@@ -16,6 +16,7 @@ from model_utils.core.errors import InvalidParameter, InvalidRevision, ServerBus
 from model_utils.core.sampling import SamplingParams
 from model_utils.engine.remote import RemoteEngine, RemoteSpec
 from model_utils.engine.vllm_client import RemoteProblem
+from model_utils.service.requests import CompareRequest, CompletionRequest, ParseContext
 from model_utils.settings import parse_settings
 from model_utils.store.demo_model import DEMO_MODEL, demo_model
 from model_utils.store.hub import tokenizer_file
@@ -120,11 +121,19 @@ def test_the_served_id_that_names_the_model_is_chosen(canned):
     assert engine.endpoint(model, "main").model_id() == "EleutherAI/demo-pythia-kjv"
 
 
-def test_a_remote_model_refuses_what_vllm_cannot_do(canned):
+def test_a_remote_model_refuses_what_vllm_cannot_do_when_the_request_is_parsed(canned):
+    """Refused before its tokenizer is fetched or the server is asked anything."""
     engine, model = canned
-    with engine.open(model, "main") as served:
-        with pytest.raises(InvalidParameter, match="no_repeat_ngram_size"):
-            served.steps([5], SamplingParams(no_repeat_ngram_size=3))
+    catalog = Catalog()
+    catalog.add(model)
+    context = ParseContext(catalog, DEMO_MODEL, engine.capabilities)
+    Canned.seen_auth = []
+    with pytest.raises(InvalidParameter, match="remote vLLM engine, which has no no_repeat_ngram_size"):
+        CompletionRequest.parse(context, prompt="x", no_repeat_ngram_size=3)
+    with pytest.raises(InvalidParameter, match="no_repeat_ngram_size"):
+        CompareRequest.parse(context, prompt="x", pairs=[[DEMO_MODEL, "main"]], no_repeat_ngram_size=2)
+    assert CompletionRequest.parse(context, prompt="x").sampling.no_repeat_ngram_size == 0
+    assert Canned.seen_auth == [] and not engine._models  # nothing was asked, no tokenizer was loaded
 
 
 def test_status_reports_a_server_that_is_not_there_and_keeps_the_app_up():

@@ -16,7 +16,13 @@ from model_utils.engine.engine import Engine
 from model_utils.engine.generation import generate
 from model_utils.engine.loaded_model import log_softmax
 from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, score_text, token_probabilities
-from model_utils.service import PythiaService
+from model_utils.service import (
+    CompareRequest,
+    MemorizationRequest,
+    PythiaService,
+    ScoreAcrossRequest,
+    ScoreRequest,
+)
 from model_utils.store.disk import ModelStore
 
 
@@ -84,8 +90,9 @@ def hub_service(fresh_hub, tmp_path):
 
 
 def test_learning_curve_has_a_point_per_revision_and_survives_a_failure(hub_service):
-    rows = hub_service.score_across("Once upon a time there was a clockmaker.", "pythia-160m",
-                                       ["step1000", "main", "step2000", "step3000", "step143000"])
+    rows = hub_service.score_across(hub_service.parse(
+        ScoreAcrossRequest, text="Once upon a time there was a clockmaker.", model="pythia-160m",
+        revisions=["step1000", "main", "step2000", "step3000", "step143000"]))
     by_revision = {r.revision: r for r in rows}
     assert list(by_revision) == ["step1000", "step2000", "step3000", "main"]  # by step; step143000 is main
     assert by_revision["step2000"].status == "failed" and "step2000" in by_revision["step2000"].error
@@ -98,7 +105,8 @@ def test_compare_streams_every_column_and_stop_stops_all(hub_service):
     params = SamplingParams(greedy=True, max_new_tokens=1024, repetition_penalty=1.0)
     pairs = [["pythia-160m", "step1000"], {"model": "pythia-160m", "revision": "step3000"},
              ["pythia-70m-deduped", "main"]]
-    updates = hub_service.compare("Every morning the clockmaker", pairs, **params.model_dump())
+    updates = hub_service.compare(hub_service.parse(CompareRequest, prompt="Every morning the clockmaker", pairs=pairs,
+                                                    sampling=params))
     seen = [next(updates)]
     while not all(c.text for c in seen[-1]):
         seen.append(next(updates))
@@ -121,7 +129,8 @@ def test_compare_streams_every_column_and_stop_stops_all(hub_service):
 def test_compare_whole_run_matches_single_generations(hub_service):
     params = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
     pairs = [["pythia-160m", "step1000"], ["pythia-160m", "step3000"]]
-    final = list(hub_service.compare("Hello there", pairs, **params.model_dump()))[-1]
+    final = list(hub_service.compare(hub_service.parse(CompareRequest, prompt="Hello there", pairs=pairs,
+                                                       sampling=params)))[-1]
     for column, (model, revision) in zip(final, pairs, strict=True):
         with hub_service.engine.open(model, revision) as loaded:
             assert column.text == generate(loaded, "Hello there", params).text
@@ -132,15 +141,15 @@ def test_bad_research_arguments(hub_service):
     from model_utils.core.errors import InvalidParameter, InvalidRevision, UnknownModel
 
     with pytest.raises(InvalidRevision):
-        hub_service.score_across("text", "pythia-160m", ["step7"])
+        hub_service.parse(ScoreAcrossRequest, text="text", model="pythia-160m", revisions=["step7"])
     with pytest.raises(InvalidParameter):
-        hub_service.score_across("text", "pythia-160m", [])
+        hub_service.parse(ScoreAcrossRequest, text="text", model="pythia-160m", revisions=[])
     with pytest.raises(UnknownModel):
-        list(hub_service.compare("hi", [["gpt2", "main"]]))
+        hub_service.parse(CompareRequest, prompt="hi", pairs=[["gpt2", "main"]])
     with pytest.raises(InvalidParameter):
-        list(hub_service.compare("hi", [["pythia-160m"]] * 5))
+        hub_service.parse(CompareRequest, prompt="hi", pairs=[["pythia-160m"]] * 5)
     with pytest.raises(InvalidParameter):
-        hub_service.score("", "pythia-160m", "step1000")
+        hub_service.parse(ScoreRequest, text="", model="pythia-160m", revision="step1000")
 
 
 def test_memorization_equals_a_transformers_greedy_reference(engine, reference, tiny_hf_dir):
@@ -149,7 +158,8 @@ def test_memorization_equals_a_transformers_greedy_reference(engine, reference, 
 
     service = PythiaService(engine, engine.catalog, "tiny-pythia")
     text = open(__file__.replace("test_research.py", "../model_utils/store/data/tiny_corpus.txt")).read()[:3000]
-    (row,) = service.memorization(text, "tiny-pythia", revisions=["main"])
+    (row,) = service.memorization(service.parse(MemorizationRequest, text=text, model="tiny-pythia",
+                                                revisions=["main"]))
     ids = Tokenizer.from_file(str(tiny_hf_dir / "tokenizer.json")).encode(text, add_special_tokens=False).ids
     with torch.no_grad():
         out = reference.generate(torch.tensor([ids[:32]]), max_new_tokens=32, do_sample=False, use_cache=False,
@@ -172,15 +182,16 @@ def test_memorization_refuses_bad_arguments_before_any_work(engine):
     service = PythiaService(engine, engine.catalog, "tiny-pythia")
     for kwargs in (dict(prefix_tokens=0), dict(continuation_tokens=1000), dict(models=[]), dict(prefix_tokens=3.5)):
         with pytest.raises(InvalidParameter):
-            service.memorization("some text", "tiny-pythia", **kwargs)
+            service.parse(MemorizationRequest, text="some text", model="tiny-pythia", **kwargs)
     assert engine.cache.loads == 0
-    (row,) = service.memorization("too short", "tiny-pythia")
+    (row,) = service.memorization(service.parse(MemorizationRequest, text="too short", model="tiny-pythia"))
     assert row.status == "failed" and "memorization needs" in row.error
 
 
 def test_scaling_curves_name_each_model_and_fail_per_pair(hub_service):
-    rows = hub_service.score_across("Once upon a time there was a clockmaker.", models=["pythia-160m",
-                                    "pythia-70m-deduped"], revisions=["main", "step3000"])
+    rows = hub_service.score_across(hub_service.parse(
+        ScoreAcrossRequest, text="Once upon a time there was a clockmaker.",
+        models=["pythia-160m", "pythia-70m-deduped"], revisions=["main", "step3000"]))
     got = {(r.model, r.revision): r.status for r in rows}
     assert got == {("pythia-160m", "step3000"): "ok", ("pythia-160m", "main"): "ok",
                    ("pythia-70m-deduped", "step3000"): "failed", ("pythia-70m-deduped", "main"): "ok"}
@@ -197,14 +208,16 @@ def test_stop_ends_a_sweep_before_the_next_checkpoint(hub_service):
         if len(seen) == 2:
             cancel.set()
 
-    rows = hub_service.score_across("Once upon a time", "pythia-160m", ["step1000", "step3000", "main"],
-                                    progress=progress, cancel=cancel)
+    request = hub_service.parse(ScoreAcrossRequest, text="Once upon a time", model="pythia-160m",
+                                revisions=["step1000", "step3000", "main"])
+    rows = hub_service.score_across(request, progress=progress, cancel=cancel)
     assert [r.status for r in rows].count("stopped") == 1 and [r.status for r in rows].count("ok") == 2
     assert "Stopped before this checkpoint" in next(r.error for r in rows if r.status == "stopped")
 
 
 def test_one_failing_compare_column_leaves_the_others_running(hub_service):
     pairs = [["pythia-160m", "step2000"], ["pythia-160m", "step1000"]]  # the fake Hub has no step2000
-    final = list(hub_service.compare("Hello there", pairs, greedy=True, max_new_tokens=8))[-1]
+    request = hub_service.parse(CompareRequest, prompt="Hello there", pairs=pairs, greedy=True, max_new_tokens=8)
+    final = list(hub_service.compare(request))[-1]
     assert final[0].error and "step2000" in final[0].error and not final[0].text
     assert final[1].error is None and final[1].text and final[1].done

@@ -12,7 +12,7 @@ from model_utils.core.catalog import Catalog
 from model_utils.core.errors import InvalidParameter, InvalidRevision, UnknownModel
 from model_utils.engine.batching import BatchingConfig
 from model_utils.engine.engine import Engine
-from model_utils.service import PythiaService
+from model_utils.service import ChatRequest, CompletionRequest, PythiaService
 from model_utils.store.disk import ModelStore
 from model_utils.store.local_dirs import describe_local_dir
 from model_utils.ui.handlers import Handlers
@@ -43,7 +43,7 @@ def service(tiny_ct2_dir, tmp_path, cpu_device, words):
 
 
 def test_complete_streams_growing_text_and_ends_with_the_whole_reply(service, words):
-    replies = list(service.complete("Once", max_new_tokens=50))
+    replies = list(service.complete(service.parse(CompletionRequest, prompt="Once", max_new_tokens=50)))
     assert replies[-1].text == WORDS and replies[-1].finish_reason == "stop"
     assert replies[-1].num_tokens == len(words)
     for a, b in zip(replies, replies[1:], strict=False):
@@ -52,7 +52,7 @@ def test_complete_streams_growing_text_and_ends_with_the_whole_reply(service, wo
 
 
 def test_token_limit_is_reported(service):
-    final = list(service.complete("Once", max_new_tokens=3))[-1]
+    final = list(service.complete(service.parse(CompletionRequest, prompt="Once", max_new_tokens=3)))[-1]
     assert final.finish_reason == "length" and final.num_tokens == 3
 
 
@@ -61,15 +61,15 @@ def test_chat_stops_before_the_next_user_line(tiny_ct2_dir, tmp_path, cpu_device
     ids = tok.encode(" Fine, thanks.\nUser: and you?", add_special_tokens=False).ids
     svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: ids)
     try:
-        final = list(svc.chat("How are you?", [{"role": "user", "content": "Hi"},
-                                               {"role": "assistant", "content": "Hello"}]))[-1]
+        history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+        final = list(svc.chat(svc.parse(ChatRequest, message="How are you?", history=history)))[-1]
     finally:
         svc.engine.close()
     assert final.text == "Fine, thanks." and final.finish_reason == "stop"
 
 
 def test_logprobs_come_with_the_last_reply_only(service):
-    replies = list(service.complete("Once", max_new_tokens=4, logprobs=3))
+    replies = list(service.complete(service.parse(CompletionRequest, prompt="Once", max_new_tokens=4, logprobs=3)))
     assert all(r.token_scores is None for r in replies[:-1])
     assert len(replies[-1].token_scores) == 4 and len(replies[-1].token_scores[0].alternatives) == 3
 
@@ -80,7 +80,7 @@ def test_logprobs_come_with_the_last_reply_only(service):
     (dict(prompt="x", logprobs=11), InvalidParameter)])
 def test_bad_requests_are_refused_before_any_model_loads(service, kwargs, error):
     with pytest.raises(error):
-        list(service.complete(**kwargs))
+        service.parse(CompletionRequest, **kwargs)
     assert service.engine.cache.loads == 0
 
 
@@ -89,7 +89,7 @@ def test_cancel_ends_the_reply_at_the_next_step(tiny_ct2_dir, tmp_path, cpu_devi
     svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: words * 20, gate=gate)
     cancel = threading.Event()
     try:
-        replies = svc.complete("Once", max_new_tokens=200, cancel=cancel)
+        replies = svc.complete(svc.parse(CompletionRequest, prompt="Once", max_new_tokens=200), cancel=cancel)
         gate.release(3)
         first = next(replies)
         cancel.set()
@@ -187,8 +187,8 @@ def test_metrics_speak_plainly_and_an_empty_reply_is_explained(tiny_ct2_dir, tmp
     # a chat reply that ends at once (the model writes <|endoftext|> first); completions get two tokens
     svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: [] if "Bot" in "".join(prompt) else [5, 6])
     try:
-        empty = list(svc.chat("Hi"))[-1]
-        full = list(svc.complete("Hi", max_new_tokens=2))[-1]
+        empty = list(svc.chat(svc.parse(ChatRequest, message="Hi")))[-1]
+        full = list(svc.complete(svc.parse(CompletionRequest, prompt="Hi", max_new_tokens=2)))[-1]
     finally:
         svc.engine.close()
     assert empty.text == "" and "before writing anything" in metrics_markdown(empty, chat=True)

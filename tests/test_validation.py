@@ -11,7 +11,7 @@ from model_utils.core.sampling import SamplingParams, bounds
 from model_utils.engine.devices import resolve_device
 
 BAD_SAMPLING = [
-    ("temperature", math.nan), ("temperature", math.inf), ("temperature", -1.0), ("temperature", 0),
+    ("temperature", math.nan), ("temperature", math.inf), ("temperature", -1.0), ("temperature", -0.01),
     ("temperature", 100.0), ("temperature", "hot"), ("temperature", True),
     ("top_k", -1), ("top_k", 3.7), ("top_k", 10**6), ("top_k", "5"),
     ("top_p", 0.0), ("top_p", 1.5), ("top_p", -math.inf), ("top_p", math.nan),
@@ -48,8 +48,16 @@ def test_params_are_frozen():
 
 def test_bounds_come_from_the_declaration():
     b = bounds("temperature")
-    assert (b.minimum, b.maximum) == (0.05, 2.0)
-    assert b.info
+    assert (b.minimum, b.maximum, b.default) == (0.0, 2.0, 0.7)
+    assert b.info and "greedy" in b.info
+    assert b.range_words == "0-2, default 0.7"
+
+
+def test_temperature_zero_is_greedy_like_openai():
+    assert SamplingParams.parse(temperature=0).is_greedy
+    assert SamplingParams.parse(temperature=0).ct2_options()["sampling_topk"] == 1
+    assert not SamplingParams.parse(temperature=0.01).is_greedy
+    assert SamplingParams.parse(temperature=1).temperature == 1.0  # JSON's 1 is a number, True is not
 
 
 @pytest.mark.parametrize("name", ["gpt2", "../../etc/passwd", "EleutherAI/pythia-160m", "", None, 5, "pythia-160M"])

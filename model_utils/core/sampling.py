@@ -1,13 +1,26 @@
-"""Sampling parameters: bounds declared once, used by validation and by the UI sliders."""
+"""Sampling parameters, each declared once (default, bounds, description): request validation, the UI
+sliders, the Gradio API page and the OpenAI routes all read these declarations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from .errors import InvalidParameter
+
+MAX_NEW_TOKENS = 1024  # per reply: half of Pythia's 2048-token context
+
+
+class FinishReason(StrEnum):
+    """Why a reply ended (the values are OpenAI's words, so the API can pass them on)."""
+
+    STOP = "stop"  # the end-of-text token or a stop string (never shown)
+    LENGTH = "length"  # max_new_tokens reached, or the context is full
+    CANCELLED = "cancelled"  # Stop, a closed tab or a dropped connection
 
 
 class SamplingParams(BaseModel):
@@ -19,8 +32,8 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False, extra="forbid")
 
-    temperature: float = Field(0.7, ge=0.05, le=2.0, description=(
-        "Higher is more random, lower is more focused. Ignored when greedy is on."))
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description=(
+        "Higher is more random, lower is more focused; 0 always picks the most likely token (greedy)."))
     top_k: int = Field(50, ge=0, le=1000, description=(
         "Sample only from the k most likely tokens (0 = no limit)."))
     top_p: float = Field(0.95, ge=0.01, le=1.0, description=(
@@ -29,8 +42,9 @@ class SamplingParams(BaseModel):
         "Values above 1 make already generated tokens less likely (base models repeat themselves)."))
     no_repeat_ngram_size: int = Field(0, ge=0, le=10, description=(
         "Never repeat an n-gram of this size (0 = off)."))
-    max_new_tokens: int = Field(128, ge=1, le=1024, description="Maximum number of tokens to generate.")
-    greedy: bool = Field(False, description="Always pick the most likely token (deterministic).")
+    max_new_tokens: int = Field(128, ge=1, le=MAX_NEW_TOKENS, description="Maximum number of tokens to generate.")
+    greedy: bool = Field(False, description=(
+        "Always pick the most likely token (deterministic), whatever the temperature, top-k and top-p."))
 
     @field_validator("top_k", "no_repeat_ngram_size", "max_new_tokens", mode="before")
     @classmethod
@@ -40,6 +54,14 @@ class SamplingParams(BaseModel):
             return int(value)
         return value
 
+    @field_validator("temperature", "top_p", "repetition_penalty", mode="before")
+    @classmethod
+    def _integral_number(cls, value: Any) -> Any:
+        # JSON has one number type: 1 is a fine temperature (but True is not).
+        if type(value) is int:
+            return float(value)
+        return value
+
     @classmethod
     def parse(cls, **values: Any) -> "SamplingParams":
         """Validate keyword values (None means 'use the default'); raise InvalidParameter."""
@@ -47,14 +69,20 @@ class SamplingParams(BaseModel):
         try:
             return cls(**given)
         except ValidationError as exc:
-            raise InvalidParameter(_explain(exc)) from None
+            raise InvalidParameter(explain(exc, cls, "Invalid sampling options: ")) from None
+
+    @property
+    def is_greedy(self) -> bool:
+        """The most likely token at every step: asked for outright, or by temperature 0."""
+        return self.greedy or self.temperature == 0
 
     def ct2_options(self) -> dict[str, Any]:
         """Keyword arguments for ctranslate2 Generator.generate_* calls."""
+        greedy = self.is_greedy
         return {
-            "sampling_topk": 1 if self.greedy else self.top_k,
-            "sampling_topp": 1.0 if self.greedy else self.top_p,
-            "sampling_temperature": 1.0 if self.greedy else self.temperature,
+            "sampling_topk": 1 if greedy else self.top_k,
+            "sampling_topp": 1.0 if greedy else self.top_p,
+            "sampling_temperature": 1.0 if greedy else self.temperature,
             "repetition_penalty": self.repetition_penalty,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
         }
@@ -62,34 +90,56 @@ class SamplingParams(BaseModel):
 
 @dataclass(frozen=True)
 class Bounds:
-    """A parameter's range, for a slider."""
+    """A declared argument: its range (None where it has none), default and description."""
 
-    minimum: float
-    maximum: float
+    minimum: float | None
+    maximum: float | None
     default: Any
     info: str
 
+    @property
+    def range_words(self) -> str:
+        """'0-2, default 0.7' for the API page; '' when the argument has no numeric range."""
+        if self.minimum is None or self.maximum is None:
+            return "" if self.default is None else f"default {self.default}"
+        return f"{_number(self.minimum)}-{_number(self.maximum)}, default {self.default}"
 
-def bounds(name: str) -> Bounds:
-    """The declared range of a SamplingParams field (its Field(ge=, le=))."""
-    field = SamplingParams.model_fields[name]
+
+def field_bounds(field: FieldInfo) -> Bounds:
+    """The declaration of one pydantic field, as a Bounds (its Field(ge=, le=) and description)."""
     lo = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
     hi = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
-    return Bounds(lo, hi, field.default, field.description or "")
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
+    return Bounds(lo, hi, default, field.description or "")
 
 
-def _explain(exc: ValidationError) -> str:
+def bounds(name: str) -> Bounds:
+    """The declared range of a SamplingParams field."""
+    return field_bounds(SamplingParams.model_fields[name])
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def explain(exc: ValidationError, model: type[BaseModel], prefix: str = "", names: list[str] | None = None) -> str:
+    """pydantic's errors in our words: each names the argument, its declared range and what was sent.
+    ``names``: the arguments to list when one is unknown (default: the model's fields)."""
     parts = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "value"
         value = repr(err.get("input"))[:40]
         kind = err["type"]
+        field = model.model_fields.get(str(err["loc"][0])) if err["loc"] else None
         if kind == "extra_forbidden":
-            parts.append(f"unknown option {name!r}; valid options: {', '.join(SamplingParams.model_fields)}")
-        elif name in SamplingParams.model_fields and kind not in ("bool_type",):
-            b = bounds(name)
-            typ = "an integer" if SamplingParams.model_fields[name].annotation is int else "a number"
-            parts.append(f"{name} must be {typ} from {b.minimum} to {b.maximum} (got {value})")
+            parts.append(f"unknown option {name!r}; valid options: {', '.join(names or model.model_fields)}")
+        elif field is not None and field.annotation in (int, float):
+            b = field_bounds(field)
+            typ = "an integer" if field.annotation is int else "a number"
+            span = f" from {_number(b.minimum)} to {_number(b.maximum)}" if b.minimum is not None else ""
+            parts.append(f"{name} must be {typ}{span} (got {value})")
+        elif field is not None and field.annotation is bool:
+            parts.append(f"{name} must be true or false (got {value})")
         else:
             parts.append(f"{name}: {err['msg']} (got {value})")
-    return "Invalid sampling options: " + "; ".join(parts) + "."
+    return prefix + "; ".join(parts) + "."

@@ -16,6 +16,7 @@ from ..core.progress import Progress, ProgressCallback, report
 from ..store.disk import ModelStore
 from .batching import BatchingConfig
 from .devices import DeviceConfig, available_memory
+from .interface import Capabilities
 from .loaded_model import LoadedModel, load_ct2_model
 from .model_cache import ModelCache
 from .model_status import ModelStatus
@@ -73,7 +74,10 @@ class Engine:
         return ModelStatus(model.name, revision, model.num_parameters, need, self.is_cached(model, revision),
                            self.cache.is_loaded(self._key(model, revision)),
                            need <= self.memory_budget_bytes, model.random_weights, model.local_path is not None,
-                           model.description, weights, int(conversations))
+                           model.description, weights, int(conversations), served_by=self.device.describe())
+
+    def capabilities(self, model: PythiaModel, revision: str = "main") -> Capabilities:
+        return Capabilities(self.device.describe())  # CT2 honours every sampling option
 
     def is_cached(self, model: PythiaModel, revision: str) -> bool:
         """Whether (model, revision) is converted on disk already (no download needed)."""

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from ..core.sampling import SamplingParams
+from ..core.sampling import FinishReason, SamplingParams
 from .detokenizer import StopStringFilter, StreamingDetokenizer
 from .interface import ServedModel
 from .prompts import PreparedPrompt, prepare_completion
@@ -23,7 +23,7 @@ class GenerationChunk:
     num_tokens: int  # tokens generated so far
     elapsed: float  # seconds since the request started
     time_to_first_token: float | None
-    finish_reason: str | None = None  # set on the last chunk only
+    finish_reason: FinishReason | None = None  # set on the last chunk only
 
     @property
     def tokens_per_second(self) -> float:
@@ -40,7 +40,7 @@ class GenerationResult:
 
     text: str
     token_ids: tuple[int, ...]
-    finish_reason: str
+    finish_reason: FinishReason
     num_tokens: int
     time_to_first_token: float | None
     tokens_per_second: float
@@ -64,14 +64,14 @@ def stream(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingPar
     # CT2 decodes ahead of a slow consumer; the scheduler checks ``cancel`` in CT2's own
     # callback, so a cancel stops decoding at the next step, not when the consumer catches up.
     steps = model.steps(prompt.ids, params, cancel=cancel)
-    finish = "length"
+    finish = FinishReason.LENGTH
     try:
         for step in steps:
             if cancel is not None and cancel.is_set():
-                finish = "cancelled"
+                finish = FinishReason.CANCELLED
                 break
             if step.token_id == model.eos_id:
-                finish = "stop"
+                finish = FinishReason.STOP
                 break
             count += 1
             now = time.perf_counter() - start
@@ -79,20 +79,20 @@ def stream(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingPar
             text = stops.push(detok.step(step.token_id))
             yield GenerationChunk(text, step.token_id, step.log_prob, count, now, first)
             if stops.stopped:
-                finish = "stop"
+                finish = FinishReason.STOP
                 break
         else:
             # The row ended without a step telling us why: cancelled (the scheduler saw the
             # flag first), max_new_tokens, or the end token.
             if cancel is not None and cancel.is_set():
-                finish = "cancelled"
+                finish = FinishReason.CANCELLED
             else:
-                finish = "length" if count >= params.max_new_tokens else "stop"
+                finish = FinishReason.LENGTH if count >= params.max_new_tokens else FinishReason.STOP
     finally:
         steps.close()
     tail = "" if stops.stopped else stops.push(detok.flush()) + stops.finish()
-    if stops.stopped and finish != "cancelled":
-        finish = "stop"
+    if stops.stopped and finish != FinishReason.CANCELLED:
+        finish = FinishReason.STOP
     yield GenerationChunk(tail, None, None, count, time.perf_counter() - start, first, finish)
 
 

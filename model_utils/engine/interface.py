@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, Sequence
 
 from ..core.catalog import PythiaModel
+from ..core.errors import InvalidParameter
 from ..core.progress import ProgressCallback
+from ..core.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,22 @@ class TokenChoices:
 
     log_prob: float
     alternatives: tuple[tuple[int, float], ...]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do for a (model, revision): checked when a request is parsed, so an option it
+    cannot honour is refused before anything is downloaded or sent."""
+
+    served_by: str  # in words, e.g. "CPU int8" or "remote vLLM engine"
+    unsupported: tuple[str, ...] = ()  # SamplingParams options this engine has no equivalent for
+
+    def check(self, model: PythiaModel, sampling: SamplingParams) -> None:
+        for option in self.unsupported:
+            default = SamplingParams.model_fields[option].default
+            if getattr(sampling, option) != default:
+                raise InvalidParameter(f"{model.name} is served by a {self.served_by}, which has no {option}; "
+                                       f"leave it at {default}.")
 
 
 class Step(Protocol):
@@ -63,6 +81,8 @@ class ModelEngine(Protocol):
              progress: ProgressCallback | None = None) -> AbstractContextManager[ServedModel]: ...
 
     def status(self, model: PythiaModel, revision: str = "main"): ...
+
+    def capabilities(self, model: PythiaModel, revision: str = "main") -> Capabilities: ...
 
     def is_cached(self, model: PythiaModel, revision: str) -> bool: ...
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator
 
-from ..core.errors import ModelTooLarge, ServerBusy
+from ..core.errors import ServerBusy
 from .loaded_model import LoadedModel
 
 
@@ -58,10 +58,8 @@ class ModelCache:
                 entry.pins += 1
                 self._entries.move_to_end(key)
                 return entry, False
-            if size > self.budget_bytes:
-                raise ModelTooLarge(
-                    f"This model needs about {size / 2**30:.1f} GiB but the server's model memory budget "
-                    f"is {self.budget_bytes / 2**30:.1f} GiB. Choose a smaller model.")
+            if size > self.budget_bytes:  # Engine.check_fits refuses such a model, in words, before it gets here
+                raise ValueError(f"a model of {size} bytes cannot fit a budget of {self.budget_bytes} bytes")
             self._make_room(size)
             entry = _Entry(size, pins=1)
             self._entries[key] = entry

@@ -21,9 +21,10 @@ class ModelStatus:
     description: str = ""  # what the model is, when the catalog says (the demo model)
     weights_bytes: int = 0  # the loaded model (weights and runtime), without any conversation
     conversations: int = 0  # full-context (2048-token) conversations that fit beside the weights
-    served_by: str = ""  # "" for this machine; "remote vLLM engine" for a model an operator serves remotely
+    served_by: str = ""  # what decodes it, in words: e.g. "CPU int8", or "remote vLLM engine"
+    engine: str = "ctranslate2"  # "ctranslate2" (this machine) or "vllm" (an operator's remote server)
     remote_problem: str | None = None  # why the remote engine is not answering, in a visitor's words
 
     @property
     def remote(self) -> bool:
-        return bool(self.served_by)
+        return self.engine == "vllm"

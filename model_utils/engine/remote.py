@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..core.catalog import EOS_TOKEN, PythiaModel
-from ..core.errors import InvalidParameter, ModelUnavailable
+from ..core.errors import ModelUnavailable
 from ..core.progress import ProgressCallback
-from .interface import TokenChoices
+from .interface import Capabilities, TokenChoices
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
 
 log = logging.getLogger(__name__)
 
 SERVED_BY = "remote vLLM engine"
+# vLLM has no equivalent of CT2's no_repeat_ngram_size
+CAPABILITIES = Capabilities(SERVED_BY, unsupported=("no_repeat_ngram_size",))
 RETRY_S = 15.0  # a server found down is asked again at most this often by status checks
 TOKEN_PREFIX = "token_id:"  # how vLLM names tokens when return_tokens_as_token_ids is on
 
@@ -145,14 +147,12 @@ class RemoteModel:
         return SERVED_BY
 
     def steps(self, prompt_ids: Sequence[int], params, cancel: threading.Event | None = None) -> Iterator[RemoteStep]:
-        if params.no_repeat_ngram_size:
-            raise InvalidParameter(f"{self.info.name} is served by a remote vLLM engine, which has no "
-                                   "no_repeat_ngram_size; set it to 0.")
+        # no_repeat_ngram_size was refused when the request was parsed (CAPABILITIES)
         body = {
             "prompt": list(prompt_ids), "max_tokens": params.max_new_tokens,
             # greedy is temperature 0 in vLLM; top-k 0 means "no limit" in both
-            "temperature": 0.0 if params.greedy else params.temperature,
-            "top_p": 1.0 if params.greedy else params.top_p, "top_k": 0 if params.greedy else params.top_k,
+            "temperature": 0.0 if params.is_greedy else params.temperature,
+            "top_p": 1.0 if params.is_greedy else params.top_p, "top_k": 0 if params.is_greedy else params.top_k,
             "repetition_penalty": params.repetition_penalty, "logprobs": 0,
         }
         return self._steps(body, cancel)
@@ -262,6 +262,9 @@ class RemoteEngine:
                 loaded = self._models.setdefault(key, loaded)
         yield loaded
 
+    def capabilities(self, model: PythiaModel, revision: str = "main") -> Capabilities:
+        return CAPABILITIES
+
     def is_cached(self, model: PythiaModel, revision: str) -> bool:
         return True  # nothing to download: the server holds the weights
 
@@ -271,7 +274,7 @@ class RemoteEngine:
         endpoint.probe_soon()
         return ModelStatus(model.name, revision, model.num_parameters, 0, cached=True,
                            loaded=state.answering is True, fits=True, random_weights=model.random_weights,
-                           local=False, description=model.description, served_by=SERVED_BY,
+                           local=False, description=model.description, served_by=SERVED_BY, engine="vllm",
                            remote_problem=state.problem if state.answering is False else None)
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from ..core.catalog import Catalog, PythiaModel
 from ..core.progress import ProgressCallback
 from .devices import DeviceConfig
 from .engine import Engine
-from .interface import ServedModel
+from .interface import Capabilities, ServedModel
 from .model_status import ModelStatus
 from .remote import RemoteEngine
 
@@ -41,6 +41,9 @@ class EngineRouter:
 
     def status(self, model: PythiaModel, revision: str = "main") -> ModelStatus:
         return self._engine(model, revision).status(model, revision)
+
+    def capabilities(self, model: PythiaModel, revision: str = "main") -> Capabilities:
+        return self._engine(model, revision).capabilities(model, revision)
 
     def is_cached(self, model: PythiaModel, revision: str) -> bool:
         return self._engine(model, revision).is_cached(model, revision)

@@ -1,15 +1,27 @@
-"""The one boundary: request models validated once, and the operations the UI and API call.
+"""The one boundary: request models declared and validated once, and the operations every surface calls.
 
-The UI imports from here and from nothing below: these names are the service's vocabulary.
+The UI, the Gradio API and the OpenAI routes import from here and from nothing below: these names are
+the service's vocabulary.
 """
 
-from ..core.errors import PythiaError
-from ..core.sampling import Bounds, bounds
+from ..core.errors import PythiaError, ServerBusy
+from ..core.sampling import Bounds, FinishReason, SamplingParams, bounds, field_bounds
 from ..engine.scoring import TextScore, TokenScore
-from .requests import message_text
+from .requests import (
+    ChatRequest,
+    CompareRequest,
+    CompletionRequest,
+    MemorizationRequest,
+    Request,
+    ScoreAcrossRequest,
+    ScoreRequest,
+    TargetRequest,
+    message_text,
+)
 from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import PythiaService, Reply
 
-__all__ = ["Bounds", "CompareColumn", "CurvePoint", "MemorizationRow", "PythiaError", "PythiaService", "Reply",
-           "TextScore",
-           "TokenScore", "bounds", "message_text"]
+__all__ = ["Bounds", "ChatRequest", "CompareColumn", "CompareRequest", "CompletionRequest", "CurvePoint",
+           "FinishReason", "MemorizationRequest", "MemorizationRow", "PythiaError", "PythiaService", "Reply",
+           "Request", "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest",
+           "TextScore", "TokenScore", "bounds", "field_bounds", "message_text"]

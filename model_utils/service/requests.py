@@ -1,29 +1,52 @@
-"""Requests as they enter the service: validated exactly once, here.
+"""Requests as they enter the service: every argument declared once, here, and validated once.
 
-Every public operation of :class:`~model_utils.service.service.PythiaService` turns its raw
-arguments (from the UI, the API or MCP) into one of these frozen models first; the layers below
-take the typed values and never check them again. Each field's rule is the function that states
-it (``check_text``, ``normalize_history``, ``SamplingParams.parse``, ``Catalog.get``,
-``resolve_revision``), so the messages a visitor reads are the ones those rules write.
+Each field is a pydantic ``Field`` with its default, bounds and description (the sampling options are
+declared the same way in ``core/sampling.py``). Everything else derives from these declarations: the
+Gradio endpoints' signatures and API-page text (ui/api.py), the sliders (ui/blocks.py) and the OpenAI
+routes' validation (openai_api/). The layers below take the typed values and never check them again.
+
+A rule that needs more than a range is a function that raises a readable ``PythiaError``
+(``check_text``, ``normalize_history``, ``Catalog.get``, ``resolve_revision``, the engine's
+``Capabilities``), so the words a visitor reads are the same on every surface.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Callable, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
 from ..core.catalog import Catalog, PythiaModel, resolve_revision
 from ..core.errors import InvalidParameter, PythiaError
-from ..core.sampling import SamplingParams
+from ..core.sampling import SamplingParams, explain
+from ..engine.interface import Capabilities
 from ..engine.prompts import ROLES
 
 R = TypeVar("R", bound="Request")
+MAX_PROMPT_CHARS = 20_000  # cap before tokenizing: a visitor cannot make us tokenize megabytes
 MAX_REVISIONS = 16  # checkpoints in one learning curve
 MAX_COMPARE = 4  # columns in one comparison
 MAX_MODELS = 8  # models in one sweep (the Pythia sizes)
 MAX_ALTERNATIVES = 10  # top-k alternatives per token in a token view
-MAX_PROMPT_CHARS = 20_000  # cap before tokenizing: a visitor cannot make us tokenize megabytes
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What validation needs to know about this server: its models, its default, what its engines can do."""
+
+    catalog: Catalog
+    default_model: str
+    capabilities: Callable[[PythiaModel, str], Capabilities]
 
 
 class _Carrier(ValueError):
@@ -41,6 +64,7 @@ def _rule(fn: Callable[..., Any], *args: Any) -> Any:
         raise _Carrier(exc) from None
 
 
+# -- the rules ------------------------------------------------------------------------------------
 def check_text(text: Any, what: str = "prompt") -> str:
     """A prompt must be a string of at most MAX_PROMPT_CHARS characters."""
     if not isinstance(text, str):
@@ -80,33 +104,27 @@ def normalize_history(history: Any) -> tuple[tuple[str, str], ...]:
     return tuple(turns)
 
 
-class Request(BaseModel):
-    """Base of every request: frozen, no unknown fields, parsed with the catalog in context."""
-
-    # validate_default: a missing model means the default model, checked like a named one
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, validate_default=True)
-
-    @classmethod
-    def parse(cls: type[R], catalog: Catalog, default_model: str, **raw: Any) -> R:
-        """Validate ``raw``; raise the first rule's own readable error (a PythiaError)."""
-        try:
-            return cls.model_validate(raw, context={"catalog": catalog, "default_model": default_model})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            error = (first.get("ctx") or {}).get("error")
-            if isinstance(error, _Carrier):
-                raise error.error from None
-            if isinstance(error, PythiaError):
-                raise error from None
-            raise InvalidParameter(f"{'.'.join(map(str, first['loc']))}: {first['msg']}.") from None
+def _message(value: Any) -> str:
+    text = _rule(check_text, value, "message")
+    if not text.strip():
+        raise _Carrier(InvalidParameter("Type a message first."))
+    return text
 
 
-def _catalog(info: ValidationInfo) -> Catalog:
-    return info.context["catalog"]
+def _scored_text(value: Any) -> str:
+    text = _rule(check_text, value, "text")
+    if not text:
+        raise _Carrier(InvalidParameter("The text to score is empty."))
+    return text
+
+
+def _context(info: ValidationInfo) -> ParseContext:
+    return info.context["service"]
 
 
 def _model(value: Any, info: ValidationInfo) -> PythiaModel:
-    return _rule(_catalog(info).get, info.context["default_model"] if value is None else value)
+    context = _context(info)
+    return _rule(context.catalog.get, context.default_model if value is None else value)
 
 
 def _revision(value: Any, info: ValidationInfo) -> str:
@@ -122,37 +140,6 @@ def _sampling(value: Any) -> SamplingParams:
     return _rule(lambda: SamplingParams.parse(**(value or {})))
 
 
-def _text(what: str):
-    return BeforeValidator(lambda value: _rule(check_text, value, what))
-
-
-# Field types: each names the rule that checks it. Fields validate in declaration order,
-# so a request reports the first wrong argument in the order the endpoint lists them.
-def _message(value: Any) -> str:
-    text = _rule(check_text, value, "message")
-    if not text.strip():
-        raise _Carrier(InvalidParameter("Type a message first."))
-    return text
-
-
-Prompt = Annotated[str, _text("prompt")]
-Message = Annotated[str, BeforeValidator(_message)]
-
-
-def _scored_text(value: Any) -> str:
-    text = _rule(check_text, value, "text")
-    if not text:
-        raise _Carrier(InvalidParameter("The text to score is empty."))
-    return text
-
-
-Text = Annotated[str, BeforeValidator(_scored_text)]
-History = Annotated[tuple[tuple[str, str], ...], BeforeValidator(lambda value: _rule(normalize_history, value))]
-Sampling = Annotated[SamplingParams, BeforeValidator(_sampling)]
-Model = Annotated[PythiaModel, BeforeValidator(_model)]
-Revision = Annotated[str, BeforeValidator(_revision)]
-
-
 def _logprobs(value: Any) -> int | None:
     if value is None or value == 0:
         return None
@@ -163,45 +150,12 @@ def _logprobs(value: Any) -> int | None:
     return value
 
 
-LogProbs = Annotated[int | None, BeforeValidator(_logprobs)]  # top-k alternatives per generated token
-
-
-class TargetRequest(Request):
-    """A (model, revision) on its own: the status line, the pickers."""
-
-    model: Model = None
-    revision: Revision = None
-
-
-class ChatRequest(Request):
-    message: Message
-    history: History = ()
-    sampling: Sampling = SamplingParams()
-    model: Model = None
-    revision: Revision = None
-    logprobs: LogProbs = None
-
-
-class CompletionRequest(Request):
-    prompt: Prompt
-    sampling: Sampling = SamplingParams()
-    model: Model = None
-    revision: Revision = None
-    logprobs: LogProbs = None
-
-
-class ScoreRequest(Request):
-    text: Text
-    model: Model = None
-    revision: Revision = None
-
-
 def _models(value: Any, info: ValidationInfo) -> tuple[PythiaModel, ...]:
     """``models`` (a list of names) or, when it is absent, ``model`` (one name, or the default)."""
     if value is None:
-        return (_model(info.data.get("model_name"), info),)
+        return (info.data["model"],) if info.data.get("model") is not None else ()
     if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_MODELS:
-        raise _Carrier(InvalidParameter(f"models must be a list of 1 to {MAX_MODELS} model names."))
+        raise _Carrier(InvalidParameter(f"Choose 1 to {MAX_MODELS} models."))
     return tuple(dict.fromkeys(_model(v, info) for v in value))
 
 
@@ -210,42 +164,18 @@ def _sweep_revisions(value: Any, info: ValidationInfo) -> tuple[str, ...]:
     models = info.data.get("models")
     if value is None or not models:
         return ()
-    if not isinstance(value, (list, tuple)) or not value or len(value) > MAX_REVISIONS:
-        raise _Carrier(InvalidParameter(f"revisions must be a list of 1 to {MAX_REVISIONS} checkpoints."))
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _Carrier(InvalidParameter("Choose at least one checkpoint."))
+    if len(value) > MAX_REVISIONS:
+        raise _Carrier(InvalidParameter(f"Choose at most {MAX_REVISIONS} checkpoints ({len(value)} were chosen)."))
     # every model must have every revision; their canonical names agree, so the first model's are returned
     canonical = [tuple(dict.fromkeys(_rule(resolve_revision, model, r) for r in value)) for model in models]
     return canonical[0]
 
 
-def _count(name: str, low: int, high: int):
-    def check(value: Any) -> int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise _Carrier(InvalidParameter(f"{name} must be an integer from {low} to {high} (got {value!r:.40})."))
-        return value
-    return BeforeValidator(check)
-
-
-class ScoreAcrossRequest(Request):
-    """A learning curve: one model, or several (scaling curves), at several checkpoints."""
-
-    text: Text
-    model_name: Any = None  # `model`: one name; `models` wins when given
-    models: Annotated[tuple[PythiaModel, ...], BeforeValidator(_models)] = None
-    # canonical, without duplicates; () means each model's default learning curve
-    revisions: Annotated[tuple[str, ...], BeforeValidator(_sweep_revisions)] = ()
-
-
-class MemorizationRequest(Request):
-    """Biderman et al. (2023): a prefix of the text, greedy continuation, compared token by token with the text."""
-
-    text: Text
-    model_name: Any = None  # `model`: one name; `models` wins when given
-    models: Annotated[tuple[PythiaModel, ...], BeforeValidator(_models)] = None
-    revisions: Annotated[tuple[str, ...], BeforeValidator(_sweep_revisions)] = ()
-    prefix_tokens: Annotated[int, _count("prefix_tokens", 1, 512)] = 32
-    continuation_tokens: Annotated[int, _count("continuation_tokens", 1, 256)] = 32
+def _integer(value: Any) -> Any:
+    # JSON clients and Gradio sliders send 32.0 for 32; 3.7 stays a float and is refused.
+    return int(value) if type(value) is float and value.is_integer() else value
 
 
 class Column(BaseModel):
@@ -256,9 +186,9 @@ class Column(BaseModel):
     revision: str
 
 
-def _columns(pairs: Any, info: ValidationInfo) -> tuple[Column, ...]:
+def _pairs(pairs: Any, info: ValidationInfo) -> tuple[Column, ...]:
     if not isinstance(pairs, (list, tuple)) or not 1 <= len(pairs) <= MAX_COMPARE:
-        raise _Carrier(InvalidParameter(f"pairs must be a list of 1 to {MAX_COMPARE} [model, revision] pairs."))
+        raise _Carrier(InvalidParameter(f"Compare 1 to {MAX_COMPARE} [model, revision] pairs."))
     columns = []
     for pair in pairs:
         if isinstance(pair, dict):
@@ -267,12 +197,171 @@ def _columns(pairs: Any, info: ValidationInfo) -> tuple[Column, ...]:
             name, revision = pair
         else:
             raise _Carrier(InvalidParameter("Each pair must be [model, revision] or {'model': ..., 'revision': ...}."))
-        model, revision = _rule(_catalog(info).resolve, name, revision)
+        model, revision = _rule(_context(info).catalog.resolve, name, revision)
         columns.append(Column(model=model, revision=revision))
     return tuple(columns)
 
 
-class CompareRequest(Request):
-    prompt: Prompt
-    columns: Annotated[tuple[Column, ...], BeforeValidator(_columns)]
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def _nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# -- the declarations: one annotated type per argument, shared by every request that takes it ---------
+# Each carries its rule (a validator), its JSON shape for the API pages (WithJsonSchema, where the Python
+# type is internal) and its description. Fields validate in declaration order, so a request reports the
+# first wrong argument in the order the endpoint lists them.
+Message = Annotated[str, BeforeValidator(_message), Field(
+    description=f"The new user message (text, at most {MAX_PROMPT_CHARS:,} characters).")]
+History = Annotated[
+    tuple[tuple[str, str], ...], BeforeValidator(lambda value: _rule(normalize_history, value)),
+    WithJsonSchema({"type": "array", "items": {"type": "object"}}),
+    Field(description='Earlier turns, oldest first: [{"role": "user" or "assistant", "content": text}, ...].')]
+Prompt = Annotated[str, BeforeValidator(lambda value: _rule(check_text, value, "prompt")), Field(
+    description=f"Text for the model to continue (at most {MAX_PROMPT_CHARS:,} characters).")]
+Text = Annotated[str, BeforeValidator(_scored_text), Field(
+    description=f"The text to score (at most {MAX_PROMPT_CHARS:,} characters).")]
+Model = Annotated[PythiaModel, BeforeValidator(_model), WithJsonSchema({"type": "string"}), Field(
+    description="A model name from /models, e.g. pythia-410m-deduped (default: this server's default model).")]
+Revision = Annotated[str, BeforeValidator(_revision), WithJsonSchema({"type": "string"}), Field(
+    description="main, or a training checkpoint the model has (/models lists them), e.g. step3000.")]
+Sampling = Annotated[SamplingParams, BeforeValidator(_sampling)]
+LogProbs = Annotated[int | None, BeforeValidator(_logprobs), WithJsonSchema(_nullable({"type": "integer"})), Field(
+    description=f"1 to {MAX_ALTERNATIVES}: the last output also lists each generated token's log-prob and that "
+                "many alternatives (natural-log probabilities).")]
+Models = Annotated[tuple[PythiaModel, ...], BeforeValidator(_models), WithJsonSchema(_nullable(_STRINGS)), Field(
+    description=f"Several model names (scaling curves, up to {MAX_MODELS}); every row names its model. "
+                "Wins over `model`.")]
+Revisions = Annotated[tuple[str, ...], BeforeValidator(_sweep_revisions), WithJsonSchema(_nullable(_STRINGS)),
+                      Field(description=f"1 to {MAX_REVISIONS} checkpoints every chosen model has, e.g. "
+                                        "['step1000', 'main'] (default: a log-spaced selection from step0 to main).")]
+Pairs = Annotated[tuple[Column, ...], BeforeValidator(_pairs), WithJsonSchema({"type": "array", "items": _STRINGS}),
+                  Field(description=f"1 to {MAX_COMPARE} [model, revision] pairs, one column each.")]
+
+
+class Request(BaseModel):
+    """Base of every request: frozen, no unknown fields, parsed with this server's ParseContext."""
+
+    # validate_default: a missing model means the default model, checked like a named one
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, validate_default=True)
+
+    @classmethod
+    def parse(cls: type[R], context: ParseContext, **raw: Any) -> R:
+        """Validate ``raw``; raise the first rule's own readable error (a PythiaError).
+
+        Sampling options may be given flat (``temperature=0.5``): they are gathered into ``sampling``.
+        """
+        flat = {k: raw.pop(k) for k in list(raw) if k in SamplingParams.model_fields}
+        if flat and "sampling" in cls.model_fields:
+            given = raw.get("sampling")
+            given = given.model_dump() if isinstance(given, SamplingParams) else given or {}
+            raw["sampling"] = {**given, **flat}
+        else:
+            raw.update(flat)  # refused below as unknown options
+        try:
+            return cls.model_validate(raw, context={"service": context})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            error = (first.get("ctx") or {}).get("error")
+            if isinstance(error, _Carrier):
+                raise error.error from None
+            if isinstance(error, PythiaError):
+                raise error from None
+            raise InvalidParameter(explain(exc, cls, names=list(cls.arguments()))) from None
+
+    @classmethod
+    def arguments(cls) -> dict[str, Any]:
+        """Every argument this request takes, by name: its own fields, and the sampling options it takes."""
+        fields = {name: f for name, f in cls.model_fields.items() if name != "sampling"}
+        if "sampling" in cls.model_fields:
+            fields.update(SamplingParams.model_fields)
+        return fields
+
+
+def _engine_allows(model: PythiaModel, revision: str, sampling: SamplingParams, info: ValidationInfo) -> None:
+    """Refuse, while parsing, a sampling option that the engine serving (model, revision) cannot honour."""
+    _rule(_context(info).capabilities(model, revision).check, model, sampling)
+
+
+class TargetRequest(Request):
+    """A (model, revision) on its own: the status line, the pickers."""
+
+    model: Model = None
+    revision: Revision = None
+
+
+class _Generation(Request):
+    """A request that decodes with one model: checked against what its engine can do."""
+
+    @model_validator(mode="after")
+    def _capable(self, info: ValidationInfo):
+        _engine_allows(self.model, self.revision, self.sampling, info)
+        return self
+
+
+class ChatRequest(_Generation):
+    """The next Bot turn of a User:/Bot: transcript."""
+
+    message: Message
+    history: History = ()
+    model: Model = None
+    revision: Revision = None
     sampling: Sampling = SamplingParams()
+    logprobs: LogProbs = None
+
+
+class CompletionRequest(_Generation):
+    """A plain continuation of a prompt (the natural use of a base model)."""
+
+    prompt: Prompt
+    model: Model = None
+    revision: Revision = None
+    sampling: Sampling = SamplingParams()
+    logprobs: LogProbs = None
+
+
+class ScoreRequest(Request):
+    """Per-token log-probs of a text, its perplexity and bits per byte."""
+
+    text: Text
+    model: Model = None
+    revision: Revision = None
+
+
+class ScoreAcrossRequest(Request):
+    """A learning curve: the text's perplexity at several checkpoints, of one model or several."""
+
+    text: Text
+    model: Model = None
+    models: Models = None
+    revisions: Revisions = None
+
+
+class MemorizationRequest(Request):
+    """Biderman et al. (2023): a prefix of the text, greedy continuation, compared token by token with the text."""
+
+    text: Text
+    model: Model = None
+    models: Models = None
+    revisions: Revisions = None
+    prefix_tokens: Annotated[int, BeforeValidator(_integer)] = Field(
+        32, ge=1, le=512, strict=True, description="Tokens of the text given to the model.")
+    continuation_tokens: Annotated[int, BeforeValidator(_integer)] = Field(
+        32, ge=1, le=256, strict=True,
+        description="Tokens the model writes greedily and that are compared with the text.")
+
+
+class CompareRequest(Request):
+    """One prompt through several (model, revision) pairs, side by side with the same settings."""
+
+    prompt: Prompt
+    pairs: Pairs
+    sampling: Sampling = SamplingParams()
+
+    @model_validator(mode="after")
+    def _capable(self, info: ValidationInfo):
+        for column in self.pairs:
+            _engine_allows(column.model, column.revision, self.sampling, info)
+        return self

@@ -11,7 +11,7 @@ from typing import Callable, Iterator, TypeVar
 from ..core.catalog import PythiaModel
 from ..core.errors import InvalidParameter, PythiaError
 from ..core.progress import Progress, ProgressCallback, report
-from ..core.sampling import SamplingParams
+from ..core.sampling import FinishReason, SamplingParams
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ModelEngine, ServedModel
 from ..engine.prompts import PreparedPrompt, prepare_completion
@@ -56,7 +56,7 @@ class CompareColumn:
     done: bool = False
     num_tokens: int = 0
     tokens_per_second: float = 0.0
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     served_by: str = ""  # e.g. "CPU int8" or "remote vLLM engine"
 
 
@@ -177,10 +177,10 @@ def compare(engine: ModelEngine, request: CompareRequest, cancel: threading.Even
     params = request.sampling
     cancel = cancel or threading.Event()
     lock = threading.Lock()
-    columns = [CompareColumn(c.model.name, c.revision) for c in request.columns]
+    columns = [CompareColumn(c.model.name, c.revision) for c in request.pairs]
 
     def run(i: int) -> None:
-        spec = request.columns[i]
+        spec = request.pairs[i]
         try:
             with engine.open(spec.model, spec.revision) as loaded:
                 prepared = prepare_completion(loaded.tokenizer, request.prompt, params.max_new_tokens)

@@ -1,8 +1,8 @@
-"""The one service object the UI, the API and MCP talk to.
+"""The one service object the UI, the Gradio API, MCP and the OpenAI routes talk to.
 
-Each public method takes raw arguments, turns them into a request model (requests.py) -- the only
-validation on the way down -- and passes typed values to the engine. No Gradio here, and no wording
-for people beyond the errors the rules raise: the UI layer says things.
+Callers turn raw arguments into a typed request with ``PythiaService.parse`` (requests.py: the only
+validation on the way down); each operation takes that request and passes typed values to the engine.
+No Gradio here, and no wording for people beyond the errors the rules raise: the surfaces say things.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from ..core.catalog import Catalog, PythiaModel
 from ..core.progress import ProgressCallback
-from ..core.sampling import SamplingParams
+from ..core.sampling import FinishReason, SamplingParams
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ModelEngine
 from ..engine.model_status import ModelStatus
@@ -26,7 +26,8 @@ from .requests import (
     CompareRequest,
     CompletionRequest,
     MemorizationRequest,
-    Request,
+    ParseContext,
+    R,
     ScoreAcrossRequest,
     ScoreRequest,
     TargetRequest,
@@ -41,11 +42,11 @@ class Reply:
 
     text: str
     notice: str | None = None  # what was cut to fit the context, in words
-    finish_reason: str | None = None  # "stop", "length" or "cancelled" on the last reply
+    finish_reason: FinishReason | None = None  # set on the last reply
     num_tokens: int = 0
     time_to_first_token: float | None = None
     tokens_per_second: float = 0.0
-    device: str = ""
+    served_by: str = ""  # what decoded it, e.g. "CPU int8" or "remote vLLM engine"
     model: str = ""
     revision: str = ""
     token_scores: tuple[TokenScore, ...] | None = None  # when asked for: each generated token's log-prob
@@ -56,15 +57,22 @@ class Reply:
 
 
 class PythiaService:
-    """Chat, completion, scoring and comparison over the engine, for every caller alike."""
+    """Chat, completion, scoring and comparison over the engine, for every caller alike.
+
+    Callers turn raw arguments into a typed request with :meth:`parse` (the one validation) and pass it
+    to the operation; operations never see raw values.
+    """
 
     def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str):
         self.engine = engine
         self.catalog = catalog
         self.default_model = default_model
+        self.context = ParseContext(catalog, default_model, engine.capabilities)
 
-    def _parse(self, request: type[Request], **raw: Any):
-        return request.parse(self.catalog, self.default_model, **raw)
+    def parse(self, request: type[R], **raw: Any) -> R:
+        """Validate raw arguments (from the UI, the Gradio API, MCP or the OpenAI routes) into ``request``;
+        a refusal is a PythiaError whose words every surface shows as they are."""
+        return request.parse(self.context, **raw)
 
     # -- what the pickers and status line show ----------------------------------------------
     @property
@@ -76,41 +84,30 @@ class PythiaService:
 
     def model(self, name: Any = None) -> PythiaModel:
         """The catalog entry for ``name`` (default: the default model)."""
-        return self._parse(TargetRequest, model=name).model
+        return self.parse(TargetRequest, model=name).model
 
     def default_curve(self, name: Any = None) -> tuple[str, ...]:
         """The checkpoints a learning curve of this model shows unless told otherwise."""
         return research.default_curve(self.model(name).revisions)
 
-    def status(self, model: Any = None, revision: Any = None) -> ModelStatus:
-        request = self._parse(TargetRequest, model=model, revision=revision)
-        return self.engine.status(request.model, request.revision)
+    def status(self, target: TargetRequest) -> ModelStatus:
+        return self.engine.status(target.model, target.revision)
 
     def statuses(self) -> list[tuple[PythiaModel, ModelStatus]]:
         """Every servable model with its status at ``main``."""
         return [(m, self.engine.status(m)) for m in self.catalog.models()]
 
-    def check_chat_message(self, message: Any, history: Any = None) -> None:
-        """Refuse, with the API's own words, a message that /chat would refuse (empty, too long, ...)."""
-        self._parse(ChatRequest, message=message, history=history)
-
     # -- generation -------------------------------------------------------------------------
-    def chat(self, message: Any, history: Any = None, model: Any = None, revision: Any = None, *,
-             logprobs: Any = None, progress: ProgressCallback | None = None,
-             cancel: threading.Event | None = None, **sampling: Any) -> Iterator[Reply]:
+    def chat(self, r: ChatRequest, *, progress: ProgressCallback | None = None,
+             cancel: threading.Event | None = None) -> Iterator[Reply]:
         """Stream the next Bot turn of a User:/Bot: transcript."""
-        r = self._parse(ChatRequest, message=message, history=history, model=model, revision=revision,
-                        sampling=sampling, logprobs=logprobs)
         return self._replies(r.model, r.revision, r.sampling, r.logprobs, progress, cancel, strip_leading=True,
                              stop=CHAT_STOP_STRINGS,
                              prepare=lambda tok: prepare_chat(tok, r.history, r.message, r.sampling.max_new_tokens))
 
-    def complete(self, prompt: Any, model: Any = None, revision: Any = None, *, logprobs: Any = None,
-                 progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-                 **sampling: Any) -> Iterator[Reply]:
-        """Stream a plain continuation of ``prompt``; with ``logprobs`` = k, the last reply has token scores."""
-        r = self._parse(CompletionRequest, prompt=prompt, model=model, revision=revision, sampling=sampling,
-                        logprobs=logprobs)
+    def complete(self, r: CompletionRequest, *, progress: ProgressCallback | None = None,
+                 cancel: threading.Event | None = None) -> Iterator[Reply]:
+        """Stream a plain continuation of the prompt; with ``logprobs`` = k, the last reply has token scores."""
         return self._replies(r.model, r.revision, r.sampling, r.logprobs, progress, cancel, strip_leading=False,
                              stop=(), prepare=lambda tok: prepare_completion(tok, r.prompt, r.sampling.max_new_tokens))
 
@@ -140,35 +137,25 @@ class PythiaService:
                         model.name, revision, scores)
 
     # -- research -----------------------------------------------------------------------------
-    def score(self, text: Any, model: Any = None, revision: Any = None,
-              progress: ProgressCallback | None = None) -> TextScore:
-        """Per-token log-probs of ``text``, its perplexity and bits per byte."""
-        r = self._parse(ScoreRequest, text=text, model=model, revision=revision)
+    def score(self, r: ScoreRequest, progress: ProgressCallback | None = None) -> TextScore:
+        """Per-token log-probs of the text, its perplexity and bits per byte."""
         with self.engine.open(r.model, r.revision, progress) as loaded:
             return score_text(loaded, r.text)
 
-    def score_across(self, text: Any, model: Any = None, revisions: Any = None, models: Any = None,
-                     progress: ProgressCallback | None = None,
+    def score_across(self, r: ScoreAcrossRequest, progress: ProgressCallback | None = None,
                      cancel: threading.Event | None = None) -> list[research.CurvePoint]:
         """The text's perplexity at several checkpoints (of one model, or of ``models``): one point per
         (model, revision), failed ones say why."""
-        r = self._parse(ScoreAcrossRequest, text=text, model_name=model, models=models, revisions=revisions)
         return research.score_across(self.engine, r, progress, cancel)
 
-    def memorization(self, text: Any, model: Any = None, models: Any = None, revisions: Any = None,
-                     prefix_tokens: Any = 32, continuation_tokens: Any = 32,
-                     progress: ProgressCallback | None = None,
+    def memorization(self, r: MemorizationRequest, progress: ProgressCallback | None = None,
                      cancel: threading.Event | None = None) -> list[research.MemorizationRow]:
         """Does greedy decoding reproduce the text after its prefix, at each checkpoint (and model)?"""
-        r = self._parse(MemorizationRequest, text=text, model_name=model, models=models, revisions=revisions,
-                        prefix_tokens=32 if prefix_tokens is None else prefix_tokens,
-                        continuation_tokens=32 if continuation_tokens is None else continuation_tokens)
         return research.memorization(self.engine, r, progress, cancel)
 
-    def compare(self, prompt: Any, pairs: Any, *, cancel: threading.Event | None = None,
-                **sampling: Any) -> Iterator[list[research.CompareColumn]]:
+    def compare(self, r: CompareRequest, *, cancel: threading.Event | None = None
+                ) -> Iterator[list[research.CompareColumn]]:
         """Stream one prompt through several (model, revision) pairs side by side."""
-        r = self._parse(CompareRequest, prompt=prompt, columns=pairs, sampling=sampling)
         return research.compare(self.engine, r, cancel)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..service import PythiaService, bounds
+from ..service import PythiaService, SamplingParams, bounds
 from .api import register_api
+from .common import declared_slider
 from .handlers import Handlers
 from .research_tabs import build_research_tabs
 
@@ -55,10 +56,8 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
             for row in SLIDER_ROWS:  # three to a row: every label and value stays readable
                 with gr.Row():
                     for name in row:
-                        b = bounds(name)
-                        sliders.append(gr.Slider(b.minimum, b.maximum, value=b.default, step=STEPS.get(name, 1),
-                                                 label=name.replace("_", " ").capitalize(), info=b.info,
-                                                 elem_id=name.replace("_", "-"), min_width=220))
+                        sliders.append(declared_slider(SamplingParams, name, step=STEPS.get(name, 1),
+                                                       elem_id=name.replace("_", "-"), min_width=220))
             greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info,
                                  elem_id="greedy")
         controls = [*sliders, greedy]

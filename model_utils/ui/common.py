@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import gradio as gr
 
-from ..service import PythiaError
+from ..service import PythiaError, field_bounds
 from .wording import progress_text
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,13 @@ def guarded(make_items: Callable[[], Iterator[T]]) -> Iterator[T]:
         raise
     except Exception as exc:
         raise user_error(exc) from None
+
+
+def declared_slider(request: Any, name: str, *, step: float = 1, **kwargs: Any) -> gr.Slider:
+    """A slider for one declared argument: its range, default and help are the declaration's."""
+    b = field_bounds(request.model_fields[name])
+    return gr.Slider(b.minimum, b.maximum, value=b.default, step=step, label=name.replace("_", " ").capitalize(),
+                     info=b.info, **kwargs)
 
 
 def gradio_progress(progress: gr.Progress, model: str = "", revision: str = "main") -> Callable[[Any], None]:

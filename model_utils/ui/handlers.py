@@ -8,7 +8,15 @@ from typing import Iterator
 
 import gradio as gr
 
-from ..service import PythiaError, PythiaService, Reply, message_text
+from ..service import (
+    ChatRequest,
+    CompletionRequest,
+    PythiaError,
+    PythiaService,
+    Reply,
+    TargetRequest,
+    message_text,
+)
 from .common import CancelRegistry, gradio_progress, user_message
 from .heatmap import alternatives_table, token_heatmap
 from .wording import format_parameters, memory_words, metrics_markdown, model_note
@@ -82,7 +90,7 @@ class Handlers:
 
     def status_markdown(self, model: str, revision: str) -> str:
         try:
-            s = self.service.status(model, revision)
+            s = self.service.status(self.service.parse(TargetRequest, model=model, revision=revision))
         except PythiaError as exc:
             return f"⚠️ {exc}"
         text = f"**{s.name}** @ `{s.revision}` — {memory_words(s, self.service.device_label)}: {model_note(s)}."
@@ -132,7 +140,7 @@ class Handlers:
     def add_user_message(self, message: str, history: list):
         """Accept the message into the conversation, or leave it in the box and say why (nothing else changes)."""
         try:
-            self.service.check_chat_message(message, history)
+            self.service.parse(ChatRequest, message=message, history=history)
         except PythiaError as exc:
             return message, history, notice(exc), False
         return "", history + [{"role": "user", "content": message}], "", True
@@ -148,11 +156,12 @@ class Handlers:
         with self.cancels.running(_session(request)) as cancel:
             reply = None
             try:
-                for reply in self.service.chat(
-                        message_text(last["content"]), previous, model, revision,
-                        progress=gradio_progress(progress, model, revision), cancel=cancel,
-                        logprobs=TOKEN_VIEW_TOP if show_probs else None,
-                        **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy)):
+                chat = self.service.parse(ChatRequest, message=message_text(last["content"]), history=previous,
+                                          model=model, revision=revision,
+                                          logprobs=TOKEN_VIEW_TOP if show_probs else None,
+                                          **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                for reply in self.service.chat(chat, progress=gradio_progress(progress, model, revision),
+                                               cancel=cancel):
                     shown = previous + [last, {"role": "assistant", "content": reply.text or EMPTY_REPLY}]
                     if not reply.done:
                         yield shown, *unchanged, gr.update(), False
@@ -189,10 +198,12 @@ class Handlers:
         with self.cancels.running(_session(request)) as cancel:
             reply = None
             try:
-                for reply in self.service.complete(
-                        prompt, model, revision, progress=gradio_progress(progress, model, revision), cancel=cancel,
-                        logprobs=TOKEN_VIEW_TOP if show_probs else None,
-                        **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy)):
+                completion = self.service.parse(
+                    CompletionRequest, prompt=prompt, model=model, revision=revision,
+                    logprobs=TOKEN_VIEW_TOP if show_probs else None,
+                    **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                for reply in self.service.complete(completion, progress=gradio_progress(progress, model, revision),
+                                                   cancel=cancel):
                     if not reply.done:
                         yield reply.text, *unchanged, ""
             except Exception as exc:

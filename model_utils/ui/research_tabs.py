@@ -7,9 +7,9 @@ import math
 
 import gradio as gr
 
-from ..service import PythiaService
+from ..service import CompareRequest, MemorizationRequest, PythiaService, ScoreAcrossRequest, ScoreRequest
 from .charts import Series, line_chart, png_download_js
-from .common import gradio_progress
+from .common import declared_slider, gradio_progress
 from .exports import csv_file
 from .handlers import Handlers, notice, sampling_kwargs, with_notice
 from .heatmap import learned_heatmap, token_heatmap
@@ -112,9 +112,9 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                         "and count how many of the text's next tokens it reproduces, at each checkpoint of the "
                         "curve above (and each model). Training text is memorized more as training goes on.")
             with gr.Row():
-                prefix = gr.Slider(4, 128, value=32, step=1, label="Prefix tokens", elem_id="memo-prefix")
-                continuation = gr.Slider(4, 64, value=32, step=1, label="Continuation tokens",
-                                         elem_id="memo-continuation")
+                prefix, continuation = (declared_slider(MemorizationRequest, name, elem_id=elem_id)
+                                        for name, elem_id in (("prefix_tokens", "memo-prefix"),
+                                                              ("continuation_tokens", "memo-continuation")))
             memo_btn = gr.Button("Test memorization", elem_id="memo-button")
             memo_notice = gr.Markdown(elem_id="memo-notice", elem_classes="notice")
             memo_plot = gr.HTML(elem_id="memo-plot")
@@ -126,7 +126,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
 
         @with_notice(outputs=2)
         def do_score(text, model_name, rev, progress=gr.Progress()):
-            result = service.score(text, model_name, rev, progress=gradio_progress(progress, model_name, rev))
+            request = service.parse(ScoreRequest, text=text, model=model_name, revision=rev)
+            result = service.score(request, progress=gradio_progress(progress, model_name, rev))
             return score_markdown(result), token_heatmap(result.tokens)
 
         def models_of(model_name, extra):
@@ -135,8 +136,9 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         @with_notice(outputs=4)
         def do_curve(text, model_name, revisions, extra, request: gr.Request, progress=gr.Progress()):
             with h.cancels.running(request.session_hash or "") as cancel:
-                points = service.score_across(text, model_name, revisions, models_of(model_name, extra),
-                                              progress=gradio_progress(progress), cancel=cancel)
+                request = service.parse(ScoreAcrossRequest, text=text, model=model_name,
+                                        models=models_of(model_name, extra), revisions=revisions)
+                points = service.score_across(request, progress=gradio_progress(progress), cancel=cancel)
             chart, table, csv_path, grid = curve_outputs(points)
             return chart, table, gr.update(value=csv_path, visible=True), grid
 
@@ -144,8 +146,10 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         def do_memorization(text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
                             request: gr.Request, progress=gr.Progress()):
             with h.cancels.running(request.session_hash or "") as cancel:
-                rows = service.memorization(text, model_name, models_of(model_name, extra), revisions, prefix_tokens,
-                                            continuation_tokens, progress=gradio_progress(progress), cancel=cancel)
+                request = service.parse(MemorizationRequest, text=text, model=model_name,
+                                        models=models_of(model_name, extra), revisions=revisions,
+                                        prefix_tokens=prefix_tokens, continuation_tokens=continuation_tokens)
+                rows = service.memorization(request, progress=gradio_progress(progress), cancel=cancel)
             chart, table, csv_path = memorization_outputs(rows)
             return chart, table, gr.update(value=csv_path, visible=True)
 
@@ -199,9 +203,9 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             pairs = [[m0, r0], [m1, r1], [m2, r2]]
             with h.cancels.running(request.session_hash or "") as cancel:
                 try:
-                    for columns in service.compare(prompt, pairs, cancel=cancel,
-                                                   **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new,
-                                                                     greedy)):
+                    request = service.parse(CompareRequest, prompt=prompt, pairs=pairs,
+                                            **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                    for columns in service.compare(request, cancel=cancel):
                         yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
                               [f"<small>{c.model} @ {c.revision} · {column_metrics(c)}</small>" if column_metrics(c)
                                else "" for c in columns] + [""]

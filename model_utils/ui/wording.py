@@ -64,7 +64,7 @@ def metrics_line(reply: Reply, chat: bool = False) -> str:
         parts.append(f"{reply.tokens_per_second:.0f} tokens/s")
     parts.append(finish_words(reply.finish_reason, chat))
     parts.append(reply.model if reply.revision in ("", "main") else f"{reply.model} {reply.revision}")
-    parts.append(reply.device)
+    parts.append(reply.served_by)
     return " · ".join(p for p in parts if p)
 
 
