@@ -44,9 +44,11 @@ def _gib(text: str) -> float:
 
 
 def option(default: Any, help: str, *, parse: Callable[[str], Any] = str, choices: tuple | None = None,
-           also_env: tuple[str, ...] = ()) -> Any:
-    """A setting: ``--name`` flag and ``PYTHIA_NAME`` variable. ``also_env``: other variables read after it."""
-    return field(default=default, metadata={"help": help, "parse": parse, "choices": choices, "also_env": also_env})
+           also_env: tuple[str, ...] = (), repr: bool = True) -> Any:
+    """A setting: ``--name`` flag and ``PYTHIA_NAME`` variable. ``also_env``: other variables read after it.
+    ``repr=False``: a secret, never shown when the settings are printed."""
+    return field(default=default, repr=repr,
+                 metadata={"help": help, "parse": parse, "choices": choices, "also_env": also_env})
 
 
 def repeated(help: str, *, parse: Callable[[str], Any], flag: str, env: str) -> Any:
@@ -111,6 +113,10 @@ class Settings:
     remote_api_key: str | None = secret("bearer token sent to the remote vLLM servers", env="PYTHIA_REMOTE_API_KEY")
     remote_timeout: float = option(30.0, "seconds a remote vLLM server may stay silent (connecting: at most 5) "
                                          "before a request is given up", parse=_positive_float)
+    api_key: str | None = option(None, "a bearer token the OpenAI-compatible routes require (default: open, like "
+                                       "the Gradio API); never printed", repr=False)
+    max_client_rows: int = option(8, "choices one API client (its API key, else its address) may have queued or "
+                                     "decoding at once; more are answered 429", parse=_positive_int)
     hub_timeout: float = option(10.0, "seconds the Hugging Face Hub may stay silent before a download is given up "
                                       "(it resumes next time)", parse=_positive_float)
 

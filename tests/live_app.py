@@ -1,4 +1,4 @@
-"""Start the real app (same build() as app.py) on a free loopback port, in-process."""
+"""Start the real app (the same build() and server as `python app.py`) on a free loopback port, in-process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import socket
 from contextlib import contextmanager
 
 from model_utils.settings import Settings
-from model_utils.ui.blocks import LAUNCH_OPTIONS
 
 
 def free_port() -> int:
@@ -17,14 +16,8 @@ def free_port() -> int:
 
 @contextmanager
 def running_app(settings: Settings):
+    """Yield (url, engine) of the app serving ``settings``; stopped and unloaded afterwards."""
     import app
 
-    engine, demo = app.build(settings)
-    port = free_port()
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                            mcp_server=settings.mcp or None, **LAUNCH_OPTIONS)
-    try:
-        yield url.rstrip("/"), engine
-    finally:
-        demo.close()
-        engine.close()
+    with app.running(settings) as (url, engine):
+        yield url, engine

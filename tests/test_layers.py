@@ -3,6 +3,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "model_utils"
 BELOW_THE_SERVICE = ("model_utils.engine", "model_utils.store", "model_utils.core", "ctranslate2", "tokenizers",
                      "huggingface_hub")
@@ -23,14 +25,17 @@ def imported_modules(path: Path):
                 yield node.module
 
 
-def test_ui_imports_only_the_service_and_ui_helpers():
-    files = sorted((PACKAGE / "ui").glob("*.py"))
-    assert len(files) >= 5
+@pytest.mark.parametrize("surface", ["ui", "openai_api"])
+def test_each_surface_imports_only_the_service_and_its_own_helpers(surface):
+    """The page and the OpenAI routes reach the models only through the service, and not through each other."""
+    files = sorted((PACKAGE / surface).glob("*.py"))
+    assert len(files) >= 4
     for path in files:
         for name in imported_modules(path):
-            assert not name.startswith(BELOW_THE_SERVICE), f"{path.name} imports {name}"
+            assert not name.startswith(BELOW_THE_SERVICE), f"{surface}/{path.name} imports {name}"
             if name.startswith("model_utils"):
-                assert name.startswith(("model_utils.service", "model_utils.ui")), f"{path.name} imports {name}"
+                allowed = ("model_utils.service", f"model_utils.{surface}")
+                assert name.startswith(allowed), f"{surface}/{path.name} imports {name}"
 
 
 def test_no_layer_imports_one_above_it():

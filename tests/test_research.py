@@ -14,7 +14,6 @@ from model_utils.core.sampling import SamplingParams
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
 from model_utils.engine.generation import generate
-from model_utils.engine.loaded_model import log_softmax
 from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, score_text, token_probabilities
 from model_utils.service import (
     CompareRequest,
@@ -29,6 +28,12 @@ from model_utils.store.disk import ModelStore
 @pytest.fixture(scope="module")
 def reference(tiny_hf_dir):
     return GPTNeoXForCausalLM.from_pretrained(str(tiny_hf_dir), dtype=torch.float32).eval()
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """The reference: numpy's log-softmax, independent of CT2's."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def reference_log_probs(reference, eos_id, ids):

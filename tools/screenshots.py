@@ -9,7 +9,6 @@ once, and writes PNGs. docs/screenshot.png (the README's picture) is the 1280-wi
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -63,18 +62,11 @@ def main() -> int:
 
     import app
     from model_utils.settings import Settings
-    from model_utils.ui.blocks import LAUNCH_OPTIONS
 
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "test-output" / "screens"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cache:
-        engine, demo = app.build(Settings(demo=True, device="cpu", cache_dir=cache))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                                **LAUNCH_OPTIONS)
-        try:
+        with app.running(Settings(demo=True, device="cpu", cache_dir=cache)) as (url, _):
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
                                             args=["--no-sandbox", "--disable-gpu"])
@@ -85,9 +77,6 @@ def main() -> int:
                     print(size, "sideways overflow (px):", use_tabs(page, out, size))
                     page.close()
                 browser.close()
-        finally:
-            demo.close()
-            engine.close()
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
     shutil.copy(out / "desktop-compare.png", docs / "screenshot.png")

@@ -187,9 +187,12 @@ class Catalog:
             return list(self._models.values())
 
     def get(self, name: object) -> PythiaModel:
-        """Look a model up by name; raise UnknownModel listing the valid names."""
+        """Look a model up by name (or by its Hub id, e.g. EleutherAI/pythia-160m); raise UnknownModel listing
+        the valid names."""
         with self._lock:
             model = self._models.get(name) if isinstance(name, str) else None
+            if model is None and isinstance(name, str) and "/" in name:
+                model = next((m for m in self._models.values() if m.repo_id == name), None)
             if model is None:
                 shown = repr(name)[:60]
                 raise UnknownModel(f"Unknown model {shown}. Choose one of: {', '.join(self._models)}.")

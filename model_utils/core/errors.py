@@ -7,7 +7,18 @@ a stack trace or a file-system path of the server.
 
 
 class PythiaError(Exception):
-    """Base class for errors whose message is safe and useful to show a user."""
+    """Base class for errors whose message is safe and useful to show a user.
+
+    ``param``: the argument that was refused, when one was (the API surfaces name it, e.g. OpenAI's ``param``).
+    """
+
+    param: str | None = None
+
+    def naming(self, param: str | None) -> "PythiaError":
+        """This error, saying which argument it is about (unless it already says)."""
+        if self.param is None:
+            self.param = param
+        return self
 
 
 class InvalidParameter(PythiaError, ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -69,7 +69,9 @@ class SamplingParams(BaseModel):
         try:
             return cls(**given)
         except ValidationError as exc:
-            raise InvalidParameter(explain(exc, cls, "Invalid sampling options: ")) from None
+            first = exc.errors()[0]["loc"]
+            error = InvalidParameter(explain(exc, cls, "Invalid sampling options: "))
+            raise error.naming(str(first[0]) if first else None) from None
 
     @property
     def is_greedy(self) -> bool:
@@ -131,11 +133,12 @@ def explain(exc: ValidationError, model: type[BaseModel], prefix: str = "", name
         value = repr(err.get("input"))[:40]
         kind = err["type"]
         field = model.model_fields.get(str(err["loc"][0])) if err["loc"] else None
+        kinds = {t for t in get_args(field.annotation) or (field.annotation,) if t is not type(None)} if field else {}
         if kind == "extra_forbidden":
             parts.append(f"unknown option {name!r}; valid options: {', '.join(names or model.model_fields)}")
-        elif field is not None and field.annotation in (int, float):
+        elif field is not None and kinds in ({int}, {float}):
             b = field_bounds(field)
-            typ = "an integer" if field.annotation is int else "a number"
+            typ = "an integer" if kinds == {int} else "a number"
             span = f" from {_number(b.minimum)} to {_number(b.maximum)}" if b.minimum is not None else ""
             parts.append(f"{name} must be {typ}{span} (got {value})")
         elif field is not None and field.annotation is bool:

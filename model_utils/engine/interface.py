@@ -28,6 +28,15 @@ class TokenChoices:
 
 
 @dataclass(frozen=True)
+class PromptScores:
+    """A sequence scored position by position: every token after the first (its log-prob given those before
+    it, and the likeliest tokens there), and the likeliest tokens to come after the last one."""
+
+    positions: tuple[TokenChoices, ...]  # one per token after the first
+    next_tokens: tuple[tuple[int, float], ...]  # (id, log-prob), best first
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What an engine can do for a (model, revision): checked when a request is parsed, so an option it
     cannot honour is refused before anything is downloaded or sent."""
@@ -70,8 +79,9 @@ class ServedModel(Protocol):
     def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
         """Per sequence, the log-prob of each token after the first, given those before it."""
 
-    def top_log_probs(self, ids: Sequence[int], start: int, top: int) -> list[TokenChoices]:
-        """Per position ``start``.. of ``ids``: the token's log-prob and the ``top`` likeliest tokens."""
+    def score_prompts(self, sequences: Sequence[Sequence[int]], top: int) -> list[PromptScores]:
+        """Per sequence: each position's log-prob and ``top`` likeliest tokens (at least one), and the ``top``
+        likeliest next tokens -- from one pass over the sequence, so every number comes from the same logits."""
 
 
 class ModelEngine(Protocol):

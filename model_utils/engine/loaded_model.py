@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -13,14 +13,44 @@ from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN, PythiaModel
 from ..core.errors import ModelUnavailable
 from .batching import BatchingConfig, BatchScheduler
 from .devices import DeviceConfig
-from .interface import TokenChoices
+from .interface import PromptScores, TokenChoices
 
 log = logging.getLogger(__name__)
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+LOGITS_BYTES = 512 * 2**20  # the most float32 log-probs one forward_batch call may return
+
+
+def _groups(sequences: Sequence[Sequence[int]], vocab_size: int) -> Iterator[list[Sequence[int]]]:
+    """Consecutive sequences whose padded batch of log-probs stays under LOGITS_BYTES (one at least)."""
+    group: list[Sequence[int]] = []
+    for ids in sequences:
+        longest = max([len(ids), *(len(s) for s in group)])
+        if group and (len(group) + 1) * longest * vocab_size * 4 > LOGITS_BYTES:
+            yield group
+            group = []
+        group.append(ids)
+    if group:
+        yield group
+
+
+def _best(rows: np.ndarray, top: int) -> np.ndarray:
+    """The ``top`` largest entries of each row, best first, without sorting the vocabulary."""
+    if top == 1:
+        return rows.argmax(axis=-1)[:, None]
+    candidates = np.argpartition(-rows, top - 1, axis=-1)[:, :top]
+    order = np.argsort(-np.take_along_axis(rows, candidates, axis=-1), axis=-1, kind="stable")
+    return np.take_along_axis(candidates, order, axis=-1)
+
+
+def _prompt_scores(log_probs: np.ndarray, ids: Sequence[int], top: int) -> PromptScores:
+    """Position p's log-probs predict token p + 1; the last position's predict the next token."""
+    best = _best(log_probs, top)
+    positions = tuple(
+        TokenChoices(float(log_probs[p, token]), tuple((int(i), float(log_probs[p, i])) for i in best[p]))
+        for p, token in enumerate(ids[1:]))
+    last = len(ids) - 1
+    return PromptScores(positions, tuple((int(i), float(log_probs[last, i])) for i in best[last]))
 
 
 @dataclass
@@ -66,22 +96,23 @@ class LoadedModel:
         results = self.generator.score_batch([self.tokens(s) for s in sequences], max_input_length=CONTEXT_LENGTH)
         return [[float(lp) for lp in r.log_probs] for r in results]
 
-    def top_log_probs(self, ids: Sequence[int], start: int, top: int) -> list[TokenChoices]:
-        """For positions ``start``..end of ``ids``: the token's log-prob and the ``top`` likeliest
-        tokens there, from one ``forward_batch`` pass (raw logits)."""
+    def score_prompts(self, sequences: Sequence[Sequence[int]], top: int) -> list[PromptScores]:
+        """Each sequence's log-probs at every position, from ``forward_batch`` (CT2 computes the log-softmax).
+
+        The full distributions are materialized (positions x vocabulary floats), so sequences go through in
+        groups of at most LOGITS_BYTES; a full-context Pythia sequence alone is ~400 MB."""
         import ctranslate2
 
-        logits = self.generator.forward_batch([self.tokens(ids)])
-        if logits.device != "cpu":
-            logits = logits.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
-        logits = np.asarray(logits)[0].astype(np.float32)
-        rows = log_softmax(logits[start - 1:len(ids) - 1])  # the logits at position p predict token p + 1
-        candidates = np.argpartition(-rows, top - 1, axis=-1)[:, :top]  # top-k without sorting the vocabulary
-        choices = []
-        for row, token_id, cand in zip(rows, ids[start:], candidates, strict=True):
-            best = cand[np.argsort(-row[cand])]
-            choices.append(TokenChoices(float(row[token_id]), tuple((int(i), float(row[i])) for i in best)))
-        return choices
+        top = max(1, top)
+        results: list[PromptScores] = []
+        for group in _groups(sequences, self.info.vocab_size):
+            log_probs = self.generator.forward_batch([list(map(int, s)) for s in group], return_log_probs=True)
+            if log_probs.device != "cpu":
+                log_probs = log_probs.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
+            array = np.asarray(log_probs)
+            for row, ids in zip(array, group, strict=True):
+                results.append(_prompt_scores(row[:len(ids)].astype(np.float32, copy=False), ids, top))
+        return results
 
     def close(self) -> None:
         """Free the weights now instead of at interpreter exit.

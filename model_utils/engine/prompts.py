@@ -47,8 +47,9 @@ def _eos_id(tokenizer) -> int:
     return tokenizer.token_to_id(EOS_TOKEN)
 
 
-def prepare_completion(tokenizer, text: str, max_new_tokens: int) -> PreparedPrompt:
-    """Tokenize a continuation prompt, keeping its last tokens if it is too long.
+def prepare_completion(tokenizer, text: str, max_new_tokens: int, *, truncate: bool = True) -> PreparedPrompt:
+    """Tokenize a continuation prompt, keeping its last tokens if it is too long (unless ``truncate`` is off:
+    API batches refuse a prompt that does not fit rather than cut it).
 
     An empty prompt starts from ``<|endoftext|>``: Pythia has no BOS token, and
     that is the token its training documents were separated by.
@@ -56,24 +57,31 @@ def prepare_completion(tokenizer, text: str, max_new_tokens: int) -> PreparedPro
     ids = tokenizer.encode(text, add_special_tokens=False).ids if text else []
     if not ids:
         return PreparedPrompt((_eos_id(tokenizer),))
+    if not truncate:
+        return PreparedPrompt(tuple(ids))
     budget = _budget(max_new_tokens)
     cut = max(0, len(ids) - budget)
     return PreparedPrompt(tuple(ids[cut:]), truncated_tokens=cut)
 
 
-def render_transcript(turns: Sequence[tuple[str, str]], message: str) -> str:
-    """The chat as Pythia sees it: one ``User:``/``Bot:`` line per turn, ending with ``Bot:``."""
-    lines = [f"{ROLES[role]} {text.strip()}" for role, text in turns]
+def render_transcript(turns: Sequence[tuple[str, str]], message: str, system: str = "") -> str:
+    """The chat as Pythia sees it: the system text (if any) first, then one ``User:``/``Bot:`` line per turn,
+    ending with ``Bot:``."""
+    lines = [system.strip()] if system.strip() else []
+    lines += [f"{ROLES[role]} {text.strip()}" for role, text in turns]
     lines.append(f"{USER} {message.strip()}")
     lines.append(BOT)
     return "\n".join(lines)
 
 
-def prepare_chat(tokenizer, turns: Sequence[tuple[str, str]], message: str, max_new_tokens: int) -> PreparedPrompt:
-    """Render and tokenize a chat (``turns``: (role, text) pairs), dropping the oldest turns until it fits."""
+def prepare_chat(tokenizer, turns: Sequence[tuple[str, str]], message: str, max_new_tokens: int,
+                 system: str = "") -> PreparedPrompt:
+    """Render and tokenize a chat (``turns``: (role, text) pairs), dropping the oldest turns until it fits
+    (the system text stays: it leads the transcript)."""
     budget = _budget(max_new_tokens)
     for dropped in range(len(turns) + 1):
-        ids = tokenizer.encode(render_transcript(turns[dropped:], message), add_special_tokens=False).ids
+        text = render_transcript(turns[dropped:], message, system)
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
         if len(ids) <= budget:
             return PreparedPrompt(tuple(ids), dropped_turns=dropped)
     cut = len(ids) - budget

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..core.catalog import EOS_TOKEN, PythiaModel
 from ..core.errors import ModelUnavailable
 from ..core.progress import ProgressCallback
-from .interface import Capabilities, TokenChoices
+from .interface import Capabilities, PromptScores, TokenChoices
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
 
@@ -184,14 +184,22 @@ class RemoteModel:
         return [[entry[str(token)]["logprob"] for token, entry in zip(seq[1:], choice[1:], strict=True)]
                 for seq, choice in zip(sequences, result, strict=True)]
 
-    def top_log_probs(self, ids: Sequence[int], start: int, top: int) -> list[TokenChoices]:
-        entries = self._prompt_logprobs([list(ids)], top)[0]
-        choices = []
-        for token, entry in zip(ids[start:], entries[start:], strict=True):
-            ranked = sorted(((int(i), e["logprob"]) for i, e in entry.items() if e.get("rank", 1) <= top),
-                            key=lambda pair: -pair[1])
-            choices.append(TokenChoices(entry[str(token)]["logprob"], tuple(ranked[:top])))
-        return choices
+    def score_prompts(self, sequences: Sequence[Sequence[int]], top: int) -> list[PromptScores]:
+        """vLLM's ``prompt_logprobs`` for the positions and one greedy token's ``logprobs`` for what comes next,
+        all sequences in one request."""
+        top = max(1, top)
+        body = {"prompt": [list(s) for s in sequences], "max_tokens": 1, "temperature": 0.0,
+                "prompt_logprobs": top, "logprobs": top}
+        answer = self._call(self.endpoint.client.complete, body)
+        results = []
+        for ids, choice in zip(sequences, sorted(answer["choices"], key=lambda c: c["index"]), strict=True):
+            positions = tuple(TokenChoices(entry[str(token)]["logprob"], _ranked(
+                ((int(i), e["logprob"]) for i, e in entry.items() if e.get("rank", 1) <= top), top))
+                for token, entry in zip(ids[1:], choice["prompt_logprobs"][1:], strict=True))
+            following = (choice.get("logprobs") or {}).get("top_logprobs") or [{}]
+            results.append(PromptScores(positions, _ranked(
+                ((_token_id(t), lp) for t, lp in following[0].items()), top)))
+        return results
 
     def _prompt_logprobs(self, prompts: list[list[int]], top: int) -> list[list[dict]]:
         body = {"prompt": prompts, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": top}
@@ -214,6 +222,10 @@ class RemoteModel:
 
 def _token_id(token: str) -> int:
     return int(token.removeprefix(TOKEN_PREFIX))
+
+
+def _ranked(pairs, top: int) -> tuple[tuple[int, float], ...]:
+    return tuple(sorted(pairs, key=lambda pair: -pair[1])[:top])
 
 
 class RemoteEngine:

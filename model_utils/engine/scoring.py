@@ -91,7 +91,8 @@ def token_probabilities(model: ServedModel, prompt_ids: Sequence[int], generated
     """
     if not generated_ids:
         return []
-    choices = model.top_log_probs([*prompt_ids, *generated_ids], len(prompt_ids), top)
+    (scored,) = model.score_prompts([[*prompt_ids, *generated_ids]], top)
+    choices = scored.positions[len(prompt_ids) - 1:]  # position p scores token p + 1
     return [TokenScore(token_piece(model.tokenizer, int(token_id)), int(token_id), c.log_prob,
                        tuple((token_piece(model.tokenizer, i), lp) for i, lp in c.alternatives))
             for token_id, c in zip(generated_ids, choices, strict=True)]

@@ -4,10 +4,17 @@ The UI, the Gradio API and the OpenAI routes import from here and from nothing b
 the service's vocabulary.
 """
 
-from ..core.errors import PythiaError, ServerBusy
+from ..core.errors import InvalidParameter, ModelTooLarge, ModelUnavailable, PythiaError, ServerBusy, UnknownModel
 from ..core.sampling import Bounds, FinishReason, SamplingParams, bounds, field_bounds
 from ..engine.scoring import TextScore, TokenScore
+from .choices import BatchUsage, ChoiceDelta, ChoiceToken
+from .client_limits import ClientBusy
 from .requests import (
+    MAX_CHOICES,
+    MAX_PROMPTS,
+    MAX_TOP_LOGPROBS,
+    BatchChatRequest,
+    BatchCompletionRequest,
     ChatRequest,
     CompareRequest,
     CompletionRequest,
@@ -21,7 +28,9 @@ from .requests import (
 from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import PythiaService, Reply
 
-__all__ = ["Bounds", "ChatRequest", "CompareColumn", "CompareRequest", "CompletionRequest", "CurvePoint",
-           "FinishReason", "MemorizationRequest", "MemorizationRow", "PythiaError", "PythiaService", "Reply",
-           "Request", "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest",
-           "TextScore", "TokenScore", "bounds", "field_bounds", "message_text"]
+__all__ = ["MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest", "BatchCompletionRequest",
+           "BatchUsage", "Bounds", "ChatRequest", "ChoiceDelta", "ChoiceToken", "ClientBusy", "CompareColumn",
+           "CompareRequest", "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter",
+           "MemorizationRequest", "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError",
+           "PythiaService", "Reply", "Request", "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy",
+           "TargetRequest", "TextScore", "TokenScore", "UnknownModel", "bounds", "field_bounds", "message_text"]

@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..core.catalog import Catalog, PythiaModel, resolve_revision
+from ..core.catalog import CONTEXT_LENGTH, Catalog, PythiaModel, resolve_revision
 from ..core.errors import InvalidParameter, PythiaError
-from ..core.sampling import SamplingParams, explain
+from ..core.sampling import MAX_NEW_TOKENS, SamplingParams, explain
 from ..engine.interface import Capabilities
 from ..engine.prompts import ROLES
 
@@ -264,12 +264,13 @@ class Request(BaseModel):
             return cls.model_validate(raw, context={"service": context})
         except ValidationError as exc:
             first = exc.errors()[0]
+            param = str(first["loc"][0]) if first["loc"] else None
             error = (first.get("ctx") or {}).get("error")
             if isinstance(error, _Carrier):
-                raise error.error from None
+                raise error.error.naming(param) from None
             if isinstance(error, PythiaError):
-                raise error from None
-            raise InvalidParameter(explain(exc, cls, names=list(cls.arguments()))) from None
+                raise error.naming(param) from None
+            raise InvalidParameter(explain(exc, cls, names=list(cls.arguments()))).naming(param) from None
 
     @classmethod
     def arguments(cls) -> dict[str, Any]:
@@ -365,3 +366,127 @@ class CompareRequest(Request):
         for column in self.pairs:
             _engine_allows(column.model, column.revision, self.sampling, info)
         return self
+
+
+# -- batches: several prompts, several choices each (what OpenAI-style clients and lm-eval send) -----
+MAX_PROMPTS = 64  # prompts in one request (lm-eval sends its batch_size prompts as one request)
+MAX_CHOICES = 16  # choices per prompt (`n`)
+MAX_STOPS = 4  # stop strings (OpenAI's limit)
+MAX_STOP_CHARS = 200
+MAX_TOP_LOGPROBS = 5  # alternatives per token (OpenAI's limit for completions)
+
+
+def _token_ids(value: Any, where: str, model: PythiaModel | None) -> tuple[int, ...]:
+    if not value:
+        raise _Carrier(InvalidParameter(f"{where} is empty."))
+    if len(value) > CONTEXT_LENGTH:
+        raise _Carrier(InvalidParameter(f"{where} has {len(value):,} tokens; the context is {CONTEXT_LENGTH:,}."))
+    vocab = model.vocab_size if model is not None else None
+    for token in value:
+        if not isinstance(token, int) or isinstance(token, bool) or token < 0 or (vocab and token >= vocab):
+            raise _Carrier(InvalidParameter(
+                f"{where} holds {token!r:.20}, which is not a token id of {model.name if model else 'the model'}"
+                f"{f' (0 to {vocab - 1})' if vocab else ''}."))
+    return tuple(value)
+
+
+def _prompt_batch(value: Any, info: ValidationInfo) -> tuple[str | tuple[int, ...], ...]:
+    """A text, a list of texts, a list of token ids, or a list of token-id lists -> one entry per prompt."""
+    model = info.data.get("model")
+    if isinstance(value, str):
+        return (_rule(check_text, value, "prompt"),)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _Carrier(InvalidParameter("prompt must be a text, a list of texts, a list of token ids, or a list "
+                                        "of token-id lists."))
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return (_token_ids(value, "prompt", model),)
+    if len(value) > MAX_PROMPTS:
+        raise _Carrier(InvalidParameter(f"prompt holds {len(value)} prompts; send at most {MAX_PROMPTS} at once."))
+    prompts = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            prompts.append(_rule(check_text, item, f"prompt[{i}]"))
+        elif isinstance(item, (list, tuple)):
+            prompts.append(_token_ids(item, f"prompt[{i}]", model))
+        else:
+            raise _Carrier(InvalidParameter(f"prompt[{i}] must be a text or a list of token ids."))
+    return tuple(prompts)
+
+
+def _stops(value: Any) -> tuple[str, ...]:
+    stops = (value,) if isinstance(value, str) else value
+    if stops is None:
+        return ()
+    if (not isinstance(stops, (list, tuple)) or len(stops) > MAX_STOPS
+            or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stops)):
+        raise _Carrier(InvalidParameter(f"stop must be a text or a list of at most {MAX_STOPS} texts of 1 to "
+                                        f"{MAX_STOP_CHARS} characters."))
+    return tuple(stops)
+
+
+def _system(value: Any) -> str:
+    return "" if value is None else _rule(check_text, value, "system message")
+
+
+PromptBatch = Annotated[
+    tuple[str | tuple[int, ...], ...], BeforeValidator(_prompt_batch),
+    WithJsonSchema({"anyOf": [{"type": "string"}, _STRINGS, {"type": "array", "items": {"type": "integer"}},
+                              {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}]}),
+    Field(description=f"A text, a list of texts, a list of token ids, or a list of token-id lists (up to "
+                      f"{MAX_PROMPTS} prompts, each at most {CONTEXT_LENGTH:,} tokens).")]
+Stops = Annotated[tuple[str, ...], BeforeValidator(_stops), WithJsonSchema(_nullable(_STRINGS)), Field(
+    description=f"Up to {MAX_STOPS} texts; a choice ends before the first of them (which is not returned).")]
+Choices = Annotated[int, BeforeValidator(_integer)]
+Alternatives = Annotated[int | None, BeforeValidator(_integer)]
+System = Annotated[str, BeforeValidator(_system), Field(
+    description="Text that leads the transcript, before its first User: line (what a system message says).")]
+
+
+class _Batch(_Generation):
+    """Several choices decoded or scored together: the row count the per-client limit counts."""
+
+    n: Choices = Field(1, ge=1, le=MAX_CHOICES, strict=True, description="Choices to generate for each prompt.")
+    stop: Stops = ()
+    logprobs: Alternatives = Field(None, ge=0, le=MAX_TOP_LOGPROBS, strict=True, description=(
+        f"Return each token's log-prob and this many likeliest alternatives at its position (0 to "
+        f"{MAX_TOP_LOGPROBS}); none by default."))
+
+
+class BatchCompletionRequest(_Batch):
+    """Plain continuations of several prompts (texts or token ids), with OpenAI's echo and logprobs."""
+
+    model: Model = None
+    revision: Revision = None
+    prompt: PromptBatch
+    sampling: Sampling = SamplingParams()  # its max_new_tokens is not used: max_tokens says how many
+    max_tokens: Annotated[int, BeforeValidator(_integer)] = Field(
+        16, ge=0, le=MAX_NEW_TOKENS, strict=True,
+        description="Tokens to generate for each choice; 0 (with echo) scores the prompt only.")
+    echo: bool = Field(False, strict=True, description="Return the prompt before the generated text (and, with "
+                                                       "logprobs, the log-prob of every prompt token).")
+
+    @model_validator(mode="after")
+    def _scoring_needs_echo(self):
+        if self.max_tokens == 0 and not self.echo:
+            raise _Carrier(InvalidParameter("max_tokens is 0: nothing would be returned. Set echo to true to score "
+                                            "the prompt, or ask for at least one token.").naming("max_tokens"))
+        return self
+
+    @property
+    def rows(self) -> int:
+        return len(self.prompt) * self.n
+
+
+class BatchChatRequest(_Batch):
+    """The next Bot turn of a User:/Bot: transcript, led by an optional system text; n choices."""
+
+    model: Model = None
+    revision: Revision = None
+    system: System = ""
+    history: History = ()
+    message: Message
+    sampling: Sampling = SamplingParams()
+
+    @property
+    def rows(self) -> int:
+        return self.n

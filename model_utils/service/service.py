@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..core.catalog import Catalog, PythiaModel
+from ..core.errors import InvalidParameter
 from ..core.progress import ProgressCallback
 from ..core.sampling import FinishReason, SamplingParams
 from ..engine.generation import ReplyBuilder, stream
@@ -21,7 +22,11 @@ from ..engine.model_status import ModelStatus
 from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
 from ..engine.scoring import TextScore, TokenScore, score_text, token_probabilities
 from . import research
+from .choices import BatchJob, BatchUsage, ChoiceDelta, run_batch
+from .client_limits import ClientLimits
 from .requests import (
+    BatchChatRequest,
+    BatchCompletionRequest,
     ChatRequest,
     CompareRequest,
     CompletionRequest,
@@ -34,6 +39,7 @@ from .requests import (
 )
 
 STREAM_INTERVAL_S = 0.05  # at most 20 updates a second per reply
+DEFAULT_CLIENT_ROWS = 8  # choices one API client may have queued or decoding at once (--max-client-rows)
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,13 @@ class PythiaService:
     to the operation; operations never see raw values.
     """
 
-    def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str):
+    def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str, *,
+                 max_client_rows: int = DEFAULT_CLIENT_ROWS):
         self.engine = engine
         self.catalog = catalog
         self.default_model = default_model
         self.context = ParseContext(catalog, default_model, engine.capabilities)
+        self.client_limits = ClientLimits(max_client_rows)
 
     def parse(self, request: type[R], **raw: Any) -> R:
         """Validate raw arguments (from the UI, the Gradio API, MCP or the OpenAI routes) into ``request``;
@@ -136,6 +144,29 @@ class PythiaService:
                         last.time_to_first_token, last.tokens_per_second, loaded.served_by,
                         model.name, revision, scores)
 
+    # -- batches of choices (the OpenAI routes) ------------------------------------------------
+    def tokenizer(self, target: TargetRequest, progress: ProgressCallback | None = None):
+        """The tokenizer of (model, revision): what the model reads and writes (loads the model if need be)."""
+        with self.engine.open(target.model, target.revision, progress) as loaded:
+            return loaded.tokenizer
+
+    def batch_completion(self, r: BatchCompletionRequest, *, cancel: threading.Event | None = None
+                         ) -> Iterator[ChoiceDelta | BatchUsage]:
+        """Every prompt's ``n`` continuations (or scores, with echo and max_tokens 0 or 1), then the usage."""
+        with self.engine.open(r.model, r.revision) as loaded:
+            prompts = [_batch_prompt(loaded, i, p) for i, p in enumerate(r.prompt)]
+            job = BatchJob(r.n, r.max_tokens, r.sampling, r.echo, r.logprobs, r.stop)
+            yield from run_batch(loaded, prompts, job, cancel)
+
+    def batch_chat(self, r: BatchChatRequest, *, cancel: threading.Event | None = None
+                   ) -> Iterator[ChoiceDelta | BatchUsage]:
+        """``n`` next Bot turns of the transcript, then the usage."""
+        with self.engine.open(r.model, r.revision) as loaded:
+            prompt = prepare_chat(loaded.tokenizer, r.history, r.message, r.sampling.max_new_tokens, r.system)
+            job = BatchJob(r.n, r.sampling.max_new_tokens, r.sampling, logprobs=r.logprobs,
+                           stop=(*CHAT_STOP_STRINGS, *r.stop), strip_leading=True)
+            yield from run_batch(loaded, [prompt], job, cancel)
+
     # -- research -----------------------------------------------------------------------------
     def score(self, r: ScoreRequest, progress: ProgressCallback | None = None) -> TextScore:
         """Per-token log-probs of the text, its perplexity and bits per byte."""
@@ -157,6 +188,19 @@ class PythiaService:
                 ) -> Iterator[list[research.CompareColumn]]:
         """Stream one prompt through several (model, revision) pairs side by side."""
         return research.compare(self.engine, r, cancel)
+
+
+def _batch_prompt(model, index: int, prompt: str | tuple[int, ...]) -> PreparedPrompt:
+    """A batch prompt as token ids: a text is tokenized whole (it is refused later if it does not fit); ids
+    must be tokens of this model's tokenizer (the request checked them against its embedding size only)."""
+    if isinstance(prompt, str):
+        return prepare_completion(model.tokenizer, prompt, max_new_tokens=0, truncate=False)
+    size = model.tokenizer.get_vocab_size()
+    wrong = next((t for t in prompt if t >= size), None)
+    if wrong is not None:
+        raise InvalidParameter(f"prompt[{index}] holds {wrong}, which is not a token of {model.info.name}'s "
+                               f"vocabulary (0 to {size - 1}).")
+    return PreparedPrompt(tuple(prompt))
 
 
 def _shown(text: str, strip_leading: bool) -> str:

@@ -25,13 +25,18 @@ PAGE_CSS = """
   #curve-table td, #curve-table th, #memo-table td, #memo-table th { padding: 4px; font-size: 12px; min-width: 0; }
 }
 """
-# Everything both app.py and the tests pass to launch(): the page's CSS and the security settings.
-LAUNCH_OPTIONS = dict(css=PAGE_CSS, max_file_size="1mb", enable_monitoring=False, share=False)
 STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}
 BASE_MODEL_NOTE = (
     "Pythia is a **base model**, not a chat assistant: it continues text. The chat tab writes your "
     "conversation as a `User: … / Bot: …` transcript and lets the model write the next `Bot:` line. "
     "For the most natural use, try the **Completion** tab.")
+
+
+def mount_page(app, demo: gr.Blocks, *, mcp: bool = False):
+    """Serve the page, the Gradio API (and with ``mcp`` its MCP server) from ``app`` at "/": the page's CSS and
+    the security settings (no monitoring dashboard, 1 MB uploads) in one place."""
+    return gr.mount_gradio_app(app, demo, path="/", css=PAGE_CSS, max_file_size="1mb", enable_monitoring=False,
+                               footer_links=["api"], mcp_server=mcp or None)
 
 
 def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:

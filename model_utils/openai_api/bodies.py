@@ -1,0 +1,86 @@
+"""The OpenAI request bodies: OpenAI's field names and defaults, nothing else.
+
+A body only says which fields exist (an unknown one is refused, naming it) and what OpenAI means when one is
+left out. Every value is then validated by the service's own declarations (service/requests.py,
+core/sampling.py) -- the same bounds and the same words as the Gradio API -- and each field's description
+here is read from that declaration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..service import BatchChatRequest, BatchCompletionRequest, field_bounds
+
+
+def declared(request: type, name: str, default: Any = None, note: str = "") -> Any:
+    """A body field whose description is the service's declaration of ``name`` (range included)."""
+    b = field_bounds(request.arguments()[name])
+    span = f" ({b.minimum:g} to {b.maximum:g})" if b.minimum is not None and b.maximum is not None else ""
+    return Field(default, description=f"{b.info}{span}{note}")
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class _Body(BaseModel):
+    # unknown fields are refused (a 400 that names the field), not silently ignored
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description=(
+        "NAME, NAME@REVISION (e.g. pythia-160m@step1000) or a Hub id (EleutherAI/pythia-160m[@REVISION]); "
+        "default: the address's model, else this server's default model."))
+    temperature: Any = declared(BatchCompletionRequest, "temperature", 1.0, "; OpenAI's default 1")
+    top_p: Any = declared(BatchCompletionRequest, "top_p", 1.0)
+    top_k: Any = declared(BatchCompletionRequest, "top_k", 0, "; -1 also means no limit, as in vLLM")
+    repetition_penalty: Any = declared(BatchCompletionRequest, "repetition_penalty", 1.0, "; default 1 (off)")
+    stop: Any = declared(BatchCompletionRequest, "stop")
+    n: Any = declared(BatchCompletionRequest, "n", 1)
+    seed: int | None = Field(None, description=(
+        "Accepted for compatibility. It does not make sampled choices reproducible: rows share batches and "
+        "CTranslate2 has no per-request seed. Greedy choices (temperature 0) do not depend on it."))
+    stream: bool = Field(False, description="Send the choices as server-sent events, ending with `data: [DONE]`.")
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(None, description="Accepted for compatibility; not used.")
+
+
+class CompletionBody(_Body):
+    """POST /v1/completions (OpenAI's legacy completions, as vLLM serves them)."""
+
+    prompt: Any = declared(BatchCompletionRequest, "prompt", ...)
+    max_tokens: Any = declared(BatchCompletionRequest, "max_tokens", 16, "; OpenAI's default 16")
+    echo: Any = declared(BatchCompletionRequest, "echo", False)
+    logprobs: Any = declared(BatchCompletionRequest, "logprobs")
+
+
+class ChatBody(_Body):
+    """POST /v1/chat/completions: the messages become the app's User:/Bot: transcript."""
+
+    messages: Any = Field(..., description=(
+        "[{role, content}, ...]: system (or developer) messages lead the transcript, then user and assistant "
+        "turns; the last one must be the user's."))
+    max_tokens: Any = declared(BatchChatRequest, "max_new_tokens")
+    max_completion_tokens: Any = Field(None, description="OpenAI's newer name for max_tokens.")
+    logprobs: bool | None = Field(False, description="Return each generated token's log-prob.")
+    top_logprobs: Any = declared(BatchChatRequest, "logprobs", None, "; needs logprobs true")
+
+
+class TokenizeBody(BaseModel):
+    """POST /tokenize (vLLM's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    prompt: str
+    add_special_tokens: bool = Field(False, description="Pythia adds none: it has no BOS token.")
+
+
+class DetokenizeBody(BaseModel):
+    """POST /detokenize (vLLM's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    tokens: list[int]
