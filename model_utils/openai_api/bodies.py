@@ -24,7 +24,7 @@ def declared(request: type, name: str, default: Any = None, note: str = "") -> A
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    include_usage: bool = False
+    include_usage: bool = Field(False, strict=True)
 
 
 class _Body(BaseModel):
@@ -40,10 +40,11 @@ class _Body(BaseModel):
     repetition_penalty: Any = declared(BatchCompletionRequest, "repetition_penalty", 1.0, "; default 1 (off)")
     stop: Any = declared(BatchCompletionRequest, "stop")
     n: Any = declared(BatchCompletionRequest, "n", 1)
-    seed: int | None = Field(None, description=(
+    seed: int | None = Field(None, strict=True, description=(
         "Accepted for compatibility. It does not make sampled choices reproducible: rows share batches and "
         "CTranslate2 has no per-request seed. Greedy choices (temperature 0) do not depend on it."))
-    stream: bool = Field(False, description="Send the choices as server-sent events, ending with `data: [DONE]`.")
+    stream: bool = Field(False, strict=True,
+                         description="Send the choices as server-sent events, ending with `data: [DONE]`.")
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, description="Accepted for compatibility; not used.")
 
@@ -65,7 +66,7 @@ class ChatBody(_Body):
         "turns; the last one must be the user's."))
     max_tokens: Any = declared(BatchChatRequest, "max_new_tokens")
     max_completion_tokens: Any = Field(None, description="OpenAI's newer name for max_tokens.")
-    logprobs: bool | None = Field(False, description="Return each generated token's log-prob.")
+    logprobs: bool | None = Field(False, strict=True, description="Return each generated token's log-prob.")
     top_logprobs: Any = declared(BatchChatRequest, "logprobs", None, "; needs logprobs true")
 
 
@@ -75,7 +76,7 @@ class TokenizeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str | None = None
     prompt: str
-    add_special_tokens: bool = Field(False, description="Pythia adds none: it has no BOS token.")
+    add_special_tokens: bool = Field(False, strict=True, description="Pythia adds none: it has no BOS token.")
 
 
 class DetokenizeBody(BaseModel):
