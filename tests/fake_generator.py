@@ -58,8 +58,11 @@ class FakeGenerator:
             self.num_active_batches -= 1
         return []
 
-    def forward_batch(self, batch):
-        return np.zeros((len(batch), len(batch[0]), self.vocab_size), dtype=np.float32)
+    def forward_batch(self, batch, return_log_probs=False):
+        """A uniform distribution at every position (padded to the longest row, as CT2 pads)."""
+        longest = max(len(row) for row in batch)
+        value = -np.log(self.vocab_size) if return_log_probs else 0.0
+        return np.full((len(batch), longest, self.vocab_size), value, dtype=np.float32)
 
     def unload_model(self):
         self.loaded = False

@@ -60,11 +60,16 @@ def test_temperature_zero_is_greedy_like_openai():
     assert SamplingParams.parse(temperature=1).temperature == 1.0  # JSON's 1 is a number, True is not
 
 
-@pytest.mark.parametrize("name", ["gpt2", "../../etc/passwd", "EleutherAI/pythia-160m", "", None, 5, "pythia-160M"])
+@pytest.mark.parametrize("name", ["gpt2", "../../etc/passwd", "EleutherAI/gpt2", "", None, 5, "pythia-160M"])
 def test_unknown_model(name):
     with pytest.raises(UnknownModel) as info:
         Catalog().get(name)
     assert "pythia-160m" in str(info.value)  # lists what is valid
+
+
+def test_a_model_may_be_named_by_its_hub_id():
+    assert Catalog().get("EleutherAI/pythia-160m").name == "pythia-160m"
+    assert Catalog().get("EleutherAI/pythia-70m-deduped").name == "pythia-70m-deduped"
 
 
 @pytest.mark.parametrize("revision", ["step3", "step143001", "step-1", "step01", "v1", "", None, 1000, "main ",
