@@ -277,11 +277,12 @@ def test_demo_learning_curve_falls(page, demo_url, output_dir):
     page.fill("#score-text textarea", (HELD_OUT_TEXT.read_text())[:1000])
     page.click("#curve-button")
     page.wait_for_selector("#curve-plot svg circle", timeout=120000)
-    points = page.eval_on_selector_all("#curve-plot svg circle title", "els => els.map(e => e.textContent)")
+    # the chart is drawn wide and narrow (for phones); this 1200-px page shows the wide one
+    points = page.eval_on_selector_all("#curve-plot svg.wide circle title", "els => els.map(e => e.textContent)")
     assert len(points) == len(demo_model().revisions), points
     values = [float(t.rsplit(": ", 1)[1].replace(",", "")) for t in points]
     assert values[0] / values[-1] >= 10, values  # step0 ... main, left to right
-    ticks = page.eval_on_selector_all("#curve-plot svg text.x-tick", "els => els.map(e => e.textContent)")
+    ticks = page.eval_on_selector_all("#curve-plot svg.wide text.x-tick", "els => els.map(e => e.textContent)")
     assert "0" in ticks and "1,000" in ticks  # real step numbers, not log10(step + 1)
     assert "ok" in page.locator("#curve-table").inner_text()
     assert page.locator("#curve-csv").is_visible()

@@ -11,7 +11,6 @@ early step and main.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -29,18 +28,12 @@ def main() -> int:
     import app
     from model_utils.settings import Settings
     from model_utils.store.demo_model import DEMO_DIR, DEMO_MODEL, HELD_OUT_TEXT, demo_model
-    from model_utils.ui.blocks import LAUNCH_OPTIONS
 
     training = {c["revision"]: c["held_out_perplexity"] for c in
                 json.loads((DEMO_DIR / "TRAINING.json").read_text())["checkpoints"]}
     with tempfile.TemporaryDirectory() as cache:
-        engine, demo = app.build(Settings(demo=True, device="cpu", compute_type="float32", cache_dir=cache))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                                **LAUNCH_OPTIONS)
-        try:
+        settings = Settings(demo=True, device="cpu", compute_type="float32", cache_dir=cache)
+        with app.running(settings) as (url, _):
             client = Client(url, verbose=False)
             rows = client.predict(text=HELD_OUT_TEXT.read_text(), model=DEMO_MODEL,
                                   revisions=list(demo_model().revisions), api_name="/score_across")
@@ -58,9 +51,6 @@ def main() -> int:
                                          max_new_tokens=24, repetition_penalty=1.0, api_name="/compare")
                 cells = [c["text"].replace("\n", " ").replace("|", "\\|").strip() for c in columns]
                 print(f"| {prompt} | " + " | ".join(cells) + " |")
-        finally:
-            demo.close()
-            engine.close()
     return 0
 
 

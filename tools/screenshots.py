@@ -1,13 +1,16 @@
-"""Screenshots of the real page, as a visitor sees it: every tab at 1280x900 and 390x844 (phone).
+"""Screenshots of the real page, as a visitor sees it: every tab at 1280x900 and 390x844 (phone),
+in the light and the dark colour scheme, and the README's picture.
 
     python tools/screenshots.py [OUTPUT_DIR]     # default: test-output/screens
 
 Starts `app.py --demo` in-process (offline), drives Debian's chromium with Playwright, uses each tab
-once, and writes PNGs. docs/screenshot.png (the README's picture) is the 1280-wide Compare tab.
+once, and writes OUTPUT_DIR/{desktop,phone}-{light,dark}-{tab}.png, plus docs/screenshot.png (the
+README's picture: the whole Compare tab at 1280 px, light).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -17,15 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
+THEMES = ("light", "dark")  # Gradio follows the browser's prefers-color-scheme
+HERO = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def use_tabs(page, out: Path, size: str) -> dict:
-    """Use every tab once; return what overflowed sideways, per tab."""
-    overflow = {}
-
-    def shot(name):
-        page.screenshot(path=str(out / f"{size}-{name}.png"), full_page=True)
-        overflow[name] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+def use_tabs(page, shot) -> None:
+    """Use every tab once, calling ``shot(name)`` after each."""
+    from model_utils.store.demo_model import TRAINED_PASSAGE
 
     page.get_by_text("Sampling").first.click()  # the controls, open
     page.wait_for_selector("#max-new-tokens input[type=number]")
@@ -34,6 +37,10 @@ def use_tabs(page, out: Path, size: str) -> dict:
     page.fill("#chat-input textarea", "Who was Joseph?")
     page.click("#chat-send")
     page.wait_for_function("document.querySelector('#chat-metrics').innerText.includes('tokens')", timeout=60000)
+    page.locator("#chat-show-probs input").check()  # the second reply's tokens, coloured, once it is done
+    page.fill("#chat-input textarea", "And who was his father?")
+    page.click("#chat-send")
+    page.wait_for_selector("#chat-heatmap span.tok", timeout=60000)
     shot("chat")
     page.get_by_role("tab", name="Completion").click()
     page.check("#show-probs input")
@@ -43,10 +50,14 @@ def use_tabs(page, out: Path, size: str) -> dict:
     page.wait_for_selector("#completion-heatmap span.tok", timeout=30000)
     shot("completion")
     page.get_by_role("tab", name="Score", exact=True).click()
+    page.fill("#score-text textarea", TRAINED_PASSAGE.read_text()[:600])
     page.click("#score-button")
     page.wait_for_selector("#score-heatmap span.tok", timeout=60000)
     page.click("#curve-button")
-    page.wait_for_selector("#curve-plot svg circle", timeout=120000)
+    page.wait_for_selector("#learned-heatmap table td", timeout=120000)
+    page.get_by_text("Memorization: does the model reproduce this text?").click()
+    page.click("#memo-button")
+    page.wait_for_selector("#memo-table .virtual-row", timeout=120000)
     shot("score")
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare-button")
@@ -54,7 +65,6 @@ def use_tabs(page, out: Path, size: str) -> dict:
         "[0,1,2].every(i => document.querySelector('#compare-metrics-' + i).innerText.includes('tokens'))",
         timeout=120000)
     shot("compare")
-    return overflow
 
 
 def main() -> int:
@@ -65,22 +75,32 @@ def main() -> int:
 
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "test-output" / "screens"
     out.mkdir(parents=True, exist_ok=True)
+    HERO.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as cache:
         with app.running(Settings(demo=True, device="cpu", cache_dir=cache)) as (url, _):
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                            args=["--no-sandbox", "--disable-gpu"])
+                                            args=CHROMIUM_ARGS)
                 for size, (w, h) in SIZES.items():
-                    page = browser.new_page(viewport={"width": w, "height": h})
-                    page.goto(url)
-                    page.wait_for_selector("#chat-input textarea")
-                    print(size, "sideways overflow (px):", use_tabs(page, out, size))
-                    page.close()
+                    for theme in THEMES:
+                        page = browser.new_page(viewport={"width": w, "height": h}, color_scheme=theme)
+                        page.goto(url)
+                        page.wait_for_selector("#chat-input textarea")
+                        overflow = {}
+
+                        def shot(name, page=page, prefix=f"{size}-{theme}", overflow=overflow):
+                            page.screenshot(path=str(out / f"{prefix}-{name}.png"), full_page=True)
+                            overflow[name] = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+                            if (prefix, name) == ("desktop-light", "compare"):  # whole or not at all
+                                partial = HERO.with_suffix(".part")
+                                shutil.copy(out / f"{prefix}-{name}.png", partial)
+                                os.replace(partial, HERO)
+
+                        use_tabs(page, shot)
+                        print(size, theme, "sideways overflow (px):", overflow)
+                        page.close()
                 browser.close()
-    docs = ROOT / "docs"
-    docs.mkdir(exist_ok=True)
-    shutil.copy(out / "desktop-compare.png", docs / "screenshot.png")
-    print("wrote", out, "and", docs / "screenshot.png")
+    print("wrote", out, "and", HERO)
     return 0
 
 

@@ -13,16 +13,39 @@ from .research_tabs import build_research_tabs
 
 SLIDER_ROWS = (("temperature", "top_k", "top_p"), ("repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"))
 PAGE_CSS = """
+/* Gradio rewrites this CSS for its own box (.contain): an @media rule then reaches only elements in
+   that box, and an @container rule is dropped. A rule nested inside a plain rule reaches the page as
+   written, so the rules for the page's edges, its footer and the charts are nested. */
 /* phones: nothing may push the page sideways */
 .gradio-container { overflow-x: hidden; }
+.gradio-container > .main.app { @media (max-width: 640px) { padding-left: 12px; padding-right: 12px; } }
 .token-heatmap, .token-heatmap span { overflow-wrap: anywhere; word-break: break-word; }
 #model-picker input, #checkpoint input { text-overflow: ellipsis; padding-right: 2.2em; }
 .notice p { color: var(--error-text-color, #b91c1c); font-weight: 600; }
 .metrics p { font-size: var(--text-md); }
+/* The chat's label and its buttons float over the top edge of the messages: start the scrolling
+   messages below them, so they cover neither the first bubble nor the text scrolled under them. */
+#chatbot .bubble-wrap { margin-top: 30px; height: calc(100% - 30px); padding-top: var(--spacing-md); }
+/* Charts come drawn wide and narrow (charts.py): show the one that fits the space they have. */
+.chart { container-type: inline-size; }
+.chart .line-chart.narrow { display: none; }
+.chart .line-chart.wide { @container (max-width: 560px) { display: none; } }
+.chart .line-chart.narrow { @container (max-width: 560px) { display: block; } }
+/* Tables: Gradio measures each column in an auto-layout table, then fixes the widths. Let that layout
+   fill the width and wrap cells between words: no header breaks mid-word, no column is cut off,
+   and the table scrolls sideways only when its words cannot fit. */
+.table-wrap .header-table { min-width: 100%; max-width: 100%; }
+.table-wrap .sizing-body td { padding: 0; }  /* measured as shown: the cell's inner box has the padding */
+.table-wrap .sizing-body td, .table-wrap .header-cell span.text, .table-wrap .body-cell span.text {
+  white-space: normal; word-break: normal; overflow-wrap: break-word; }
+#memo-table .sizing-body td:last-child { overflow-wrap: anywhere; }  /* a model's run-on "word" must not widen it */
+/* The footer holds only "Use via API" (app.py): Gradio hides it on phones, leaving a lone "·" */
+footer .show-api { display: flex !important; }
+footer > .divider:last-child { display: none; }
 @media (max-width: 640px) {
-  .tab-wrapper button, [role="tab"] { padding-left: 8px; padding-right: 8px; }
-  .table-wrap, .table-container { max-width: 100%; }
-  #curve-table td, #curve-table th, #memo-table td, #memo-table th { padding: 4px; font-size: 12px; min-width: 0; }
+  .tab-wrapper button, [role="tab"] { padding-left: 6px; padding-right: 6px; }
+  .table-wrap .header-table, .table-wrap .virtual-row { font-size: 12px; }
+  .table-wrap .cell-wrap { padding: 4px; }
 }
 """
 STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}

@@ -8,7 +8,7 @@ import math
 import gradio as gr
 
 from ..service import CompareRequest, MemorizationRequest, PythiaService, ScoreAcrossRequest, ScoreRequest
-from .charts import Series, line_chart, png_download_js
+from .charts import Series, chart_caption, line_chart, png_download_js
 from .common import declared_slider, gradio_progress
 from .exports import csv_file
 from .handlers import Handlers, notice, sampling_kwargs, with_notice
@@ -33,6 +33,10 @@ def score_markdown(result) -> str:
 
 
 CURVE_HEADER = ["checkpoint", "perplexity", "bits/byte", "status"]  # four columns: readable on a phone
+# Column widths are the browser's (PAGE_CSS lets Gradio measure them from the content): fixed
+# percentages broke header words on a phone. A default curve's table (nine checkpoints; on a phone each
+# memorization row wraps to several lines) fits whole, with no inner scroll hiding its last rows.
+TABLE_MAX_HEIGHT = 4000
 CSV_HEADER = ["model", "revision", "step", "status", "perplexity", "bits_per_byte", "error"]
 
 
@@ -47,25 +51,31 @@ def _series(rows, value) -> list[Series]:
     return [Series(m, [(r.step, value(r)) for r in rows if r.model == m and r.status == "ok"]) for m in models]
 
 
-def curve_outputs(points):
-    """The chart, the table, its CSV and (one model) the when-was-each-token-learned grid of a learning curve."""
+def curve_outputs(points, text: str = ""):
+    """The chart, the table, its CSV and (one model) the when-was-each-token-learned grid of a learning curve
+    (``text``, the scored text, titles the chart's PNG)."""
     several = len({p.model for p in points}) > 1
-    chart = line_chart(_series(points, lambda p: p.perplexity), "perplexity", "Perplexity over training")
+    series = _series(points, lambda p: p.perplexity)
+    title = "Perplexity over training"
+    chart = line_chart(series, "perplexity", title, caption=chart_caption(title, [s.name for s in series], text))
     table = [[_checkpoint(p, several), _fmt(p.perplexity), _fmt(p.bits_per_byte),
               "ok" if p.status == "ok" else f"{p.status}: {p.error}"] for p in points]
     raw = [[p.model, p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
     return chart, table, csv_file("learning-curve", CSV_HEADER, raw), "" if several else learned_heatmap(points)
 
 
-MEMO_HEADER = ["checkpoint", "exact", "matched", "fraction", "continuation"]
+# short headers, each one word or breakable between words: five columns fit a phone
+MEMO_HEADER = ["checkpoint", "exact", "matched", "share", "the model wrote"]
 MEMO_CSV_HEADER = ["model", "revision", "step", "status", "exact", "matched_prefix", "match_fraction",
                    "continuation", "error"]
 
 
-def memorization_outputs(rows):
+def memorization_outputs(rows, text: str = ""):
     several = len({r.model for r in rows}) > 1
-    chart = line_chart(_series(rows, lambda r: r.match_fraction), "share of tokens reproduced",
-                       "Memorization over training", log_y=False)
+    series = _series(rows, lambda r: r.match_fraction)
+    title = "Memorization over training"
+    chart = line_chart(series, "share of tokens reproduced", title, log_y=False,
+                       caption=chart_caption(title, [s.name for s in series], text))
     table = [[_checkpoint(r, several), "yes" if r.exact else "no", r.matched_prefix, _fmt(r.match_fraction),
               r.continuation] if r.status == "ok"
              else [_checkpoint(r, several), "–", "–", "–", f"{r.status}: {r.error}"]
@@ -105,7 +115,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                 curve_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="curve-png")
                 curve_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="curve-csv", size="sm")
             curve_table = gr.Dataframe(headers=CURVE_HEADER, elem_id="curve-table", interactive=False, wrap=True,
-                                       column_widths=["34%", "22%", "20%", "24%"])
+                                       max_height=TABLE_MAX_HEIGHT)
             learned = gr.HTML(elem_id="learned-heatmap")
         with gr.Accordion("Memorization: does the model reproduce this text?", open=False):
             gr.Markdown("Biderman et al. (2023): give the model the text's first tokens, let it continue greedily, "
@@ -122,7 +132,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                 memo_png = gr.Button("Download the chart (PNG)", size="sm", elem_id="memo-png")
                 memo_csv = gr.DownloadButton("Download the table (CSV)", visible=False, elem_id="memo-csv", size="sm")
             memo_table = gr.Dataframe(headers=MEMO_HEADER, elem_id="memo-table", interactive=False, wrap=True,
-                                      column_widths=["20%", "10%", "12%", "12%", "46%"])
+                                      max_height=TABLE_MAX_HEIGHT)
 
         @with_notice(outputs=2)
         def do_score(text, model_name, rev, progress=gr.Progress()):
@@ -139,7 +149,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                 request = service.parse(ScoreAcrossRequest, text=text, model=model_name,
                                         models=models_of(model_name, extra), revisions=revisions)
                 points = service.score_across(request, progress=gradio_progress(progress), cancel=cancel)
-            chart, table, csv_path, grid = curve_outputs(points)
+            chart, table, csv_path, grid = curve_outputs(points, text)
             return chart, table, gr.update(value=csv_path, visible=True), grid
 
         @with_notice(outputs=3)
@@ -150,7 +160,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                                         models=models_of(model_name, extra), revisions=revisions,
                                         prefix_tokens=prefix_tokens, continuation_tokens=continuation_tokens)
                 rows = service.memorization(request, progress=gradio_progress(progress), cancel=cancel)
-            chart, table, csv_path = memorization_outputs(rows)
+            chart, table, csv_path = memorization_outputs(rows, text)
             return chart, table, gr.update(value=csv_path, visible=True)
 
         # the curve offers only the selected model's checkpoints

@@ -60,7 +60,7 @@ def metrics_line(reply: Reply, chat: bool = False) -> str:
     parts = [f"{reply.num_tokens} token{'s' if reply.num_tokens != 1 else ''}"]
     if reply.time_to_first_token is not None:
         parts.append(f"first after {reply.time_to_first_token * 1000:.0f} ms")
-    if reply.num_tokens > 1:
+    if reply.num_tokens > 1 and reply.tokens_per_second > 0:  # 0: too short to time
         parts.append(f"{reply.tokens_per_second:.0f} tokens/s")
     parts.append(finish_words(reply.finish_reason, chat))
     parts.append(reply.model if reply.revision in ("", "main") else f"{reply.model} {reply.revision}")
@@ -86,7 +86,8 @@ def column_metrics(column: CompareColumn) -> str:
     """Under a Compare column, once it finished."""
     if not column.done or column.error is not None:
         return ""
-    speed = f" · {column.tokens_per_second:.0f} tokens/s" if column.num_tokens > 1 else ""
+    speed = f" · {column.tokens_per_second:.0f} tokens/s" if column.num_tokens > 1 and column.tokens_per_second > 0 \
+        else ""  # 0: too short to time
     served = f" · {column.served_by}" if column.served_by else ""
     return f"{column.num_tokens} tokens{speed} · {finish_words(column.finish_reason, chat=False)}{served}"
 
