@@ -15,7 +15,7 @@ from .batching import BatchingConfig, BatchScheduler
 from .devices import DeviceConfig
 from .interface import TokenChoices
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from .interface import TokenChoices
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 SERVED_BY = "remote vLLM engine"
 RETRY_S = 15.0  # a server found down is asked again at most this often by status checks
