@@ -6,9 +6,30 @@ the logic lives in model_utils/.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
+import socket
 import sys
+
+# No launch telemetry: Gradio reports each start (through huggingface_hub, to HF_ENDPOINT) and checks its
+# version online, and huggingface_hub adds a request of its own to the first download. An app that must
+# start offline makes no request it does not need. Set before Gradio or huggingface_hub is imported (both
+# read these once); an operator who wants them sets the variables.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+log = logging.getLogger("app")
+OUR_LOGGERS = ("app", "model_utils")  # model_utils logs under one logger per layer: model_utils.store, ...
+
+
+def configure_logging(level: str) -> None:
+    """Our loggers at ``level`` (info: downloads, conversions, loads, evictions, Hub failures, busy refusals and
+    failures with their tracebacks); other libraries' at WARNING, so a request never costs a log line."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
 
 
 def _stop_on_sigterm(signum, frame):
@@ -17,16 +38,45 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether another program already listens on ``host:port`` (checked before anything loads)."""
-    import socket
-
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on ``host:port``, or None if it can (checked before launching)."""
     with socket.socket() as s:
+        # As uvicorn binds: connections of the last run still in TIME_WAIT on this port are no obstacle.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
-        except OSError:
-            return True
-    return False
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is in use; pass --port with a free one (or set PYTHIA_PORT)."
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port."
+    return None
+
+
+def choose_default_model(settings, catalog, store) -> tuple[str, str | None]:
+    """The model the page opens on, and, when it is the demo model only because the usual default cannot be
+    had (neither on disk nor fetchable from the Hub), the notice that tells visitors why."""
+    from model_utils.core.errors import ModelUnavailable
+    from model_utils.store.demo_model import DEMO_MODEL
+    from model_utils.store.local_dirs import describe_local_dir
+    from model_utils.ui.wording import default_fallback_notice
+
+    if settings.model_dir:
+        return catalog.add(describe_local_dir(settings.model_dir)).name, None
+    if settings.demo:
+        return DEMO_MODEL, None
+    model = catalog.get(settings.default_model)  # fail fast on a typo in --default-model
+    remote = any(spec.name == model.name and spec.revision == "main" for spec in settings.remote_model)
+    if remote or model.local_path is not None or store.cached_path(model, "main") is not None:
+        return model.name, None
+    try:
+        store.hub.probe(model)  # at most --hub-timeout: a stalled Hub cannot hold the start for long
+    except ModelUnavailable as exc:
+        log.warning("The default model %s is not on disk and cannot be fetched from the Hub (%s). The page opens "
+                    "on the offline demo model %s instead and tells visitors why. To serve %s, make the Hub "
+                    "reachable (HF_ENDPOINT, HF_TOKEN, proxy settings) and restart; or start with --default-model "
+                    "NAME of a model on disk, --model-dir PATH, or --demo.", model.name, exc, DEMO_MODEL, model.name)
+        return DEMO_MODEL, default_fallback_notice(model.name, str(exc))
+    return model.name, None
 
 
 def build(settings):
@@ -36,22 +86,18 @@ def build(settings):
     from model_utils.engine.remote import RemoteEngine
     from model_utils.engine.router import EngineRouter
     from model_utils.service import PythiaService
-    from model_utils.store import hub
+    from model_utils.store.demo_model import demo_model
     from model_utils.store.disk import ModelStore
-    from model_utils.store.local_dirs import describe_local_dir
+    from model_utils.store.hub import Hub, bound_requests
     from model_utils.ui.blocks import build_demo
 
-    hub.configure(timeout_s=settings.hub_timeout)
+    bound_requests(settings.hub_timeout)
     catalog = Catalog()
-    store = ModelStore(settings.cache_dir)
-    default_model = settings.default_model
-    if settings.demo:
-        from model_utils.store.demo_model import demo_model
-
-        default_model = catalog.add(demo_model()).name
-    if settings.model_dir:
-        default_model = catalog.add(describe_local_dir(settings.model_dir)).name
-    catalog.get(default_model)  # fail fast on a typo in --default-model
+    catalog.add(demo_model())  # it ships in the repository: always there to pick, offline too
+    hub = Hub()  # one circuit breaker for every Hub request of this server
+    disk_budget = int(settings.disk_budget * 2**30) if settings.disk_budget else None
+    store = ModelStore(settings.cache_dir, hub=hub, disk_budget_bytes=disk_budget)
+    default_model, notice = choose_default_model(settings, catalog, store)
     resolved = settings.resolve()
     local = Engine(resolved.device, catalog=catalog, store=store, memory_budget_bytes=resolved.memory_budget_bytes,
                    batching=resolved.batching)
@@ -61,7 +107,8 @@ def build(settings):
                                     timeout_s=settings.remote_timeout, tokenizer_loader=hub.tokenizer_file)
         remote.start()  # asks each server for its model id in the background; never fatal
     engine = EngineRouter(local, remote)
-    demo = build_demo(PythiaService(engine, catalog, default_model), concurrency=resolved.concurrency)
+    demo = build_demo(PythiaService(engine, catalog, default_model), concurrency=resolved.concurrency,
+                      notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.
     demo.queue(api_open=False, default_concurrency_limit=resolved.concurrency, max_size=settings.max_queue)
@@ -71,19 +118,21 @@ def build(settings):
 def main(argv: list[str] | None = None) -> int:
     from model_utils.core.errors import PythiaError
     from model_utils.settings import parse_settings
-    from model_utils.ui.blocks import LAUNCH_OPTIONS
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = parse_settings(argv)
-    if port_in_use(settings.host, settings.port):
-        print(f"error: port {settings.port} is in use; pass --port with a free one (or set PYTHIA_PORT).",
-              file=sys.stderr)
-        return 2
+    settings = parse_settings(argv)  # a bad flag or variable: argparse's usage and one error line
+    configure_logging(settings.log_level)
     try:
-        engine, demo = build(settings)
+        engine, demo = build(settings)  # a bad model name or folder is reported before the port
     except PythiaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    problem = listen_problem(settings.host, settings.port)
+    if problem:
+        engine.close()
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    from model_utils.ui.blocks import LAUNCH_OPTIONS
+
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, mcp_server=settings.mcp or None,
