@@ -71,10 +71,10 @@ def choose_default_model(settings, catalog, store) -> tuple[str, str | None]:
     try:
         store.hub.probe(model)  # at most --hub-timeout: a stalled Hub cannot hold the start for long
     except ModelUnavailable as exc:
-        log.warning("The default model %s is not on disk and cannot be fetched from the Hub (%s). The page opens "
-                    "on the offline demo model %s instead and tells visitors why. To serve %s, make the Hub "
-                    "reachable (HF_ENDPOINT, HF_TOKEN, proxy settings) and restart; or start with --default-model "
-                    "NAME of a model on disk, --model-dir PATH, or --demo.", model.name, exc, DEMO_MODEL, model.name)
+        log.warning("Opening the page on the offline demo model %s instead of %s, which is not on disk and cannot "
+                    "be fetched: %s Visitors are told why. To serve %s, make the Hub reachable (HF_ENDPOINT, "
+                    "HF_TOKEN, proxy settings) and restart; or start with --default-model NAME of a model on disk, "
+                    "--model-dir PATH, or --demo.", DEMO_MODEL, model.name, exc, model.name)
         return DEMO_MODEL, default_fallback_notice(model.name, str(exc))
     return model.name, None
 

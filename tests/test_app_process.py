@@ -108,7 +108,7 @@ def test_offline_the_main_command_serves_the_demo_model_and_says_why(tmp_path):
     finally:
         app.kill()
         hole.close()
-    assert "The default model pythia-160m is not on disk and cannot be fetched" in terminal
+    assert "Opening the page on the offline demo model demo-pythia-kjv instead of pythia-160m" in terminal
     assert "--default-model" in terminal, "the operator is told what to do"
     assert "Traceback" not in terminal
 

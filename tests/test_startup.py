@@ -79,7 +79,7 @@ def test_a_default_model_neither_on_disk_nor_reachable_gives_way_to_the_demo(fre
     assert "The demo model is selected" in notice and "pythia-160m" in notice and "cannot be reached" in notice
     assert "--" not in notice and "`" not in notice and "python" not in notice, "visitors pass no flags"
     told = " ".join(r.getMessage() for r in caplog.records if r.name == "app")
-    assert "demo-pythia-kjv instead" in told and "--default-model" in told, "the operator is told what to do"
+    assert "demo-pythia-kjv instead of pythia-160m" in told and "--default-model" in told, "the operator is told"
     assert black_hole.accepted == 1, "one question, bounded by --hub-timeout"
 
 

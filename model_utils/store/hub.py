@@ -155,15 +155,19 @@ class Hub:
     def _failed(self, model: PythiaModel, revision: str, what: str, exc: Exception) -> ModelUnavailable:
         """Log a failed Hub call for the operator (with the traceback unless the Hub was simply unreachable),
         open the breaker when it was, and return the visitor's message."""
+        error = hub_error(model, revision, exc)
         if _unreachable(exc):
             with self._lock:
                 self._down_until = time.monotonic() + self.retry_after_s
             log.warning("%s %s (%s) failed: the Hub cannot be reached (%s: %s); requests for models not on "
                         "disk are refused for %.0f s", what, model.name, revision, type(exc).__name__, exc,
                         self.retry_after_s)
+        elif _http_status(exc) is not None:  # the Hub answered: its status says it all
+            log.warning("%s %s (%s) failed: the Hub answered %s (%s)", what, model.name, revision,
+                        _http_status(exc), error)
         else:
             log.warning("%s %s (%s) failed", what, model.name, revision, exc_info=exc)
-        return hub_error(model, revision, exc)
+        return error
 
     # -- downloads -----------------------------------------------------------------------------
     def download(self, model: PythiaModel, repo_id: str, revision: str, patterns: list[str],
