@@ -179,8 +179,8 @@ class Resolved:
 
 def default_workers(device: str) -> int:
     """Two batches side by side, one thread each, on a multi-core CPU: a new visitor starts in the
-    idle worker instead of waiting for a running batch (BENCHMARKS.md), and at Pythia-160m one
-    thread decodes as fast as two (MEASUREMENTS.md). On CUDA one batch at a time."""
+    idle worker instead of waiting for a running batch, and for one stream a second thread is at most
+    20% faster (BENCHMARKS.md, "CPU ISA and threads"). On CUDA one batch at a time."""
     return 2 if device == "cpu" and usable_cpus() >= 2 else 1
 
 
