@@ -112,7 +112,7 @@ def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceC
         )
     except (RuntimeError, ValueError) as exc:
         # CT2's message names server paths: log it, tell the user what failed.
-        log.error("loading %s from %s failed: %s", info.name, path, exc)
+        log.error("loading %s from %s failed: %s", info.name, path, exc, exc_info=exc)
         raise ModelUnavailable(f"{info.name} could not be loaded on {device.describe()}: its files are "
                                "damaged or incomplete. Try again; the operator has the details in the log.") from exc
     tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
