@@ -9,13 +9,33 @@ and the OpenAI-compatible routes (/v1/..., /tokenize ...) beside them, all over 
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
 import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+# No launch telemetry: Gradio reports each start (through huggingface_hub, to HF_ENDPOINT) and checks its
+# version online, and huggingface_hub adds a request of its own to the first download. An app that must
+# start offline makes no request it does not need. Set before Gradio or huggingface_hub is imported (both
+# read these once); an operator who wants them sets the variables.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+log = logging.getLogger("app")
+OUR_LOGGERS = ("app", "model_utils")  # model_utils logs under one logger per layer: model_utils.store, ...
+
+
+def configure_logging(level: str) -> None:
+    """Our loggers at ``level`` (info: downloads, conversions, loads, evictions, Hub failures, busy refusals and
+    failures with their tracebacks); other libraries' at WARNING, so a request never costs a log line."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
 
 
 @dataclass
@@ -25,6 +45,33 @@ class Built:
     engine: Any
     demo: Any  # gradio.Blocks
     app: Any  # fastapi.FastAPI
+
+
+def choose_default_model(settings, catalog, store) -> tuple[str, str | None]:
+    """The model the page opens on, and, when it is the demo model only because the usual default cannot be
+    had (neither on disk nor fetchable from the Hub), the notice that tells visitors why."""
+    from model_utils.core.errors import ModelUnavailable
+    from model_utils.store.demo_model import DEMO_MODEL
+    from model_utils.store.local_dirs import describe_local_dir
+    from model_utils.ui.wording import default_fallback_notice
+
+    if settings.model_dir:
+        return catalog.add(describe_local_dir(settings.model_dir)).name, None
+    if settings.demo:
+        return DEMO_MODEL, None
+    model = catalog.get(settings.default_model)  # fail fast on a typo in --default-model
+    remote = any(spec.name == model.name and spec.revision == "main" for spec in settings.remote_model)
+    if remote or model.local_path is not None or store.cached_path(model, "main") is not None:
+        return model.name, None
+    try:
+        store.hub.probe(model)  # at most --hub-timeout: a stalled Hub cannot hold the start for long
+    except ModelUnavailable as exc:
+        log.warning("Opening the page on the offline demo model %s instead of %s, which is not on disk and cannot "
+                    "be fetched: %s Visitors are told why. To serve %s, make the Hub reachable (HF_ENDPOINT, "
+                    "HF_TOKEN, proxy settings) and restart; or start with --default-model NAME of a model on disk, "
+                    "--model-dir PATH, or --demo.", DEMO_MODEL, model.name, exc, model.name)
+        return DEMO_MODEL, default_fallback_notice(model.name, str(exc))
+    return model.name, None
 
 
 def build(settings) -> Built:
@@ -37,22 +84,18 @@ def build(settings) -> Built:
     from model_utils.engine.router import EngineRouter
     from model_utils.openai_api import add_openai_routes
     from model_utils.service import PythiaService
-    from model_utils.store import hub
+    from model_utils.store.demo_model import demo_model
     from model_utils.store.disk import ModelStore
-    from model_utils.store.local_dirs import describe_local_dir
+    from model_utils.store.hub import Hub, bound_requests
     from model_utils.ui.blocks import build_demo, mount_page
 
-    hub.configure(timeout_s=settings.hub_timeout)
+    bound_requests(settings.hub_timeout)
     catalog = Catalog()
-    store = ModelStore(settings.cache_dir)
-    default_model = settings.default_model
-    if settings.demo:
-        from model_utils.store.demo_model import demo_model
-
-        default_model = catalog.add(demo_model()).name
-    if settings.model_dir:
-        default_model = catalog.add(describe_local_dir(settings.model_dir)).name
-    catalog.get(default_model)  # fail fast on a typo in --default-model
+    catalog.add(demo_model())  # it ships in the repository: always there to pick, offline too
+    hub = Hub()  # one circuit breaker for every Hub request of this server
+    disk_budget = int(settings.disk_budget * 2**30) if settings.disk_budget else None
+    store = ModelStore(settings.cache_dir, hub=hub, disk_budget_bytes=disk_budget)
+    default_model, notice = choose_default_model(settings, catalog, store)
     resolved = settings.resolve()
     local = Engine(resolved.device, catalog=catalog, store=store, memory_budget_bytes=resolved.memory_budget_bytes,
                    batching=resolved.batching)
@@ -63,7 +106,7 @@ def build(settings) -> Built:
         remote.start()  # asks each server for its model id in the background; never fatal
     engine = EngineRouter(local, remote)
     service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows)
-    demo = build_demo(service, concurrency=resolved.concurrency)
+    demo = build_demo(service, concurrency=resolved.concurrency, notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.
     demo.queue(api_open=False, default_concurrency_limit=resolved.concurrency, max_size=settings.max_queue)
@@ -73,8 +116,8 @@ def build(settings) -> Built:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound as uvicorn binds (SO_REUSEADDR: a port left in TIME_WAIT by a server that
-    just stopped is free); raises OSError when another program listens there."""
+    """The listening socket, bound as uvicorn binds (SO_REUSEADDR: connections of the last run still in
+    TIME_WAIT on this port are no obstacle); raises OSError when it cannot listen there."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,23 +158,28 @@ def running(settings, host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[
         built.engine.close()
 
 
+def listen_problem(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use; pass --port with a free one (or set PYTHIA_PORT)."
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port."
+
+
 def main(argv: list[str] | None = None) -> int:
     from model_utils.core.errors import PythiaError
     from model_utils.settings import parse_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = parse_settings(argv)
+    settings = parse_settings(argv)  # a bad flag or variable: argparse's usage and one error line
+    configure_logging(settings.log_level)
     try:
-        built = build(settings)
+        built = build(settings)  # a bad model name or folder is reported before the port
     except PythiaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         sock = listen(settings.host, settings.port)
-    except OSError:
+    except OSError as exc:
         built.engine.close()
-        print(f"error: port {settings.port} is in use; pass --port with a free one (or set PYTHIA_PORT).",
-              file=sys.stderr)
+        print(f"error: {listen_problem(exc, settings.host, settings.port)}", file=sys.stderr)
         return 2
     print(f"* Running on http://{settings.host}:{settings.port} (OpenAI-compatible API under /v1)", flush=True)
     try:

@@ -39,21 +39,38 @@ def _positive_float(text: str) -> float:
 def _gib(text: str) -> float:
     value = float(str(text).removesuffix("GiB").removesuffix("G"))
     if not value > 0:
-        raise argparse.ArgumentTypeError("memory budget must be a positive number of GiB")
+        raise argparse.ArgumentTypeError("must be a positive number of GiB")
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def option(default: Any, help: str, *, parse: Callable[[str], Any] = str, choices: tuple | None = None,
-           also_env: tuple[str, ...] = (), repr: bool = True) -> Any:
+           also_env: tuple[str, ...] = (), metavar: str | None = None, shown_default: str | None = None,
+           hidden: bool = False) -> Any:
     """A setting: ``--name`` flag and ``PYTHIA_NAME`` variable. ``also_env``: other variables read after it.
-    ``repr=False``: a secret, never shown when the settings are printed."""
-    return field(default=default, repr=repr,
-                 metadata={"help": help, "parse": parse, "choices": choices, "also_env": also_env})
+    ``shown_default``: what --help says the default is, when it is not the value itself (worked out at start).
+    ``hidden``: a secret: never shown, neither by --help (even when its variable is set) nor when printed."""
+    return field(default=default, repr=not hidden,
+                 metadata={"help": help, "parse": parse, "choices": choices, "also_env": also_env,
+                           "metavar": metavar, "shown_default": shown_default, "hidden": hidden})
 
 
-def repeated(help: str, *, parse: Callable[[str], Any], flag: str, env: str) -> Any:
+def repeated(help: str, *, parse: Callable[[str], Any], flag: str, env: str, metavar: str) -> Any:
     """A setting given any number of times: ``flag`` repeats; ``env`` holds a comma-separated list."""
-    return field(default=(), metadata={"help": help, "parse": parse, "repeat": True, "flag": flag, "env": env})
+    return field(default=(), metadata={"help": help, "parse": parse, "repeat": True, "flag": flag, "env": env,
+                                       "metavar": metavar})
 
 
 def secret(help: str, *, env: str) -> Any:
@@ -82,43 +99,61 @@ def switch(help: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     # Hugging Face Spaces tell Gradio where to listen through GRADIO_SERVER_NAME/PORT.
-    host: str = option("127.0.0.1", "address to listen on", also_env=("GRADIO_SERVER_NAME",))
-    port: int = option(7860, "port", parse=int, also_env=("GRADIO_SERVER_PORT",))
+    host: str = option("127.0.0.1", "address to listen on", also_env=("GRADIO_SERVER_NAME",), metavar="ADDRESS")
+    port: int = option(7860, "port to listen on", parse=_port, also_env=("GRADIO_SERVER_PORT",), metavar="PORT")
     device: str = option("auto", "auto picks CUDA when CTranslate2 sees a GPU", choices=DEVICES)
-    compute_type: str = option("default", "default: int8_float16 on CUDA, int8 on CPU", choices=COMPUTE_TYPES)
-    cache_dir: str | None = option(None, "where converted models are kept")
-    memory_budget: float | None = option(None, "GiB of RAM/VRAM for loaded models (default: 85%% of what is free)",
-                                         parse=_gib)
-    default_model: str = option(DEFAULT_MODEL, "model selected when the page opens")
-    model_dir: str | None = option(None, "serve a local GPT-NeoX checkpoint or CT2 model directory as the default")
-    demo: bool = switch("serve the offline demo models: no network needed")
+    compute_type: str = option("default", "precision of the loaded models; 'default' is int8_float16 on CUDA, int8 "
+                                          "on CPU (falling back to what the device supports)", choices=COMPUTE_TYPES)
+    cache_dir: str | None = option(None, "where converted models are kept", metavar="DIR",
+                                   shown_default="$HF_HOME/pythia-ct2, and HF_HOME is ~/.cache/huggingface unless set")
+    memory_budget: float | None = option(None, "GiB of RAM/VRAM for loaded models", parse=_gib, metavar="GIB",
+                                         shown_default="85%% of what is free at start")
+    disk_budget: float | None = option(
+        None, "GiB of disk for converted models under the cache dir; beyond it the least recently used are deleted "
+              "(huggingface_hub's download cache is not counted)", parse=_gib, metavar="GIB", shown_default="no limit")
+    default_model: str = option(DEFAULT_MODEL, "model selected when the page opens; when it is neither on disk nor "
+                                               "on the reachable Hub at start, the demo model is selected and the "
+                                               "page says why", metavar="NAME")
+    model_dir: str | None = option(None, "serve a local GPT-NeoX checkpoint or CT2 model directory as the default",
+                                   metavar="PATH", shown_default="none")
+    demo: bool = switch("open the page on the offline demo model (a tiny model trained on the King James Bible, "
+                        "always in the model list): no network needed")
     mcp: bool = switch("also offer the endpoints as MCP tools")
-    threads: int | None = option(None, "CPU threads per batch (default: cores / workers)", parse=_positive_int)
-    # MEASUREMENTS.md: 16 rows give ~7x one row's throughput on this CPU
-    max_batch_size: int = option(16, "requests decoded together; 1 = one at a time", parse=_positive_int)
+    threads: int | None = option(None, "CPU threads per batch", parse=_positive_int, metavar="N",
+                                 shown_default="usable cores / workers")
+    # BENCHMARKS.md ("Batching"): CT2 decodes 16 rows at 7.1x the throughput of one row
+    max_batch_size: int = option(16, "requests decoded together; 1 = one at a time", parse=_positive_int,
+                                 metavar="N")
     batch_window_ms: float = option(50.0, "the longest a new batch waits for more requests; it starts sooner "
-                                          "once arrivals pause for 10 ms", parse=_non_negative)
-    workers: int | None = option(None, "batches decoding side by side (default: 2 on a multi-core CPU, 1 on CUDA)",
-                                 parse=_positive_int)
+                                          "once arrivals pause for 10 ms", parse=_non_negative, metavar="MS")
+    workers: int | None = option(None, "batches decoding side by side", parse=_positive_int, metavar="N",
+                                 shown_default="2 on a multi-core CPU, 1 on CUDA")
     max_batches: int | None = option(None, "batches decoding at once, counting the extra ones started for newcomers "
-                                           "while the workers are busy (default: 2 per core on CPU, workers + 1 on "
-                                           "CUDA)", parse=_positive_int)
+                                           "while the workers are busy", parse=_positive_int, metavar="N",
+                                     shown_default="2 per usable core on CPU, workers + 1 on CUDA")
     wait_steps: float = option(4.0, "decoding steps a newcomer waits, while the workers are busy, before an extra "
-                                    "batch starts for everyone who arrived meanwhile", parse=_non_negative)
-    max_queue: int = option(64, "waiting requests before new ones are told the server is busy", parse=_positive_int)
+                                    "batch starts for everyone who arrived meanwhile", parse=_non_negative,
+                               metavar="STEPS")
+    max_queue: int = option(64, "waiting requests before new ones are told the server is busy", parse=_positive_int,
+                            metavar="N")
     remote_model: tuple = repeated(
         "serve NAME (at REVISION, default main) from the vLLM server at URL (its OpenAI-compatible base URL, "
         "e.g. http://gpu-host:8000/v1); repeat for more", parse=_remote_spec, flag="--remote-model",
-        env="PYTHIA_REMOTE_MODELS")
+        env="PYTHIA_REMOTE_MODELS", metavar="NAME[@REVISION]=URL")
     remote_api_key: str | None = secret("bearer token sent to the remote vLLM servers", env="PYTHIA_REMOTE_API_KEY")
     remote_timeout: float = option(30.0, "seconds a remote vLLM server may stay silent (connecting: at most 5) "
-                                         "before a request is given up", parse=_positive_float)
-    api_key: str | None = option(None, "a bearer token the OpenAI-compatible routes require (default: open, like "
-                                       "the Gradio API); never printed", repr=False)
-    max_client_rows: int = option(8, "choices one API client (its API key, else its address) may have queued or "
-                                     "decoding at once; more are answered 429", parse=_positive_int)
-    hub_timeout: float = option(10.0, "seconds the Hugging Face Hub may stay silent before a download is given up "
-                                      "(it resumes next time)", parse=_positive_float)
+                                         "before a request is given up", parse=_positive_float, metavar="SECONDS")
+    api_key: str | None = option(None, "a bearer token the OpenAI-compatible routes require (default: none, they are "
+                                       "open like the Gradio API); never printed", metavar="KEY", hidden=True)
+    max_client_rows: int = option(8, "choices one API client (its address, or the API key) may have queued or "
+                                     "decoding at once; more are answered 429", parse=_positive_int, metavar="N")
+    hub_timeout: float = option(
+        10.0, "seconds the Hugging Face Hub may stay silent (connecting, or between two pieces of an answer) before "
+              "the request is given up (huggingface_hub retries a few times; a download resumes where it stopped)",
+        parse=_positive_float, metavar="SECONDS")
+    log_level: str = option("info", "what the server logs: info = downloads, conversions, loads, evictions, "
+                                    "Hub failures and busy refusals, and every failure with its traceback; other "
+                                    "libraries log warnings only", parse=str.lower, choices=LOG_LEVELS)
 
     def resolve(self) -> "Resolved":
         """The device, threads, batching and memory budget these settings mean on this machine."""
@@ -151,8 +186,8 @@ class Resolved:
 
 def default_workers(device: str) -> int:
     """Two batches side by side, one thread each, on a multi-core CPU: a new visitor starts in the
-    idle worker instead of waiting for a running batch (BENCHMARKS.md), and at Pythia-160m one
-    thread decodes as fast as two (MEASUREMENTS.md). On CUDA one batch at a time."""
+    idle worker instead of waiting for a running batch, and for one stream a second thread is at most
+    20% faster (BENCHMARKS.md, "CPU ISA and threads"). On CUDA one batch at a time."""
     return 2 if device == "cpu" and usable_cpus() >= 2 else 1
 
 
@@ -167,8 +202,10 @@ def env_name(name: str) -> str:
 
 
 def build_parser(environ: dict) -> argparse.ArgumentParser:
-    """The command line, generated from the Settings fields; environment values become defaults."""
-    p = argparse.ArgumentParser(description="Chat with and study the EleutherAI Pythia models through CTranslate2.")
+    """The command line, generated from the Settings fields; environment values become defaults, and --help
+    shows every default (the environment's, where it sets one)."""
+    p = argparse.ArgumentParser(description="Chat with and study the EleutherAI Pythia models through CTranslate2. "
+                                            "Each flag has a PYTHIA_* environment variable twin; flags win.")
     for f in fields(Settings):
         meta = f.metadata
         flag, env = meta.get("flag", "--" + f.name.replace("_", "-")), meta.get("env", env_name(f.name))
@@ -181,17 +218,21 @@ def build_parser(environ: dict) -> argparse.ArgumentParser:
             except argparse.ArgumentTypeError as exc:
                 p.error(f"{env}: {exc}")
             p.add_argument(flag, dest=f.name, type=meta["parse"], action="append", default=None,
-                           help=f"{meta['help']} ({env}, comma-separated)")
+                           metavar=meta["metavar"], help=f"{meta['help']} ({env}, comma-separated; default: none)")
             p.set_defaults(**{f"_{f.name}_env": default})
             continue
         if meta.get("switch"):
             on = (environ.get(env) or "").strip().lower() in ("1", "true", "yes", "on")
-            p.add_argument(flag, action="store_true", default=on or f.default, help=f"{meta['help']} ({env})")
+            p.add_argument(flag, action="store_true", default=on or f.default,
+                           help=f"{meta['help']} ({env}; default: {'on' if on else 'off'})")
             continue
         raw = next((environ[v] for v in (env, *meta["also_env"]) if environ.get(v)), None)
+        shown = "%(default)s" if raw is not None or meta["shown_default"] is None else meta["shown_default"]
+        if meta.get("hidden"):  # a secret: say whether it is set, never what it is
+            shown = "set in the environment" if raw is not None else "none"
         # argparse runs `type` on string defaults, so an environment value is checked like a flag
         p.add_argument(flag, type=meta["parse"], choices=meta["choices"], default=f.default if raw is None else raw,
-                       help=f"{meta['help']} ({env})")
+                       metavar=meta["metavar"], help=f"{meta['help']} ({env}; default: {shown})")
     return p
 
 

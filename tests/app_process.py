@@ -17,10 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class AppProcess:
-    def __init__(self, *flags: str):
-        self.port = free_port()
+    """``python app.py --port PORT *flags``; ``port``: a free one unless given; ``env``: the environment (this
+    process's unless given)."""
+
+    def __init__(self, *flags: str, port: int | None = None, env: dict | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(self.port), *flags], cwd=ROOT,
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 90

@@ -97,7 +97,7 @@ def pytest_configure(config):
     assert "huggingface_hub" not in sys.modules, "HF_ENDPOINT must be set before huggingface_hub is imported"
     from model_utils.store import hub
 
-    hub.configure()  # bounded Hub requests, as app.py sets them up
+    hub.bound_requests()  # bounded Hub requests, as app.py sets them up
 
 
 def pytest_unconfigure(config):
@@ -134,12 +134,9 @@ def fresh_hub(hub, tmp_path, monkeypatch):
     """The fake Hub with no faults, and an empty huggingface_hub cache for this test."""
     from huggingface_hub import constants
 
-    from model_utils.store import hub as hub_io
-
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     state = hub.state
     state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
     state.requests.clear()
-    hub_io.reachability.reset()  # an earlier test's unreachable Hub does not carry over
     yield hub
     state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0

@@ -2,7 +2,8 @@
 ``huggingface_hub`` (repo info, tree listing, resolve with HEAD/GET/Range).
 
 Tests point ``HF_ENDPOINT`` at it, so the real huggingface_hub client downloads
-from it. Faults can be injected: cut a file off midway, stall midway, or refuse everything.
+from it. Faults can be injected: cut a file off midway, stall midway (once, or every time, on any
+route), or answer everything with one error status.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ class HubState:
     cut_after: dict[str, int] = field(default_factory=dict)  # filename -> bytes sent before closing
     cut_times: int = 0  # how many GETs are cut (0 = none)
     down: bool = False  # answer 503 to everything
+    answer_all: int | None = None  # answer every request with this status and no Hub error code (a bare proxy)
     delay_s: float = 0.0  # wait before sending each file body (a slow download)
     stall_after: dict[str, int] = field(default_factory=dict)  # filename -> bytes sent before going silent (once)
+    # route -> bytes of the body sent before going silent, on every request until `release`: "revision"
+    # (repo and model info: the revision's commit and files), "tree" (the file listing), or a file name
+    stall_every: dict[str, int] = field(default_factory=dict)
     release: threading.Event = field(default_factory=threading.Event)  # ends every stall (the connection closes)
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,14 +61,27 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass
 
-    def _send(self, code: int, body: bytes = b"", headers: dict | None = None, head_only: bool = False):
+    def _send(self, code: int, body: bytes = b"", headers: dict | None = None, head_only: bool = False,
+              route: str = ""):
         self.send_response(code)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if not head_only:
-            self.wfile.write(body)
+        if head_only:
+            return
+        stall = self.state.stall_every.get(route)
+        if stall is not None:
+            self._stall(body[:stall])
+            return
+        self.wfile.write(body)
+
+    def _stall(self, sent: bytes) -> None:
+        """Send ``sent``, then stay silent with the connection open until the test releases it."""
+        self.wfile.write(sent)
+        self.wfile.flush()
+        self.state.release.wait(120)
+        self.close_connection = True
 
     def _error(self, code: int, error_code: str, head_only: bool = False):
         body = json.dumps({"error": error_code}).encode()
@@ -83,6 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.requests.append(f"{self.command} {path}")
         if self.state.down:
             return self._send(503, b"down", head_only=head_only)
+        if self.state.answer_all is not None:
+            return self._send(self.state.answer_all, b"no", head_only=head_only)
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
         if m:
             return self._repo_info(m.group(1), m.group(2), head_only)
@@ -108,14 +128,15 @@ class _Handler(BaseHTTPRequestHandler):
         if rev:
             body = json.dumps({"id": repo_id, "modelId": repo_id, "sha": rev.commit, "private": False,
                                "siblings": [{"rfilename": f} for f in rev.files]}).encode()
-            self._send(200, body, {"Content-Type": "application/json"}, head_only)
+            self._send(200, body, {"Content-Type": "application/json"}, head_only, route="revision")
 
     def _tree(self, repo_id: str, ref: str, head_only: bool):
         rev = self._lookup(repo_id, ref, head_only)
         if rev:
             entries = [{"type": "file", "path": name, "size": len(data),
                         "oid": hashlib.sha1(data).hexdigest()} for name, data in rev.files.items()]
-            self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, head_only)
+            self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, head_only,
+                       route="tree")
 
     def _resolve(self, repo_id: str, ref: str, filename: str, head_only: bool):
         rev = self._lookup(repo_id, ref, head_only)
@@ -157,11 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         with self.state.lock:
             stall = self.state.stall_after.pop(filename, None)  # one stall: the resume is answered
+        if stall is None:
+            stall = self.state.stall_every.get(filename)
         if stall is not None:
-            self.wfile.write(body[:stall])
-            self.wfile.flush()
-            self.state.release.wait(120)  # silent, connection open: a stalled download
-            self.close_connection = True
+            self._stall(body[:stall])  # silent, connection open: a stalled download
             return
         if cut is not None:
             self.wfile.write(body[:cut])
@@ -204,6 +224,7 @@ class BlackHole:
         self._sock.listen(64)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self.accepted = 0
+        self.connected = threading.Event()  # set at the first connection
         self._held = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -216,8 +237,18 @@ class BlackHole:
                 return
             self.accepted += 1
             self._held.append(conn)
+            self.connected.set()
 
     def close(self):
+        """Stop listening and hang up on every held connection: their clients fail at once."""
+        import socket
+
+        try:
+            # Wakes the accept() below; a bare close() leaves the port listening until accept() returns.
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
+        self._thread.join(5)
         for conn in self._held:
             conn.close()

@@ -19,7 +19,7 @@ from model_utils.engine.vllm_client import RemoteProblem
 from model_utils.service.requests import CompareRequest, CompletionRequest, ParseContext
 from model_utils.settings import parse_settings
 from model_utils.store.demo_model import DEMO_MODEL, demo_model
-from model_utils.store.hub import tokenizer_file
+from model_utils.store.hub import Hub
 
 
 def test_flag_repeats_and_environment_lists_are_comma_separated():
@@ -49,7 +49,7 @@ def test_malformed_remote_models_exit_with_the_syntax(flags, env, capsys):
                                          (RemoteSpec("pythia-12b", "step7", "http://x/v1"), InvalidRevision)])
 def test_names_and_revisions_are_checked_against_the_catalog(spec, error):
     with pytest.raises(error):
-        RemoteEngine.build([spec], Catalog(), api_key=None, timeout_s=5, tokenizer_loader=tokenizer_file)
+        RemoteEngine.build([spec], Catalog(), api_key=None, timeout_s=5, tokenizer_loader=Hub().tokenizer_file)
 
 
 class Canned(BaseHTTPRequestHandler):
@@ -86,7 +86,7 @@ def canned():
     catalog = Catalog()
     model = catalog.add(demo_model())
     engine = RemoteEngine.build([RemoteSpec(DEMO_MODEL, "main", f"http://127.0.0.1:{server.server_port}/v1")],
-                                catalog, api_key="sekrit", timeout_s=5, tokenizer_loader=tokenizer_file)
+                                catalog, api_key="sekrit", timeout_s=5, tokenizer_loader=Hub().tokenizer_file)
     Canned.seen_auth = []
     yield engine, model
     engine.close()
@@ -140,7 +140,7 @@ def test_status_reports_a_server_that_is_not_there_and_keeps_the_app_up():
     catalog = Catalog()
     model = catalog.add(demo_model())
     engine = RemoteEngine.build([RemoteSpec(DEMO_MODEL, "main", "http://127.0.0.1:9/v1")], catalog, api_key=None,
-                                timeout_s=2, tokenizer_loader=tokenizer_file)
+                                timeout_s=2, tokenizer_loader=Hub().tokenizer_file)
     try:
         endpoint = engine.endpoint(model, "main")
         assert engine.status(model).remote_problem is None  # not asked yet: "connecting"

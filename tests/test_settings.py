@@ -59,3 +59,49 @@ def test_bad_flags_exit_with_usage(flags, capsys):
 def test_batching_flags(flags, env, field, value):
     assert getattr(parse_settings(flags, environ={}), field) == value
     assert getattr(parse_settings([], environ=env), field) == value
+
+
+@pytest.mark.parametrize("flags,env,field,value", [
+    (["--log-level", "debug"], {"PYTHIA_LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
+    (["--disk-budget", "20"], {"PYTHIA_DISK_BUDGET": "20"}, "disk_budget", 20.0),
+    (["--hub-timeout", "3"], {"PYTHIA_HUB_TIMEOUT": "3"}, "hub_timeout", 3.0),
+])
+def test_more_flags_and_their_twins(flags, env, field, value):
+    assert getattr(parse_settings(flags, environ={}), field) == value
+    assert getattr(parse_settings([], environ=env), field) == value
+
+
+@pytest.mark.parametrize("flags, env", [(["--port", "99999"], {}), (["--port", "0"], {}),
+                                        ([], {"PYTHIA_PORT": "70000"})])
+def test_a_port_out_of_range_is_one_readable_error(flags, env, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_settings(flags, environ=env)
+    assert info.value.code == 2
+    assert "is not a port number from 1 to 65535" in capsys.readouterr().err
+
+
+def option_help(name: str) -> str:
+    """The --help paragraph of one flag, on one line."""
+    from model_utils.settings import build_parser
+
+    text = " ".join(build_parser({}).format_help().split())
+    start = text.index(f" --{name} ") if f" --{name} " in text else text.index(f" --{name}")
+    following = text.find(" --", start + 3)
+    return text[start:following if following > 0 else None].strip()
+
+
+@pytest.mark.parametrize("name, default", [
+    ("host", "127.0.0.1"), ("port", "7860"), ("default-model", "pythia-160m"), ("max-batch-size", "16"),
+    ("batch-window-ms", "50.0"), ("wait-steps", "4.0"), ("max-queue", "64"), ("hub-timeout", "10.0"),
+    ("remote-timeout", "30.0"), ("cache-dir", "$HF_HOME/pythia-ct2"), ("memory-budget", "85% of what is free"),
+    ("threads", "usable cores / workers"), ("workers", "2 on a multi-core CPU"), ("log-level", "info"),
+    ("disk-budget", "no limit"), ("demo", "off"), ("remote-model", "none")])
+def test_help_shows_every_default(name, default):
+    assert f"default: {default}" in option_help(name)
+
+
+def test_help_names_what_each_flag_takes():
+    assert option_help("remote-model").startswith("--remote-model NAME[@REVISION]=URL")
+    assert option_help("port").startswith("--port PORT")
+    assert option_help("cache-dir").startswith("--cache-dir DIR")
+    assert "model " in option_help("demo") and "models" not in option_help("demo"), "--demo serves one model"

@@ -1,5 +1,7 @@
 """The model store against a local fake Hub, through the real huggingface_hub client."""
 
+import logging
+
 import pytest
 
 from model_utils.core.catalog import Catalog
@@ -20,14 +22,20 @@ def store(tmp_path):
     return ModelStore(tmp_path / "store")
 
 
+def conversions(caplog) -> int:
+    """How many conversions the store ran, as the operator reads them in the log."""
+    return sum(r.name == "model_utils.store" and r.getMessage().startswith("converted ") for r in caplog.records)
+
+
 def make_engine(store):
     return Engine(resolve_device("cpu", "int8", threads=1), catalog=Catalog(), store=store,
                   memory_budget_bytes=8 * 2**30)
 
 
-def test_clean_cache_serves_three_kinds_of_request(fresh_hub, store):
+def test_clean_cache_serves_three_kinds_of_request(fresh_hub, store, caplog):
     """pythia-160m@step3000 (converted), pythia-70m-deduped@main (converted), and the
     seed's pre-converted pythia-160m (downloaded as is)."""
+    caplog.set_level(logging.INFO, logger="model_utils")
     engine = make_engine(store)
     try:
         texts = {}
@@ -38,7 +46,7 @@ def test_clean_cache_serves_three_kinds_of_request(fresh_hub, store):
             assert {"downloading", "loading"} <= {s.stage for s in stages}
             if revision == "step3000" or name == "pythia-70m-deduped":
                 assert "converting" in {s.stage for s in stages}
-        assert store.conversions == 2
+        assert conversions(caplog) == 2
         requested = " ".join(fresh_hub.state.requests)
         assert "/EleutherAI/pythia-160m/resolve/" in requested
         assert "/michaelfeil/ct2fast-pythia-160m/resolve/" in requested
@@ -112,11 +120,12 @@ def test_partial_cache_entry_is_ignored_and_rebuilt(fresh_hub, store):
     assert (final / "model.bin").stat().st_size > 1000
 
 
-def test_concurrent_first_requests_convert_once(fresh_hub, store):
+def test_concurrent_first_requests_convert_once(fresh_hub, store, caplog):
+    caplog.set_level(logging.INFO, logger="model_utils")
     model = Catalog().get("pythia-70m-deduped")
     results = run_concurrently(lambda _: store.ensure(model, "main"), range(4))  # fails on any error
     assert len(set(results)) == 1
-    assert store.conversions == 1
+    assert conversions(caplog) == 1
 
 
 def test_unknown_revision_on_hub_is_a_clear_error(fresh_hub, store):

@@ -41,6 +41,7 @@ of a few milliseconds, so an extra batch there starts after ~10-20 ms.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -50,6 +51,8 @@ from typing import Sequence
 
 from ..core.errors import ServerBusy
 from ..core.sampling import SamplingParams
+
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 _END = object()
 
@@ -229,8 +232,10 @@ class BatchScheduler:
         request = _Request(list(tokens), params, cancel)
         with self._cond:
             if self._closing:
+                log.info("busy: refused a request for a model being unloaded")
                 raise ServerBusy("The model is being unloaded; try again.")
             if len(self._pending) >= self.config.max_waiting:
+                log.info("busy: refused a request; %d already wait for this model", len(self._pending))
                 raise ServerBusy("The server is busy right now; please try again in a moment.")
             self._pending.append(request)
             self._last_arrival = time.monotonic()
@@ -352,6 +357,7 @@ class BatchScheduler:
                 end_token=[self._end_token], return_scores=True, include_prompt_in_result=False,
                 beam_size=1, callback=callback, **batch[0].params.ct2_options())
         except Exception as exc:  # a failed batch fails its requests, not the worker
+            log.exception("a batch of %d requests failed", len(batch))
             for request in batch:
                 request.steps.put(exc)
         finally:

@@ -15,7 +15,7 @@ from .batching import BatchingConfig, BatchScheduler
 from .devices import DeviceConfig
 from .interface import PromptScores, TokenChoices
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 
 LOGITS_BYTES = 512 * 2**20  # the most float32 log-probs one forward_batch call may return
@@ -143,7 +143,7 @@ def load_ct2_model(path: Path, info: PythiaModel, revision: str, device: DeviceC
         )
     except (RuntimeError, ValueError) as exc:
         # CT2's message names server paths: log it, tell the user what failed.
-        log.error("loading %s from %s failed: %s", info.name, path, exc)
+        log.error("loading %s from %s failed: %s", info.name, path, exc, exc_info=exc)
         raise ModelUnavailable(f"{info.name} could not be loaded on {device.describe()}: its files are "
                                "damaged or incomplete. Try again; the operator has the details in the log.") from exc
     tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))

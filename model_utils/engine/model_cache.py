@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +17,8 @@ from typing import Callable, Hashable, Iterator
 
 from ..core.errors import ServerBusy
 from .loaded_model import LoadedModel
+
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 
 @dataclass
@@ -74,15 +78,20 @@ class ModelCache:
             entry = self._entries[key]
             if entry.pins == 0 and entry.ready.is_set():
                 used -= entry.size
+                log.info("unloading %s: idle longest, and its memory is needed for another model", key)
                 self._drop(key)
         if used + size > self.budget_bytes:
+            log.info("busy: refused to load a model of %.1f GiB; the models generating fill the %.1f GiB budget",
+                     size / 2**30, self.budget_bytes / 2**30)
             raise ServerBusy("Other models are generating right now and fill the memory; "
                              "try again in a moment or pick a model that is already loaded.")
 
     def _load(self, key: Hashable, entry: _Entry, load: Callable[[], LoadedModel]) -> None:
         try:
+            started = time.monotonic()
             entry.model = load()
             self.loads += 1
+            log.info("loaded %s in %.1f s (%.2f GiB reserved)", key, time.monotonic() - started, entry.size / 2**30)
         except BaseException as exc:
             entry.error = exc
             with self._lock:

@@ -26,7 +26,7 @@ from .interface import Capabilities, PromptScores, TokenChoices
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 SERVED_BY = "remote vLLM engine"
 # vLLM has no equivalent of CT2's no_repeat_ngram_size

@@ -17,7 +17,7 @@ import httpx
 
 from ..core.errors import InvalidParameter, ModelUnavailable, ServerBusy
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 CONNECT_TIMEOUT_S = 5.0  # a server that does not accept a connection in 5 s is down for our visitors
 BUSY_STATUSES = (429, 503)  # vLLM's (or its proxy's) "overloaded": the app's own "busy" message

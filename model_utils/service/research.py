@@ -3,6 +3,7 @@ comparison. Called by the service after validation; no Gradio here."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -17,6 +18,8 @@ from ..engine.interface import ModelEngine, ServedModel
 from ..engine.prompts import PreparedPrompt, prepare_completion
 from ..engine.scoring import TokenScore, score_text
 from .requests import CompareRequest, MemorizationRequest, ScoreAcrossRequest
+
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.service"
 
 T = TypeVar("T")
 
@@ -195,6 +198,7 @@ def compare(engine: ModelEngine, request: CompareRequest, cancel: threading.Even
             with lock:
                 columns[i] = replace(columns[i], error=str(exc))
         except Exception:
+            log.exception("a Compare column (%s, %s) failed", spec.model.name, spec.revision)
             with lock:
                 columns[i] = replace(columns[i], error="Generation failed on the server.")
         finally:

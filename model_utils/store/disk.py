@@ -12,6 +12,7 @@ Hub I/O is in hub.py, the conversion in converter.py; this module decides what t
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -21,10 +22,12 @@ from pathlib import Path
 
 from ..core.catalog import PythiaModel
 from ..core.progress import ProgressCallback
-from . import hub
 from .converter import DEFAULT_SAVED_PRECISION
 from .ct2_header import is_ct2_dir
+from .hub import CT2_REPO_FILES, Hub, cached_snapshot
 from .install import COMPLETE_MARKER, install_converted, is_complete, read_marker
+
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.store"
 
 
 def default_cache_dir() -> Path:
@@ -50,17 +53,17 @@ class StoredModel:
 
 
 class ModelStore:
-    """Fetch, convert and cache models in CT2 form under ``root``."""
+    """Fetch, convert and cache models in CT2 form under ``root``; ``hub`` fetches what is not on disk.
+    ``disk_budget_bytes``: converted models beyond it are deleted, least recently used first."""
 
     def __init__(self, root: Path | None = None, *, disk_budget_bytes: int | None = None,
-                 precision: str = DEFAULT_SAVED_PRECISION, keep_source: bool = True):
+                 precision: str = DEFAULT_SAVED_PRECISION, hub: Hub | None = None):
         self.root = Path(root) if root else default_cache_dir()
         self.disk_budget_bytes = disk_budget_bytes
         self.precision = precision
-        self.keep_source = keep_source
+        self.hub = hub or Hub()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self.conversions = 0  # how many conversions ran (tests check concurrent requests share one)
 
     # -- keys and paths -------------------------------------------------------
     def key(self, model: PythiaModel, revision: str) -> str:
@@ -89,7 +92,7 @@ class ModelStore:
         if source is not None and is_ct2_dir(source):
             return source
         if model.ct2_repo_id and revision == "main":
-            return hub.cached_snapshot(model.ct2_repo_id, "main", hub.CT2_REPO_FILES)
+            return cached_snapshot(model.ct2_repo_id, "main", CT2_REPO_FILES)
         final = self._final_dir(self.key(model, revision))
         return final if is_complete(final) else None
 
@@ -100,7 +103,7 @@ class ModelStore:
             self._touch(cached)
             return cached
         if model.ct2_repo_id and revision == "main":
-            return hub.download(model, model.ct2_repo_id, revision, hub.CT2_REPO_FILES, progress)
+            return self.hub.download(model, model.ct2_repo_id, revision, CT2_REPO_FILES, progress)
         key = self.key(model, revision)
         final = self._final_dir(key)
         thread_lock, file_lock = self._lock(key)
@@ -108,11 +111,11 @@ class ModelStore:
             if is_complete(final):  # another thread or process finished it meanwhile
                 self._touch(final)
                 return final
-            source = model.source_dir(revision) or hub.download_checkpoint(model, revision, progress)
+            source = model.source_dir(revision) or self.hub.download_checkpoint(model, revision, progress)
+            log.info("converting %s (%s) to CT2 %s", model.name, revision, self.precision)
+            started = time.monotonic()
             install_converted(final, source, model, revision, self.precision, progress)
-            self.conversions += 1
-        if not self.keep_source and model.local_path is None:
-            hub.drop_source(model, revision)
+            log.info("converted %s (%s) in %.1f s", model.name, revision, time.monotonic() - started)
         self.enforce_budget(keep=key)
         return final
 
@@ -151,6 +154,8 @@ class ModelStore:
             if entry.key != keep and self.remove(entry.key):
                 used -= entry.size_bytes
                 removed.append(entry.key)
+                log.info("deleted %s (%s) from disk: converted models may use %.1f GiB", entry.model,
+                         entry.revision, self.disk_budget_bytes / 2**30)
         return removed
 
     # -- internals ------------------------------------------------------------

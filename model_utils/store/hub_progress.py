@@ -9,7 +9,7 @@ from ..core.progress import Progress, ProgressCallback, report
 _DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
-def progress_tqdm(progress: ProgressCallback | None, stage_start: float = 0.0):
+def progress_tqdm(progress: ProgressCallback | None):
     """A tqdm class that forwards huggingface_hub's byte counts to ``progress``."""
     from huggingface_hub.utils import tqdm as hf_tqdm
 

@@ -16,7 +16,7 @@ from ..core.progress import ProgressCallback
 from .converter import convert_checkpoint
 from .ct2_header import read_ct2_header
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.store"
 COMPLETE_MARKER = "pythia-store.json"  # written last, inside the temp dir, before the rename
 
 
@@ -48,9 +48,11 @@ def install_converted(final: Path, source: Path, model: PythiaModel, revision: s
         if final.exists():  # an incomplete leftover from a crash: never trusted, replaced
             shutil.rmtree(final)
         output.rename(final)
-    except ModelUnavailable:
+    except ModelUnavailable as exc:  # already in words, e.g. an incomplete checkpoint
+        log.warning("conversion of %s (%s) failed: %s", model.name, revision, exc)
         raise
-    except OSError as exc:  # e.g. a full disk: say so, without paths
+    except OSError as exc:  # e.g. a full disk: say so, without paths (the log has them)
+        log.warning("conversion of %s (%s) failed", model.name, revision, exc_info=exc)
         raise ModelUnavailable(f"Converting {model.name} ({revision}) failed: {exc.strerror or 'I/O error'}. "
                                "Nothing was saved; try again.") from exc
     except Exception as exc:

@@ -22,6 +22,8 @@ PAGE_CSS = """
 .token-heatmap, .token-heatmap span { overflow-wrap: anywhere; word-break: break-word; }
 #model-picker input, #checkpoint input { text-overflow: ellipsis; padding-right: 2.2em; }
 .notice p { color: var(--error-text-color, #b91c1c); font-weight: 600; }
+#startup-notice { border: 1px solid var(--border-color-accent); border-radius: var(--radius-md); padding: 4px 12px;
+                  background: var(--background-fill-secondary); }
 .metrics p { font-size: var(--text-md); }
 /* The chat's label and its buttons float over the top edge of the messages: start the scrolling
    messages below them, so they cover neither the first bubble nor the text scrolled under them. */
@@ -62,8 +64,9 @@ def mount_page(app, demo: gr.Blocks, *, mcp: bool = False):
                                footer_links=["api"], mcp_server=mcp or None)
 
 
-def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
-    """Assemble the page and the API endpoints; ``concurrency`` requests may decode at once."""
+def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None = None) -> gr.Blocks:
+    """Assemble the page and the API endpoints; ``concurrency`` requests may decode at once; ``notice``: a
+    sentence for every visitor above the model picker (why the default model is not the usual one)."""
     h = Handlers(service)
     default = service.default_model
 
@@ -71,6 +74,8 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
     with gr.Blocks(title="Pythia × CTranslate2") as demo:
         gr.Markdown("# Pythia × CTranslate2\nEvery EleutherAI Pythia model, at every training checkpoint, "
                     "running fast on CPU or GPU through CTranslate2.")
+        if notice:
+            gr.Markdown(notice, elem_id="startup-notice")
         with gr.Row():
             model = gr.Dropdown(h.model_choices(), value=default, label="Model", scale=3, min_width=280,
                                 elem_id="model-picker",

@@ -13,7 +13,7 @@ import gradio as gr
 from ..service import PythiaError, field_bounds
 from .wording import progress_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger per layer: "model_utils.ui"
 T = TypeVar("T")
 
 

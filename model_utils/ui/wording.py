@@ -104,3 +104,10 @@ def progress_text(p, model: str = "", revision: str = "main") -> str:
     if p.stage.startswith("scoring "):
         return f"Scoring {p.stage.removeprefix('scoring ')} ({int(p.done) + 1} of {int(p.total)} {p.unit})"
     return f"{p.stage.capitalize()}{percent}"
+
+
+def default_fallback_notice(wanted: str, reason: str) -> str:
+    """Above the page when the server could not fetch its usual default model at start and opened on the demo
+    model instead. For visitors: it names no flag or command (the server's log tells the operator)."""
+    return (f"ℹ️ **The demo model is selected instead of {wanted}**, the model this page usually opens with. "
+            f"{reason} Any model can still be picked above.")
