@@ -158,10 +158,19 @@ def running(settings, host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[
         built.engine.close()
 
 
-def listen_problem(exc: OSError, host: str, port: int) -> str:
+def _listen_words(exc: OSError, host: str, port: int) -> str:
     if exc.errno == errno.EADDRINUSE:
         return f"port {port} is in use; pass --port with a free one (or set PYTHIA_PORT)."
     return f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port."
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on ``host:port``, or None if it can."""
+    try:
+        listen(host, port).close()
+    except OSError as exc:
+        return _listen_words(exc, host, port)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = listen(settings.host, settings.port)
     except OSError as exc:
         built.engine.close()
-        print(f"error: {listen_problem(exc, settings.host, settings.port)}", file=sys.stderr)
+        print(f"error: {_listen_words(exc, settings.host, settings.port)}", file=sys.stderr)
         return 2
     print(f"* Running on http://{settings.host}:{settings.port} (OpenAI-compatible API under /v1)", flush=True)
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from model_utils.core.catalog import Catalog
 from model_utils.engine.engine import Engine
-from model_utils.service import PythiaService
+from model_utils.service import CompareRequest, PythiaService
 from model_utils.store.disk import ModelStore
 from model_utils.store.local_dirs import describe_local_dir
 
@@ -31,8 +31,13 @@ def broad_handlers(tree: ast.AST):
 
 
 def logs_or_raises(handler: ast.ExceptHandler) -> bool:
+    """The handler raises, logs, or hands the exception itself on (to the thread that raises it: a worker thread's
+    failure travels through a queue to the request that waits for it)."""
     for node in ast.walk(ast.Module(body=handler.body, type_ignores=[])):
         if isinstance(node, ast.Raise):
+            return True
+        if isinstance(node, ast.Call) and handler.name and any(
+                isinstance(arg, ast.Name) and arg.id == handler.name for arg in node.args):
             return True
         if isinstance(node, ast.Call):
             func = node.func
@@ -76,7 +81,9 @@ def test_a_compare_column_that_fails_on_the_server_leaves_its_traceback_in_the_l
     engine = Engine(cpu_device, catalog=catalog, store=ModelStore(tmp_path / "store"), memory_budget_bytes=2**30,
                     loader=broken_loader)
     try:
-        final = list(PythiaService(engine, catalog, "tiny").compare("Hello", [["tiny", "main"]], max_new_tokens=4))
+        service = PythiaService(engine, catalog, "tiny")
+        final = list(service.compare(service.parse(CompareRequest, prompt="Hello", pairs=[["tiny", "main"]],
+                                                   max_new_tokens=4)))
     finally:
         engine.close()
     assert final[-1][0].error == "Generation failed on the server."

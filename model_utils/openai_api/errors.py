@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from ..service import ClientBusy, PythiaError, ServerBusy
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)
 
 RETRY_AFTER_S = 2  # what a busy answer asks a client to wait (a decoding step is tens of milliseconds)
 

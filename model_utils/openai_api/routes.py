@@ -37,7 +37,7 @@ from . import responses
 from .bodies import ChatBody, CompletionBody, DetokenizeBody, TokenizeBody
 from .errors import OpenAIError, from_service, unexpected
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)
 
 CONTEXT = 2048  # every Pythia model's context, in tokens
 KEEP_ALIVE_S = 1.0  # a streamed request that waits (queued, or loading its model) sends a comment this often

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from ..core.errors import InvalidParameter, ServerBusy
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)
 
 
 class ClientBusy(ServerBusy):
