@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -131,9 +132,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def server_for(built: Built):
+    """uvicorn, ending the page's streams when it stops (open tabs hold heartbeat streams that would otherwise
+    keep it waiting for its whole graceful-shutdown time)."""
     import uvicorn
 
-    return uvicorn.Server(uvicorn.Config(built.app, log_level="warning", timeout_graceful_shutdown=5))
+    from model_utils.ui.blocks import end_page_streams
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            end_page_streams(built.app)
+            await super().shutdown(sockets=sockets)
+
+    return Server(uvicorn.Config(built.app, log_level="warning", timeout_graceful_shutdown=5))
 
 
 @contextmanager
@@ -191,11 +201,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_listen_words(exc, settings.host, settings.port)}", file=sys.stderr)
         return 2
     print(f"* Running on http://{settings.host}:{settings.port} (OpenAI-compatible API under /v1)", flush=True)
+    # uvicorn stops gracefully on Ctrl+C or SIGTERM (how Spaces stop a container), then raises the signal again
+    # for the handler that was there before it: this one, so that the models are unloaded and the exit is clean.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        server_for(built).run(sockets=[sock])  # returns on Ctrl+C or SIGTERM (how Spaces stop a container)
+        server_for(built).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
-        built.engine.close()  # unload generators before the interpreter exits
+        built.engine.close()  # unload generators before the interpreter exits (CT2 may abort otherwise)
     return 0
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

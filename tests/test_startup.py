@@ -112,7 +112,7 @@ def test_the_demo_or_a_remote_default_asks_the_hub_nothing(settings, black_hole,
 
 @pytest.mark.slow  # builds the whole page (seconds)
 def test_the_disk_budget_reaches_the_store(tmp_path):
-    engine, _ = app.build(Settings(demo=True, cache_dir=str(tmp_path), device="cpu", disk_budget=1.5))
+    engine = app.build(Settings(demo=True, cache_dir=str(tmp_path), device="cpu", disk_budget=1.5)).engine
     try:
         assert engine.local.store.disk_budget_bytes == int(1.5 * 2**30)
         assert DEMO_MODEL in engine.local.catalog.names()

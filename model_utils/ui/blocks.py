@@ -64,6 +64,16 @@ def mount_page(app, demo: gr.Blocks, *, mcp: bool = False):
                                footer_links=["api"], mcp_server=mcp or None)
 
 
+def end_page_streams(app) -> None:
+    """End the page's long-lived streams (heartbeats, event streams), as Blocks.close does for a launched page:
+    a stopping server then need not wait for every open tab. Call on the server's event loop."""
+    from starlette.routing import Mount
+
+    for route in app.routes:
+        if isinstance(route, Mount) and hasattr(route.app, "stop_event"):
+            route.app.stop_event.set()
+
+
 def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None = None) -> gr.Blocks:
     """Assemble the page and the API endpoints; ``concurrency`` requests may decode at once; ``notice``: a
     sentence for every visitor above the model picker (why the default model is not the usual one)."""
