@@ -80,6 +80,7 @@ def build(settings) -> Built:
     from fastapi import FastAPI
 
     from model_utils.core.catalog import Catalog
+    from model_utils.engine.configure import resolve
     from model_utils.engine.engine import Engine
     from model_utils.engine.remote import RemoteEngine
     from model_utils.engine.router import EngineRouter
@@ -97,7 +98,7 @@ def build(settings) -> Built:
     disk_budget = int(settings.disk_budget * 2**30) if settings.disk_budget else None
     store = ModelStore(settings.cache_dir, hub=hub, disk_budget_bytes=disk_budget)
     default_model, notice = choose_default_model(settings, catalog, store)
-    resolved = settings.resolve()
+    resolved = resolve(settings)
     local = Engine(resolved.device, catalog=catalog, store=store, memory_budget_bytes=resolved.memory_budget_bytes,
                    batching=resolved.batching)
     remote = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from .core.catalog import DEFAULT_MODEL
-from .engine.devices import COMPUTE_TYPES, DEVICES, usable_cpus
+from .core.hardware import COMPUTE_TYPES, DEVICES
 
 
 def _positive_int(text: str) -> int:
@@ -80,7 +80,7 @@ def secret(help: str, *, env: str) -> Any:
 
 def _remote_spec(text: str):
     """``NAME[@REVISION]=URL`` -> RemoteSpec; the catalog checks NAME and REVISION when the app builds."""
-    from .engine.remote import RemoteSpec
+    from .core.remote_spec import RemoteSpec
 
     target, sep, url = text.strip().partition("=")
     name, _, revision = target.strip().partition("@")
@@ -154,47 +154,6 @@ class Settings:
     log_level: str = option("info", "what the server logs: info = downloads, conversions, loads, evictions, "
                                     "Hub failures and busy refusals, and every failure with its traceback; other "
                                     "libraries log warnings only", parse=str.lower, choices=LOG_LEVELS)
-
-    def resolve(self) -> "Resolved":
-        """The device, threads, batching and memory budget these settings mean on this machine."""
-        from .engine.batching import BatchingConfig
-        from .engine.devices import resolve_device
-
-        device = resolve_device(self.device, self.compute_type)
-        workers = self.workers or default_workers(device.device)
-        threads = self.threads or max(1, usable_cpus() // workers)
-        return Resolved(
-            device=resolve_device(self.device, self.compute_type, threads),
-            batching=BatchingConfig(max_batch_size=self.max_batch_size, window_s=self.batch_window_ms / 1000,
-                                    workers=workers, max_waiting=self.max_queue, wait_steps=self.wait_steps,
-                                    max_batches=max(workers, self.max_batches or default_max_batches(device.device,
-                                                                                                     workers))),
-            memory_budget_bytes=int(self.memory_budget * 2**30) if self.memory_budget else None)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    device: Any  # engine.devices.DeviceConfig
-    batching: Any  # engine.batching.BatchingConfig
-    memory_budget_bytes: int | None
-
-    @property
-    def concurrency(self) -> int:
-        """Requests that may decode at once: rows per batch x batches side by side."""
-        return self.batching.max_batch_size * self.batching.workers
-
-
-def default_workers(device: str) -> int:
-    """Two batches side by side, one thread each, on a multi-core CPU: a new visitor starts in the
-    idle worker instead of waiting for a running batch, and for one stream a second thread is at most
-    20% faster (BENCHMARKS.md, "CPU ISA and threads"). On CUDA one batch at a time."""
-    return 2 if device == "cpu" and usable_cpus() >= 2 else 1
-
-
-def default_max_batches(device: str, workers: int) -> int:
-    """Two batches per core on CPU (one thread each: a core runs two small batches' steps interleaved at
-    little loss, since a step is mostly weight repacking; BENCHMARKS.md), one extra on CUDA."""
-    return 2 * usable_cpus() if device == "cpu" else workers + 1
 
 
 def env_name(name: str) -> str:

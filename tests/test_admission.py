@@ -8,6 +8,7 @@ import threading
 
 from model_utils.core.sampling import SamplingParams
 from model_utils.engine.batching import BatchingConfig, BatchScheduler
+from model_utils.engine.configure import resolve
 from model_utils.settings import parse_settings
 
 PARAMS = SamplingParams(greedy=True, max_new_tokens=5, repetition_penalty=1.0)
@@ -141,11 +142,11 @@ def test_a_lone_stream_never_starts_an_extra_batch_and_the_step_time_is_measured
 
 def test_lanes_default_to_two_per_core_on_cpu_and_one_extra_on_cuda(monkeypatch):
     monkeypatch.setattr("model_utils.settings.usable_cpus", lambda: 2)
-    cpu = parse_settings(["--device", "cpu"], {}).resolve().batching
+    cpu = resolve(parse_settings(["--device", "cpu"], {})).batching
     assert (cpu.workers, cpu.lanes, cpu.max_lanes, cpu.max_rows) == (2, 4, 8, 32)
-    fixed = parse_settings(["--device", "cpu", "--max-batches", "2"], {}).resolve().batching
+    fixed = resolve(parse_settings(["--device", "cpu", "--max-batches", "2"], {})).batching
     assert fixed.lanes == fixed.max_lanes == 2  # extra batches off: exactly the workers
-    from model_utils.settings import default_max_batches
+    from model_utils.engine.configure import default_max_batches
 
     assert default_max_batches("cuda", 1) == 2
 

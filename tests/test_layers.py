@@ -45,3 +45,10 @@ def test_no_layer_imports_one_above_it():
             for name in imported_modules(path):
                 above = [f"model_utils.{upper}" for upper in order[rank + 1:]]
                 assert not name.startswith(tuple(above)), f"{layer}/{path.name} imports {name}"
+
+
+def test_settings_import_nothing_above_core():
+    """The options are read before anything is built: settings.py depends on the shared vocabulary only."""
+    for name in imported_modules(PACKAGE / "settings.py"):
+        if name.startswith("model_utils"):
+            assert name.startswith("model_utils.core"), f"settings.py imports {name}"

@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import InvalidParameter
+from ..core.hardware import COMPUTE_TYPES, DEVICES
 
-DEVICES = ("auto", "cpu", "cuda")
 # Preference order per device when compute_type is "default".
 PREFERRED_COMPUTE_TYPES = {
     "cuda": ("int8_float16", "int8_bfloat16", "float16", "int8", "float32"),
     "cpu": ("int8", "int8_float32", "float32"),
 }
-COMPUTE_TYPES = ("default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
-                 "int16", "float16", "bfloat16", "float32")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..core.catalog import EOS_TOKEN, PythiaModel
 from ..core.errors import ModelUnavailable
 from ..core.progress import ProgressCallback
+from ..core.remote_spec import RemoteSpec
 from .interface import Capabilities, PromptScores, TokenChoices
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
@@ -33,15 +34,6 @@ SERVED_BY = "remote vLLM engine"
 CAPABILITIES = Capabilities(SERVED_BY, unsupported=("no_repeat_ngram_size",))
 RETRY_S = 15.0  # a server found down is asked again at most this often by status checks
 TOKEN_PREFIX = "token_id:"  # how vLLM names tokens when return_tokens_as_token_ids is on
-
-
-@dataclass(frozen=True)
-class RemoteSpec:
-    """One ``NAME[@REVISION]=URL`` entry, checked against the catalog by the caller."""
-
-    name: str
-    revision: str
-    url: str
 
 
 @dataclass(frozen=True)
