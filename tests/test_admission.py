@@ -141,7 +141,7 @@ def test_a_lone_stream_never_starts_an_extra_batch_and_the_step_time_is_measured
 
 
 def test_lanes_default_to_two_per_core_on_cpu_and_one_extra_on_cuda(monkeypatch):
-    monkeypatch.setattr("model_utils.settings.usable_cpus", lambda: 2)
+    monkeypatch.setattr("model_utils.engine.configure.usable_cpus", lambda: 2)
     cpu = resolve(parse_settings(["--device", "cpu"], {})).batching
     assert (cpu.workers, cpu.lanes, cpu.max_lanes, cpu.max_rows) == (2, 4, 8, 32)
     fixed = resolve(parse_settings(["--device", "cpu", "--max-batches", "2"], {})).batching
