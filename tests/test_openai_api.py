@@ -238,6 +238,18 @@ def test_a_client_that_disconnects_mid_stream_stops_decoding(slow_live):
     assert post(url, "/v1/completions", {"model": SLOW, "prompt": "x", "max_tokens": 1}).status_code == 200
 
 
+def test_a_client_that_gives_up_on_a_whole_answer_stops_its_decoding(slow_live):
+    url, engine = slow_live
+    body = {"model": SLOW, "prompt": "Once", "max_tokens": 1000, "temperature": 0}
+    with engine.open(SLOW) as model:
+        scheduler = model.scheduler
+    before = scheduler.stats.tokens
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + "/v1/completions", json=body, timeout=httpx.Timeout(60, read=1.5))  # then it hangs up
+    wait_until_idle(engine)
+    assert scheduler.stats.tokens - before < 1000
+
+
 def test_one_client_may_hold_only_its_rows_and_is_told_when_to_retry(slow_live):
     url, engine = slow_live
     body = {"model": SLOW, "prompt": "Once", "max_tokens": 400, "temperature": 0, "stream": True, "n": 2}
