@@ -33,7 +33,6 @@ class ModelCache:
         self.budget_bytes = budget_bytes
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._lock = threading.Lock()
-        self.loads = 0  # how many times a loader ran (concurrent requests share one)
 
     @contextmanager
     def use(self, key: Hashable, size: int, load: Callable[[], LoadedModel]) -> Iterator[LoadedModel]:
@@ -84,7 +83,6 @@ class ModelCache:
     def _load(self, key: Hashable, entry: _Entry, load: Callable[[], LoadedModel]) -> None:
         try:
             entry.model = load()
-            self.loads += 1
         except BaseException as exc:
             entry.error = exc
             with self._lock:
