@@ -18,7 +18,7 @@ def tokenizer(tiny_hf_dir):
     return Tokenizer.from_file(str(tiny_hf_dir / "tokenizer.json"))
 
 
-@pytest.mark.parametrize("text", TEXTS)
+@pytest.mark.parametrize("text", TEXTS, ids=["emoji", "cjk", "accents-greek-cyrillic-arabic", "ascii"])
 def test_round_trip_through_streaming(tokenizer, text):
     ids = tokenizer.encode(text).ids
     assert len(ids) > len(text) // 4, "multi-byte text should need several tokens"
