@@ -92,7 +92,7 @@ class Settings:
     demo: bool = switch("serve the offline demo models: no network needed")
     mcp: bool = switch("also offer the endpoints as MCP tools")
     threads: int | None = option(None, "CPU threads per batch (default: cores / workers)", parse=_positive_int)
-    # MEASUREMENTS.md: 16 rows give ~7x one row's throughput on this CPU
+    # 16 rows gave 7.1x one row's throughput on the 2-vCPU benchmark machine (BENCHMARKS.md)
     max_batch_size: int = option(16, "requests decoded together; 1 = one at a time", parse=_positive_int)
     batch_window_ms: float = option(50.0, "the longest a new batch waits for more requests; it starts sooner "
                                           "once arrivals pause for 10 ms", parse=_non_negative)
@@ -146,7 +146,8 @@ class Resolved:
 def default_workers(device: str) -> int:
     """Two batches side by side, one thread each, on a multi-core CPU: a new visitor starts in the
     idle worker instead of waiting for a running batch (BENCHMARKS.md), and at Pythia-160m one
-    thread decodes as fast as two (MEASUREMENTS.md). On CUDA one batch at a time."""
+    thread decodes nearly as fast as two (two are at most 20% faster: BENCHMARKS.md, "CPU ISA and
+    threads"). On CUDA one batch at a time."""
     return 2 if device == "cpu" and usable_cpus() >= 2 else 1
 
 
