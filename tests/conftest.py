@@ -143,3 +143,5 @@ def fresh_hub(hub, tmp_path, monkeypatch):
     hub_io.reachability.reset()  # an earlier test's unreachable Hub does not carry over
     yield hub
     state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
+    state.stall_after.clear()
+    state.release.set()  # a download a test left stalled ends now, not after two minutes

@@ -87,9 +87,14 @@ def installed_by_dev() -> set[str]:
     return dev_distributions()
 
 
+@pytest.fixture(scope="module")
+def providers() -> dict[str, list[str]]:
+    """Importable top-level module -> the installed distributions that provide it."""
+    return metadata.packages_distributions()
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=[str(p.relative_to(ROOT)) for p in SCRIPTS])
-def test_a_scripts_imports_come_from_the_dev_requirements_or_say_what_to_install(script, installed_by_dev):
-    providers = metadata.packages_distributions()
+def test_a_scripts_imports_come_from_the_dev_requirements_or_say_what_to_install(script, installed_by_dev, providers):
     missing = sorted({module for module, guarded in imports(script)
                       if not guarded and module not in sys.stdlib_module_names and module not in FIRST_PARTY
                       and not {_normal(d) for d in providers.get(module, [])} & installed_by_dev})
