@@ -2,10 +2,10 @@
 
 CTranslate2 decodes a batch of rows for far less than a batch per row (on the 2-vCPU benchmark
 machine, 16 rows in one ``generate_batch`` gave 7.1x one row's tokens/s: BENCHMARKS.md, "The
-scheduler alone"), so waiting requests are gathered into one ``generate_batch`` call. Its per-step ``callback``
-routes each row's token to that request's queue, and returning True from it stops
-that row only: a cancelled request leaves its batch at the next step while the
-others go on.
+scheduler alone"), so waiting requests are gathered into one ``generate_batch`` call. Its
+per-step ``callback`` routes each row's token to that request's queue, and returning True from
+it stops that row only: a cancelled request leaves its batch at the next step while the others
+go on.
 
 Requests share a batch only when their sampling settings agree (CT2 takes one
 temperature / top-k / top-p per call). The oldest waiting request always leads the
