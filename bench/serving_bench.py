@@ -1,4 +1,4 @@
-"""Serving benchmark (issue 5): single stream and concurrent users, batching vs one at a time.
+"""Serving benchmark: single stream and concurrent users, batching vs one at a time.
 
 All in one run on one machine, with a Pythia-160m-shaped random model (bench_model.py):
 * single stream, greedy, 32-token prompt, 128 new tokens: raw CT2 generate_tokens, the
@@ -11,7 +11,7 @@ All in one run on one machine, with a Pythia-160m-shaped random model (bench_mod
 * CT2_FORCE_CPU_ISA and thread settings for raw CT2.
 
 Usage: python bench/serving_bench.py [--users 1 4 8 16 32] [--out bench/results/serving.json]
-Writes JSON and a PNG plot next to it; BENCHMARKS.md quotes them.
+Writes JSON and a PNG plot next to it (the plot needs bench/requirements.txt); BENCHMARKS.md quotes them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_model import bench_model_dir  # noqa: E402
+from plotting import pyplot  # noqa: E402
 
 NEW_TOKENS = 128
 PROMPT_TOKENS = 32
@@ -119,6 +121,13 @@ def transformers_ref(hf_dir: Path, prompt_ids) -> dict:
             best = row if best is None or row["tok_s"] > best["tok_s"] else best
         out[name] = best
     return out
+
+
+def free_port() -> int:
+    """A loopback port the OS has just given out (nothing listens on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Server:
@@ -241,11 +250,9 @@ def expected_replies(model_dir: Path, prompts: list[str]) -> list[str]:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot(str(path))
+    if plt is None:
+        return
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, rows in results["concurrency"].items():
         users = [r["users"] for r in rows]
@@ -290,7 +297,7 @@ def main() -> None:
         # What a plain Gradio LLM demo does: one request decoding at a time, on all cores.
         configs.append(("one at a time", ["--max-batch-size", "1", "--workers", "1"]))
     for name, extra in configs:
-        server = Server(model_dir, 7990, extra)
+        server = Server(model_dir, free_port(), extra)
         try:
             from gradio_client import Client
 
@@ -321,8 +328,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    plot(results, out.with_suffix(".png"))
     print("wrote", out)
+    plot(results, out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 The offline demo model's nine checkpoints, converted first (conversions are excluded, as the target says),
 scored and tested for memorization through the service, as the app does. Both sides run in this one
 process, side by side; the ratio is written to BENCHMARKS.md by hand from what this prints.
-Target (issue 13): sweep time <= 1.2 x 9 x one checkpoint.
+Target: sweep time <= 1.2 x 9 x one checkpoint.
 """
 
 from __future__ import annotations

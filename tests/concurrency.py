@@ -1,8 +1,10 @@
-"""Run one function in several threads released together, as simultaneous users would."""
+"""Run one function in several threads released together, as simultaneous users would; know when they wait."""
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from typing import Callable, Sequence, TypeVar
 
 A = TypeVar("A")
@@ -29,3 +31,21 @@ def run_concurrently(fn: Callable[[A], R], args: Sequence[A]) -> list[R]:
         t.join()
     assert not errors, errors
     return [results[i] for i in range(len(args))]
+
+
+def wait_until_blocked(threads: Sequence[threading.Thread], timeout: float = 30.0) -> None:
+    """Poll (with a deadline) until every thread is blocked waiting on a lock, an event or a condition.
+
+    For a test that must know that others are waiting before it lets one go on: each thread's innermost
+    Python frame is then ``wait`` in the threading module. Threads that are still on their way fail this
+    check, so the test never proceeds on a guess about timing.
+    """
+    deadline = time.monotonic() + timeout
+
+    def blocked(thread: threading.Thread) -> bool:
+        frame = sys._current_frames().get(thread.ident)
+        return frame is not None and frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__
+
+    while not all(blocked(t) for t in threads):
+        assert time.monotonic() < deadline, "the threads never all came to wait"
+        time.sleep(0.005)

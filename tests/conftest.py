@@ -71,8 +71,8 @@ DEMO = "demo-pythia-kjv"  # the name app.py --demo serves
 
 @pytest.fixture(scope="session")
 def slow_checkpoint(tmp_path_factory) -> Path:
-    """A random HF checkpoint big enough (~90 tokens/s here) that long replies last seconds: time to
-    press Stop, disconnect, fill queues, and to watch a conversion's progress bar."""
+    """A random HF checkpoint big enough (~90 tokens/s on a 2-vCPU x86 machine) that long replies last
+    seconds: time to press Stop, disconnect, fill queues, and to watch a conversion's progress bar."""
     shape = TinyShape(num_layers=12, hidden_size=512, num_heads=8, seed=1)
     return write_tiny_checkpoint(tmp_path_factory.mktemp("slow") / SLOW, shape, dtype=np.float16)
 
@@ -140,3 +140,5 @@ def fresh_hub(hub, tmp_path, monkeypatch):
     state.requests.clear()
     yield hub
     state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
+    state.stall_after.clear()
+    state.release.set()  # a download a test left stalled ends now, not after two minutes

@@ -115,7 +115,8 @@ def test_models_lists_everything(client):
     (dict(message="hi", max_new_tokens=100000), "max_new_tokens"),
     (dict(message="x" * 20001), "limit is 20,000"),
     (dict(message="hi", history=[{"role": "system", "content": "x"}]), "history[0]"),
-])
+], ids=["unknown-model", "hub-model-bad-revision", "demo-bad-revision", "blank-message", "negative-temperature",
+        "fractional-top_k", "too-many-new-tokens", "message-too-long", "history-with-system-role"])
 def test_bad_arguments_get_readable_errors(client, kwargs, expected):
     kwargs.setdefault("model", DEMO)
     with pytest.raises(Exception) as info:
@@ -149,29 +150,37 @@ def test_concurrent_users_are_batched_and_correct(live):
     assert set(batches) - {1}, f"requests were not batched: {dict(batches)}"
 
 
-def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub):
-    """While one visitor waits for a slow download, another chats with the loaded demo model."""
+def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub, monkeypatch):
+    """While one visitor's download is held by the Hub, another chats with the loaded demo model."""
+    from huggingface_hub import constants
+
     url, _ = live
-    fresh_hub.state.delay_s = 3.0
-    finished = {}
+    state = fresh_hub.state
+    state.stall_after = {"model.safetensors": 4096}  # the Hub goes silent mid-file until released
+    state.release.clear()
+    # huggingface_hub gives up on a silent download after this (10 s by default): not while the test holds it
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 300)
+    slow_done = threading.Event()
 
     def slow_user():
         c = Client(url, verbose=False)
         c.predict(prompt="Hi", model="pythia-160m", revision="step3000", max_new_tokens=5, api_name="/complete")
-        finished["slow"] = time.monotonic()
+        slow_done.set()
 
-    slow = threading.Thread(target=slow_user)
-    slow.start()
-    deadline = time.monotonic() + 30  # poll with a deadline until the slow download is under way
-    while not fresh_hub.state.requests and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert fresh_hub.state.requests, "the slow request never reached the Hub"
-    fast = Client(url, verbose=False)
-    fast.predict(prompt="Hello", model=DEMO, max_new_tokens=5, api_name="/complete")
-    finished["fast"] = time.monotonic()
-    slow.join(timeout=120)
-    assert "slow" in finished, "the slow request should complete too"
-    assert finished["fast"] < finished["slow"]
+    slow = threading.Thread(target=slow_user, daemon=True)
+    try:
+        slow.start()
+        deadline = time.monotonic() + 30  # poll with a deadline until the download is held
+        while not any(r.startswith("GET") and r.endswith("model.safetensors") for r in state.requests):
+            assert time.monotonic() < deadline, "the slow request never reached the Hub"
+            time.sleep(0.02)
+        fast = Client(url, verbose=False)
+        assert fast.predict(prompt="Hello", model=DEMO, max_new_tokens=5, api_name="/complete")
+        assert not slow_done.is_set(), "the other download was still held"
+    finally:
+        state.release.set()  # the held download resumes where it stopped
+        state.stall_after.clear()
+    assert slow_done.wait(120), "the slow request should complete too"
 
 
 def test_research_endpoints(client):

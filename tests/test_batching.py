@@ -1,7 +1,10 @@
-"""The batching scheduler: concurrent requests decoded together through real CT2."""
+"""The batching scheduler: concurrent requests decoded together through real CT2.
+
+No test here depends on timing. Concurrent requests are gathered with a window and a quiet time far
+longer than any test (``FULL``), so a batch starts exactly when it is full; requests are held or
+released by events in CT2's own decoding thread (``hooked_steps``), never by sleeping."""
 
 import threading
-import time
 import weakref
 
 import pytest
@@ -12,23 +15,29 @@ from model_utils.core.sampling import SamplingParams
 from model_utils.engine.batching import BatchingConfig
 from model_utils.engine.generation import generate, stream
 from model_utils.engine.loaded_model import load_ct2_model
+from model_utils.engine.prompts import prepare_completion
 from model_utils.store.local_dirs import describe_local_dir
 
 from concurrency import run_concurrently
-from ct2_hooks import hooked_steps
+from ct2_hooks import hooked_steps, load_hookable_ct2_model
 
 PROMPTS = ["Once upon a time", "The capital of France", "def fibonacci(n):", "Hello, who are you?",
            "Every morning the clockmaker", "中文字符", "The Pythia Scaling Suite", "A language model"]
 GREEDY = SamplingParams(greedy=True, max_new_tokens=40, repetition_penalty=1.0)
+# A new batch waits for others to join it until it is full: far longer than any test runs (pytest-timeout
+# ends a test that would wait it out), so what shares a batch never depends on when threads arrive.
+FULL = dict(window_s=3600.0, quiet_s=3600.0)
 
 
 @pytest.fixture
 def make_model(tiny_ct2_dir, cpu_device):
+    """Load the tiny model with the given batching; its Generator is hookable unless ``plain``."""
     info = Catalog().add(describe_local_dir(tiny_ct2_dir, name="tiny-pythia"))
     made = []
 
-    def make(**config):
-        model = load_ct2_model(tiny_ct2_dir, info, "main", cpu_device, BatchingConfig(**config))
+    def make(plain=False, **config):
+        load = load_ct2_model if plain else load_hookable_ct2_model
+        model = load(tiny_ct2_dir, info, "main", cpu_device, BatchingConfig(**config))
         made.append(model)
         return model
 
@@ -40,16 +49,15 @@ def make_model(tiny_ct2_dir, cpu_device):
 def test_batched_greedy_equals_one_at_a_time(make_model):
     alone = make_model(max_batch_size=1)
     expected = [generate(alone, p, GREEDY).text for p in PROMPTS]
-    batched = make_model(max_batch_size=8, window_s=0.2)
+    batched = make_model(max_batch_size=len(PROMPTS), **FULL)
     got = run_concurrently(lambda p: "".join(c.text for c in stream(batched, p, GREEDY)), PROMPTS)
     assert got == expected
-    assert batched.scheduler.stats.sizes.keys() - {1}, "requests should really share batches"
-    assert batched.scheduler.stats.rows == len(PROMPTS)
+    assert batched.scheduler.stats.sizes == {len(PROMPTS): 1}, "the requests shared one batch"
     assert alone.scheduler.stats.sizes == {1: len(PROMPTS)}
 
 
 def test_each_row_keeps_its_own_length(make_model):
-    model = make_model(max_batch_size=4, window_s=0.2)
+    model = make_model(max_batch_size=4, **FULL)
     lengths = [3, 7, 15, 30]
     params = [SamplingParams(greedy=True, max_new_tokens=n, repetition_penalty=1.0) for n in lengths]
     solo = make_model(max_batch_size=1)
@@ -60,27 +68,28 @@ def test_each_row_keeps_its_own_length(make_model):
 
 
 def test_cancelled_request_leaves_its_batch_without_disturbing_the_others(make_model):
-    model = make_model(max_batch_size=4, window_s=0.2)
+    model = make_model(max_batch_size=4, **FULL)
     solo = make_model(max_batch_size=1)
     params = SamplingParams(greedy=True, max_new_tokens=200, repetition_penalty=1.0)
     prompts = PROMPTS[:3] + ["Every morning the clockmaker"]  # the last one runs long without stopping
     expected = [generate(solo, p, params).text for p in prompts[:3]]
     cancel = threading.Event()
-    after_cancel = []
+    long_row_steps = []  # for each step CT2 decoded of the long row: whether the cancel had come
 
     long_row = model.tokens(model.tokenizer.encode(prompts[3], add_special_tokens=False).ids)
 
     def on_step(step, prompt):
-        if cancel.is_set() and list(prompt) == long_row:
-            after_cancel.append(step)
-        time.sleep(0.002)  # pace decoding so the cancel lands mid-batch
+        if list(prompt) == long_row:
+            if len(long_row_steps) == 3:  # its reader has three tokens: the batch holds until it cancels
+                assert cancel.wait(30), "the reader never cancelled"
+            long_row_steps.append(cancel.is_set())
 
     def run(i):
         if i == 3:
             chunks = []
             for chunk in stream(model, prompts[3], params, cancel=cancel):
                 chunks.append(chunk)
-                if len(chunks) == 3:
+                if len(chunks) == 3:  # CT2 holds this row's next step until now
                     cancel.set()
             return chunks[-1].finish_reason
         return generate(model, prompts[i], params).text
@@ -89,32 +98,49 @@ def test_cancelled_request_leaves_its_batch_without_disturbing_the_others(make_m
         results = run_concurrently(run, [0, 1, 2, 3])
     assert results[:3] == expected
     assert results[3] == "cancelled"
-    assert len(after_cancel) <= 1
+    assert long_row_steps == [False, False, False, True], "CT2 went on decoding the cancelled row"
     assert model.scheduler.stats.sizes == {4: 1}
 
 
 def test_incompatible_settings_get_separate_batches(make_model):
-    model = make_model(max_batch_size=8, window_s=0.2)
-    params = [SamplingParams(greedy=True, max_new_tokens=10), SamplingParams(temperature=1.0, max_new_tokens=10),
-              SamplingParams(greedy=True, max_new_tokens=20)]
-    run_concurrently(lambda p: generate(model, "Hello", p), params)
-    assert model.scheduler.stats.sizes == {1: 1, 2: 1}
+    """CT2 takes one temperature per call: greedy and sampled requests never share a batch, while
+    greedy requests of different lengths do (the length is per row)."""
+    model = make_model(max_batch_size=2, **FULL)
+    greedy = [SamplingParams(greedy=True, max_new_tokens=10), SamplingParams(greedy=True, max_new_tokens=20)]
+    sampled = [SamplingParams(temperature=1.0, max_new_tokens=10)] * 2
+    requests = list(zip(PROMPTS[:4], greedy + sampled, strict=True))
+    run_concurrently(lambda request: generate(model, *request), requests)
+    assert model.scheduler.stats.sizes == {2: 2}
+
+    def tokens(prompt, params):  # the prompt as the scheduler hands it to CT2
+        return model.tokens(prepare_completion(model.tokenizer, prompt, params.max_new_tokens).ids)
+
+    batches = {frozenset(tuple(p) for p in prompts) for prompts, _ in model.generator.batches}
+    assert batches == {frozenset(tuple(tokens(*r)) for r in requests[:2]),
+                       frozenset(tuple(tokens(*r)) for r in requests[2:])}
 
 
 def test_queue_limit_gives_busy(make_model):
     model = make_model(max_batch_size=1, max_waiting=1)
-    slow = threading.Event()
+    release = threading.Event()
     params = SamplingParams(greedy=True, max_new_tokens=50, repetition_penalty=1.0)
-    with hooked_steps(model, lambda step, prompt: slow.wait(0.02)):  # paces decoding
+
+    def hold(step, prompt):  # the running batch holds after its first step until the test releases it
+        if step.step >= 1:
+            assert release.wait(30), "the test never released the batch"
+
+    with hooked_steps(model, hold):
         first = stream(model, "Once", params)
-        next(first)  # running
-        second = model.scheduler.steps(model.tokens([1, 2]), params)  # waiting
+        next(first)  # running, and held: the only lane is busy
+        second = model.scheduler.steps(model.tokens([1, 2]), params)  # waiting: the queue is full
         with pytest.raises(ServerBusy):
             model.scheduler.steps(model.tokens([1, 2]), params)
-        second.close()  # closing before it starts: it never runs
+        second.close()  # closing before it starts: it never runs, and its place is free again
+        model.scheduler.steps(model.tokens([3, 4]), params).close()
+        release.set()
         first.close()
-    assert model.scheduler.waiting == 0
-    assert model.scheduler.stats.sizes == {1: 1}
+    generate(model, "after", GREEDY)  # first in, first out: anything still queued would run before this
+    assert model.scheduler.stats.sizes == {1: 2}, "only the first request and the last one ran"
 
 
 def test_waiting_request_that_is_closed_never_starts(make_model):
@@ -123,22 +149,21 @@ def test_waiting_request_that_is_closed_never_starts(make_model):
 
     def hold(step, prompt):  # the running request holds CT2 until the gate opens
         decoding.set()
-        gate.wait(5)
+        assert gate.wait(30), "the test never opened the gate"
 
     params = SamplingParams(greedy=True, max_new_tokens=30, repetition_penalty=1.0)
     with hooked_steps(model, hold):
         running = stream(model, "Once", params)
         started = threading.Thread(target=lambda: next(running))
         started.start()
-        assert decoding.wait(10), "the first request never started"
+        assert decoding.wait(30), "the first request never started"
         waiting = model.scheduler.steps(model.tokens([5, 6]), params)
-        assert model.scheduler.waiting == 1
         waiting.close()
-        assert model.scheduler.waiting == 0
         gate.set()
         started.join()
         running.close()
-    assert model.scheduler.stats.sizes == {1: 1}
+    generate(model, "after", GREEDY)  # first in, first out: a request still queued would run before this
+    assert model.scheduler.stats.sizes == {1: 2}, "the closed request must not run"
 
 
 @pytest.mark.parametrize("hooked", [False, True], ids=["plain", "with-test-hooks"])
@@ -157,14 +182,15 @@ def test_unloading_destroys_the_generator_even_while_ct2_still_holds_a_callback(
         return real_generate_batch(self, prompts, *args, callback=callback, **kwargs)
 
     monkeypatch.setattr(ctranslate2.Generator, "generate_batch", recording)
-    model = make_model(max_batch_size=1)
+    model = make_model(plain=not hooked, max_batch_size=1)
     params = SamplingParams(greedy=True, max_new_tokens=3, repetition_penalty=1.0)
     if hooked:
         with hooked_steps(model, lambda step, prompt: None):
             generate(model, "Once", params)
+        generator = weakref.ref(model.generator.wrapped)
     else:
         generate(model, "Once", params)
-    generator = weakref.ref(model.generator)
+        generator = weakref.ref(model.generator)
     model.close()
     assert given and given[0] is not None, "CT2 was given a callback"
     assert generator() is None, "the callback CT2 holds keeps the Generator alive"

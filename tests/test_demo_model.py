@@ -102,7 +102,8 @@ def test_memorization_rises_with_training_on_trained_text_only(service):
                          for text in (TRAINED_PASSAGE, HELD_OUT_TEXT))
     fractions = [r.match_fraction for r in trained]
     assert [r.revision for r in trained] == revisions
-    assert fractions[-1] > fractions[0], fractions  # it rose with training (0.0 at step0, 0.19 at main here)
+    # it rose with training (0.0 at step0, 0.19 at main on a 2-vCPU x86 machine)
+    assert fractions[-1] > fractions[0], fractions
     assert not any(r.exact for r in held_out), [r.continuation for r in held_out]
     assert max(r.match_fraction for r in held_out) < fractions[-1], [r.match_fraction for r in held_out]
 

@@ -62,27 +62,59 @@ def test_threads_default_to_cores(monkeypatch):
     assert devices.resolve_device("cpu", threads=1).intra_threads == 1
 
 
+def write_files(root, files):
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
 @pytest.mark.parametrize("files, expected", [
-    ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2, 2 CPUs
-    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: threads round up
-    ({"cpu.max": "max 100000\n"}, None),  # no limit
-    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+    ({"cpu.max": "200000 100000\n"}, 2),
+    ({"cpu.max": "150000 100000\n"}, 2),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
     ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-    ({}, None),  # not in a container
-])
+    ({"cpu.max": "garbled\n", "cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+    ({}, None),
+], ids=["v2-2-cpus", "v2-1.5-cpus-round-up", "v2-no-limit", "v1-4-cpus", "v1-no-limit", "v2-unreadable-v1-read",
+        "no-cgroup"])
 def test_a_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, expected):
     """A Space's container is limited to a few of the host's cores: defaults follow the limit."""
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
+    write_files(tmp_path, files)
     assert devices.cgroup_cpu_quota(tmp_path) == expected
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"memory.max": f"{4 * GIB}\n", "memory.current": f"{GIB}\n"}, 3 * GIB),
+    ({"memory.max": "max\n", "memory.current": f"{GIB}\n"}, None),
+    ({"memory/memory.limit_in_bytes": f"{2 * GIB}\n", "memory/memory.usage_in_bytes": f"{GIB // 2}\n"},
+     3 * GIB // 2),
+    ({"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": f"{GIB}\n"}, None),
+    ({"memory.max": f"{GIB}\n", "memory.current": f"{2 * GIB}\n"}, 0),  # over its limit (reclaim pending)
+    ({"memory.max": f"{GIB}\n"}, None),  # a file missing: not a reading
+    ({}, None),
+], ids=["v2-3-gib-left", "v2-no-limit", "v1-1.5-gib-left", "v1-no-limit-huge-number", "v2-over-limit",
+        "v2-usage-missing", "no-cgroup"])
+def test_a_containers_memory_left_is_read_from_its_cgroup(tmp_path, files, expected):
+    write_files(tmp_path, files)
+    assert devices.cgroup_memory_left(tmp_path) == expected
+
+
+def test_the_memory_budget_follows_the_containers_limit_not_the_hosts_free_ram(tmp_path):
+    import psutil
+
+    write_files(tmp_path, {"memory.max": f"{GIB}\n", "memory.current": f"{GIB // 4}\n"})
+    assert psutil.virtual_memory().available > GIB, "the test needs a host with more than 1 GiB free"
+    assert devices.available_memory("cpu", cgroup_root=tmp_path) == 3 * GIB // 4
+    # a limit above the host's free RAM: the free RAM is what there is
+    write_files(tmp_path, {"memory.max": f"{2**50}\n", "memory.current": "0\n"})
+    assert devices.available_memory("cpu", cgroup_root=tmp_path) <= psutil.virtual_memory().total < 2**50
 
 
 def test_usable_cpus_is_capped_by_the_quota(monkeypatch):
     monkeypatch.setattr(devices, "cgroup_cpu_quota", lambda: 1)
     assert devices.usable_cpus() == 1
     assert devices.resolve_device("cpu").intra_threads == 1
-
-
-def test_available_memory_is_positive():
-    assert devices.available_memory("cpu") > 0

@@ -11,7 +11,7 @@ from model_utils.engine.generation import generate, stream
 from model_utils.store import install as store_module
 from model_utils.store.local_dirs import describe_local_dir
 
-from ct2_hooks import hooked_steps
+from ct2_hooks import hooked_steps, load_hookable_ct2_model
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=10, repetition_penalty=1.0)
 
@@ -58,7 +58,24 @@ def test_exception_inside_conversion_then_retry(engine, monkeypatch):
         assert model.generator.model_is_loaded
 
 
-def test_ct2_raising_mid_stream_then_next_request(engine):
+@pytest.fixture
+def hookable_engine(tiny_hf_dir, tmp_path, cpu_device):
+    """The ``engine`` fixture's engine, whose models let the test inside CT2's steps (ct2_hooks)."""
+    from model_utils.core.catalog import Catalog
+    from model_utils.engine.engine import Engine
+    from model_utils.store.disk import ModelStore
+
+    catalog = Catalog()
+    catalog.add(describe_local_dir(tiny_hf_dir, name="tiny-pythia", random_weights=True))
+    engine = Engine(cpu_device, catalog=catalog, store=ModelStore(tmp_path / "store"), memory_budget_bytes=4 * 2**30,
+                    loader=load_hookable_ct2_model)
+    yield engine
+    engine.close()
+
+
+def test_ct2_raising_mid_stream_then_next_request(hookable_engine):
+    engine = hookable_engine
+
     def explode(step, prompt):
         if step.step == 3:
             raise RuntimeError("simulated CT2 failure")

@@ -1,19 +1,31 @@
 """Streaming generation through real CT2 on the tiny random Pythia."""
 
 import threading
+import time
 
 import pytest
 
+from model_utils.core.catalog import Catalog
 from model_utils.core.sampling import SamplingParams
 from model_utils.engine.generation import MIN_TIMED_SECONDS, generate, stream
 from model_utils.engine.prompts import prepare_completion
+from model_utils.store.local_dirs import describe_local_dir
 
-from ct2_hooks import hooked_steps
+from ct2_hooks import hooked_steps, load_hookable_ct2_model
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=60, repetition_penalty=1.0)
 # Greedy from this prompt runs 200+ tokens without an end token on the tiny model (seed 0):
 # deterministic, so cancel/close tests never race an early end of text.
 LONG_RUNNING = "Every morning the clockmaker"
+
+
+@pytest.fixture(scope="module")
+def hookable_model(tiny_ct2_dir, cpu_device):
+    """The tiny model, with each CT2 step visible to the test (ct2_hooks)."""
+    info = Catalog().add(describe_local_dir(tiny_ct2_dir, name="tiny-pythia", random_weights=True))
+    model = load_hookable_ct2_model(tiny_ct2_dir, info, "main", cpu_device)
+    yield model
+    model.close()
 
 
 def ct2_reference_ids(model, prompt_ids, params):
@@ -34,7 +46,7 @@ def test_streamed_text_equals_non_streamed_and_ct2(tiny_model, prompt):
     assert streamed == whole.text
     assert list(whole.token_ids) == ref_ids
     assert streamed == tiny_model.tokenizer.decode(ref_ids)
-    assert chunks[-1].finish_reason in ("stop", "length")
+    assert chunks[-1].finish_reason == ("length" if len(ref_ids) == GREEDY.max_new_tokens else "stop")
     assert all(c.finish_reason is None for c in chunks[:-1])
     # token counts grow one by one and each token chunk carries a log-prob
     counts = [c.num_tokens for c in chunks if c.token_id is not None]
@@ -45,8 +57,10 @@ def test_streamed_text_equals_non_streamed_and_ct2(tiny_model, prompt):
 def test_empty_prompt_starts_from_endoftext(tiny_model):
     prepared = prepare_completion(tiny_model.tokenizer, "", 10)
     assert prepared.ids == (tiny_model.eos_id,)
-    result = generate(tiny_model, "", SamplingParams(greedy=True, max_new_tokens=10))
-    assert result.finish_reason in ("stop", "length")
+    params = SamplingParams(greedy=True, max_new_tokens=10, repetition_penalty=1.0)
+    result = generate(tiny_model, "", params)
+    assert list(result.token_ids) == ct2_reference_ids(tiny_model, prepared.ids, params)
+    assert result.finish_reason == ("length" if result.num_tokens == 10 else "stop")
 
 
 def test_length_finish_reason(tiny_model):
@@ -73,61 +87,64 @@ def test_stop_string_never_leaks(tiny_model):
     assert chunks[-1].finish_reason == "stop"
 
 
-def test_closing_the_stream_stops_ct2_decoding(tiny_model):
-    import time
+def steps_held_after(count: int, released: threading.Event) -> tuple[list[bool], object]:
+    """An on_step hook for one row: CT2 decodes ``count`` steps, then holds the next until ``released``.
+    The list records, for each step decoded, whether ``released`` had been set."""
+    steps: list[bool] = []
 
-    steps, closing = [], threading.Event()
-    after_close = []
+    def on_step(step, prompt):
+        if len(steps) == count:
+            assert released.wait(30), "the test never let CT2 go on"
+        steps.append(released.is_set())
 
-    def on_step(step, prompt):  # runs in CT2's decoding thread; the sleep paces decoding
-        (after_close if closing.is_set() else steps).append(step)
-        time.sleep(0.005)
+    return steps, on_step
 
+
+def test_closing_the_stream_stops_ct2_decoding(hookable_model):
+    closing = threading.Event()
+    steps, on_step = steps_held_after(3, closing)
     params = SamplingParams(greedy=True, max_new_tokens=1000, repetition_penalty=1.0)
-    with hooked_steps(tiny_model, on_step):
-        it = stream(tiny_model, LONG_RUNNING, params)
+    with hooked_steps(hookable_model, on_step):
+        it = stream(hookable_model, LONG_RUNNING, params)
         for _ in range(3):
             next(it)
         closing.set()
         it.close()  # returns only once the CT2 row has ended
-        assert len(after_close) <= 1, "CT2 must stop within one step of close()"
-        assert len(steps) + len(after_close) < params.max_new_tokens  # it stopped early
-        deadline = time.monotonic() + 5.0  # its only row stopped, so CT2 ends the batch (poll with a deadline)
-        while tiny_model.generator.num_active_batches and time.monotonic() < deadline:
+        assert steps == [False, False, False, True], "CT2 must stop at the step after close()"
+        deadline = time.monotonic() + 30  # its only row stopped, so CT2 ends the batch (poll with a deadline)
+        while hookable_model.generator.num_active_batches and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert tiny_model.generator.num_active_batches == 0
-        # CT2 has no batch left: nothing can run on in the background
-        assert len(after_close) <= 1
+        assert hookable_model.generator.num_active_batches == 0
+        # CT2 has no batch left: nothing ran on in the background
+        assert steps == [False, False, False, True]
 
 
-def test_cancel_event_stops_ct2_at_the_next_step(tiny_model):
-    import time
-
+def test_cancel_event_stops_ct2_at_the_next_step(hookable_model):
     cancel = threading.Event()
-    before, after = [], []
-
-    def on_step(step, prompt):
-        (after if cancel.is_set() else before).append(step)
-        time.sleep(0.005)
-
+    steps, on_step = steps_held_after(2, cancel)
     params = SamplingParams(greedy=True, max_new_tokens=1000, repetition_penalty=1.0)
     chunks = []
-    with hooked_steps(tiny_model, on_step):
-        for chunk in stream(tiny_model, LONG_RUNNING, params, cancel=cancel):
+    with hooked_steps(hookable_model, on_step):
+        for chunk in stream(hookable_model, LONG_RUNNING, params, cancel=cancel):
             chunks.append(chunk)
             if len(chunks) == 2:
                 cancel.set()
-    assert chunks[-1].finish_reason == "cancelled"
-    assert len(after) <= 1, "CT2 must stop within one step of the cancel"
-    assert len(before) + len(after) < params.max_new_tokens  # it stopped early
+    assert chunks[-1].finish_reason == "cancelled" and chunks[-1].num_tokens == 2
+    assert steps == [False, False, True], "CT2 must stop at the step after the cancel"
 
 
-def test_tokens_per_second_and_ttft_are_reported(tiny_model):
-    result = generate(tiny_model, "Hello", SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0))
-    assert result.time_to_first_token is not None and result.time_to_first_token > 0
-    last = list(stream(tiny_model, "Hello", SamplingParams(greedy=True, max_new_tokens=20)))[-1]
-    decode = last.elapsed - last.time_to_first_token
-    if last.num_tokens > 1 and decode >= MIN_TIMED_SECONDS:
-        assert last.tokens_per_second == pytest.approx((last.num_tokens - 1) / decode)
-    else:  # too short to time (test_charts.py scripts both cases)
-        assert last.tokens_per_second == 0.0
+def test_time_to_first_token_and_speed_are_measured_from_the_stream(tiny_model):
+    params = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
+    chunks = list(stream(tiny_model, LONG_RUNNING, params))
+    first, last = chunks[0], chunks[-1]
+    assert last.num_tokens == 20 and last.finish_reason == "length"
+    assert all(c.time_to_first_token == first.elapsed for c in chunks), "the first token's arrival, kept"
+    assert [c.elapsed for c in chunks] == sorted(c.elapsed for c in chunks)
+    assert 0 < first.elapsed < last.elapsed
+    # speed counts the tokens after the first, over the time after the first (the prompt excluded)
+    decode = last.elapsed - first.elapsed
+    # a decode interval too short to time gives no speed at all (test_speed_figure.py scripts both cases)
+    assert last.tokens_per_second == pytest.approx(19 / decode if decode >= MIN_TIMED_SECONDS else 0.0)
+    assert first.tokens_per_second == 0.0
+    result = generate(tiny_model, LONG_RUNNING, params)
+    assert result.num_tokens == 20 and result.time_to_first_token > 0

@@ -9,7 +9,6 @@ from gradio_client import Client
 
 from model_utils.settings import Settings
 
-from concurrency import run_concurrently
 from conftest import DEMO, SLOW
 from live_app import running_app
 from raw_gradio import raw_call
@@ -63,7 +62,14 @@ RAW_CHAT = [
 ]
 
 
-@pytest.mark.parametrize("payload,expected", RAW_CHAT)
+RAW_CHAT_IDS = ["temperature-NaN", "temperature-Infinity", "top_k-negative", "top_k-fraction", "top_p-zero",
+                "repetition_penalty-huge-negative", "max_new_tokens-1e12", "max_new_tokens-text", "temperature-text",
+                "message-null", "message-object", "message-20001-chars", "history-text", "model-path-traversal",
+                "model-not-pythia", "revision-pr-ref-of-hub-model", "revision-pr-ref-of-demo", "message-empty",
+                "revision-step7"]
+
+
+@pytest.mark.parametrize("payload,expected", RAW_CHAT, ids=RAW_CHAT_IDS)
 def test_raw_http_payloads_get_readable_errors_and_never_reach_ct2(live, payload, expected):
     url, engine = live
     before = decoded(engine)
@@ -135,30 +141,45 @@ def test_a_disconnecting_client_stops_decoding(live):
     assert Client(url, verbose=False).predict(prompt="next", model=SLOW, max_new_tokens=5, api_name="/complete")
 
 
-def test_overload_turns_away_exactly_the_surplus(tmp_path, slow_checkpoint):
-    """L running + Q waiting: of L+Q+5 simultaneous users, exactly 5 are told the server is busy."""
+def test_overload_turns_away_exactly_the_surplus(tmp_path, slow_checkpoint, fresh_hub, monkeypatch):
+    """L running + Q waiting: of L+Q+5 users, exactly 5 are told the server is busy, at once.
+
+    The running visitor's model download is held by the (fake) Hub until the test lets it go, and each
+    arrival waits for what the server says about it (running, queued, refused): no timing involved."""
+    from huggingface_hub import constants
+
+    state = fresh_hub.state
+    state.stall_after = {"model.safetensors": 4096}  # the Hub goes silent mid-file until released
+    state.release.clear()
+    # huggingface_hub gives up on a silent download after this (10 s by default): not while the test holds it
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 300)
     settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu",
                         max_batch_size=1, workers=1, max_queue=2)
-    running, waiting, surplus = 1, 2, 5
-    with running_app(settings) as (url, _):
-        Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")
-        clients = [Client(url, verbose=False) for _ in range(running + waiting + surplus)]
-        outcomes = []  # in the order the answers came back
-
-        def user(i):
-            time.sleep(0.05 * i)  # arrive in order, all while the first is still decoding
-            try:
-                clients[i].predict(prompt=f"user {i}", max_new_tokens=150, top_k=1, api_name="/complete")
-                outcomes.append("ok")
-            except Exception as exc:
-                outcomes.append(str(exc))
-
-        run_concurrently(user, range(len(clients)))
-    busy = [o for o in outcomes if o != "ok"]
-    assert len(busy) == surplus, outcomes
-    assert all("try again" in msg.lower() for msg in busy)
-    # immediate: every busy answer came back before the first served reply finished
-    assert outcomes[:surplus] == busy, outcomes
+    try:
+        with running_app(settings) as (url, _):
+            clients = [Client(url, verbose=False) for _ in range(8)]  # kept: a client that goes leaves the queue
+            running = clients[0].submit(prompt="user 0", model="pythia-160m", revision="step3000", max_new_tokens=5,
+                                        api_name="/complete")
+            wait_until(lambda: any(r.startswith("GET") and r.endswith("model.safetensors") for r in state.requests),
+                       "the first visitor's download never started")
+            waiting = []
+            for i in (1, 2):
+                waiting.append(clients[i].submit(prompt=f"user {i}", max_new_tokens=5, top_k=1, api_name="/complete"))
+                wait_until(lambda: waiting[-1].status().code.name == "IN_QUEUE", f"user {i} never queued")
+            busy = []
+            for i in range(3, 8):
+                job = clients[i].submit(prompt=f"user {i}", max_new_tokens=5, top_k=1, api_name="/complete")
+                with pytest.raises(Exception) as refused:
+                    job.result(timeout=60)
+                busy.append(str(refused.value))
+            assert not running.done(), "every surplus visitor was answered while the first one was served"
+            assert all("try again" in msg.lower() for msg in busy), busy
+            state.release.set()  # the download resumes; then the queued visitors are served
+            assert running.result(timeout=120)
+            assert all(job.result(timeout=120) for job in waiting)
+    finally:
+        state.release.set()
+        state.stall_after.clear()
 
 
 def test_uploads_are_capped(live):

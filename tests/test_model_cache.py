@@ -1,6 +1,6 @@
 """The in-memory model cache: LRU under a budget, pins, single loads, real unloading."""
 
-import time
+import threading
 
 import pytest
 
@@ -10,7 +10,7 @@ from model_utils.engine.loaded_model import load_ct2_model
 from model_utils.engine.model_cache import ModelCache
 from model_utils.store.local_dirs import describe_local_dir
 
-from concurrency import run_concurrently
+from concurrency import wait_until_blocked
 
 
 @pytest.fixture
@@ -63,29 +63,41 @@ def test_model_in_use_is_never_evicted(loader):
 
 def test_a_model_larger_than_the_budget_is_never_loaded(loader):
     """The engine refuses such a model in words first (test_validation); the cache itself never loads one."""
-    load, _ = loader
+    load, made = loader
     cache = ModelCache(budget_bytes=50)
     with pytest.raises(ValueError, match="cannot fit"):
         with cache.use("a", 100, load):
             pass
-    assert cache.loads == 0
+    assert made == [], "the loader never ran"
 
 
 def test_concurrent_first_requests_load_once(loader):
     load, made = loader
     cache = ModelCache(budget_bytes=10**9)
+    release = threading.Event()
+    seen, errors = [], []
 
-    def slow_load():
-        time.sleep(0.3)  # keep the load in flight while the others arrive
+    def held_load():  # the first load stays in flight until every user is waiting
+        assert release.wait(30), "the test never let the load finish"
         return load()
 
-    def user(_):
-        with cache.use("a", 100, slow_load) as model:
-            return model
+    def user():
+        try:
+            with cache.use("a", 100, held_load) as model:
+                seen.append(model)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
 
-    seen = run_concurrently(user, range(8))  # fails on any error
-    assert cache.loads == 1 and len(made) == 1
-    assert all(m is made[0] for m in seen)
+    users = [threading.Thread(target=user) for _ in range(8)]
+    for t in users:
+        t.start()
+    wait_until_blocked(users)  # one in the load, seven waiting for it (were loads not shared: eight loading)
+    release.set()
+    for t in users:
+        t.join()
+    assert not errors, errors
+    assert len(made) == 1, f"{len(made)} loads for one model"
+    assert len(seen) == 8 and all(m is made[0] for m in seen)
     cache.close()
 
 

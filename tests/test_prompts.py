@@ -69,7 +69,8 @@ def test_bad_history_is_refused(history):
         ChatRequest.parse(CONTEXT, message="hi", history=history)
 
 
-@pytest.mark.parametrize("message", [None, 5, ["a"], "x" * (MAX_PROMPT_CHARS + 1)])
+@pytest.mark.parametrize("message", [None, 5, ["a"], "x" * (MAX_PROMPT_CHARS + 1)],
+                         ids=["none", "number", "list", "one-char-over-the-limit"])
 def test_bad_prompt_is_refused(message):
     with pytest.raises(InvalidParameter):
         CompletionRequest.parse(CONTEXT, prompt=message)

@@ -6,6 +6,7 @@ made to answer 429/401 on demand (tests/test_remote_engine.py runs the real one)
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -38,7 +39,8 @@ def test_flag_repeats_and_environment_lists_are_comma_separated():
 
 @pytest.mark.parametrize("flags, env", [(["--remote-model", "pythia-12b"], {}),
                                         (["--remote-model", "pythia-12b=ftp://x"], {}),
-                                        ([], {"PYTHIA_REMOTE_MODELS": "pythia-12b=localhost:8000"})])
+                                        ([], {"PYTHIA_REMOTE_MODELS": "pythia-12b=localhost:8000"})],
+                         ids=["flag-without-url", "flag-with-ftp-url", "env-url-without-scheme"])
 def test_malformed_remote_models_exit_with_the_syntax(flags, env, capsys):
     with pytest.raises(SystemExit):
         parse_settings(flags, env)
@@ -46,7 +48,8 @@ def test_malformed_remote_models_exit_with_the_syntax(flags, env, capsys):
 
 
 @pytest.mark.parametrize("spec, error", [(RemoteSpec("pythia-99b", "main", "http://x/v1"), UnknownModel),
-                                         (RemoteSpec("pythia-12b", "step7", "http://x/v1"), InvalidRevision)])
+                                         (RemoteSpec("pythia-12b", "step7", "http://x/v1"), InvalidRevision)],
+                         ids=["unknown-model", "bad-revision"])
 def test_names_and_revisions_are_checked_against_the_catalog(spec, error):
     with pytest.raises(error):
         RemoteEngine.build([spec], Catalog(), api_key=None, timeout_s=5, tokenizer_loader=Hub().tokenizer_file)
@@ -106,7 +109,7 @@ def _generate(engine, model):
     (400, {"error": {"message": "This model's maximum context length is 512 tokens."}}, InvalidParameter,
      "maximum context length is 512"),
     (500, {"error": {"message": "CUDA out of memory at /srv/x.py"}}, RemoteProblem, "failed to answer"),
-])
+], ids=["503-overloaded", "429-too-many", "401-bad-key", "400-context-too-long", "500-server-error"])
 def test_server_answers_become_readable_errors(canned, status, body, error, words):
     engine, model = canned
     Canned.status, Canned.body = status, body
@@ -139,7 +142,11 @@ def test_a_remote_model_refuses_what_vllm_cannot_do_when_the_request_is_parsed(c
 def test_status_reports_a_server_that_is_not_there_and_keeps_the_app_up():
     catalog = Catalog()
     model = catalog.add(demo_model())
-    engine = RemoteEngine.build([RemoteSpec(DEMO_MODEL, "main", "http://127.0.0.1:9/v1")], catalog, api_key=None,
+    # A port the OS gave this test, bound and never listened on: connections to it are refused.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+    engine = RemoteEngine.build([RemoteSpec(DEMO_MODEL, "main", url)], catalog, api_key=None,
                                 timeout_s=2, tokenizer_loader=Hub().tokenizer_file)
     try:
         endpoint = engine.endpoint(model, "main")
@@ -149,3 +156,4 @@ def test_status_reports_a_server_that_is_not_there_and_keeps_the_app_up():
         assert status.remote and not status.loaded and "not answering" in status.remote_problem
     finally:
         engine.close()
+        closed.close()

@@ -3,6 +3,7 @@ curves across checkpoints, side-by-side comparison."""
 
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from model_utils.service import (
     ScoreRequest,
 )
 from model_utils.store.disk import ModelStore
+
+from ct2_hooks import hooked_loader
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,8 @@ def reference_log_probs(reference, eos_id, ids):
 
 
 @pytest.mark.parametrize("text", ["Once upon a time, in a quiet village by the river 🙂 中文",
-                                  " ".join(f"w{i}" for i in range(1500))])  # the second spans 3 windows
+                                  " ".join(f"w{i}" for i in range(1500))],  # the second spans 3 windows
+                         ids=["one-window-emoji-cjk", "three-windows"])
 def test_scores_match_transformers(tiny_model, reference, text):
     result = score_text(tiny_model, text)
     ids = tiny_model.tokenizer.encode(text).ids
@@ -85,13 +89,18 @@ def test_alternatives_agree_with_softmax_over_forward_batch(tiny_model):
         assert score.token_id == top[0]
 
 
-@pytest.fixture
-def hub_service(fresh_hub, tmp_path):
+def make_hub_service(tmp_path, **engine_options) -> PythiaService:
     catalog = Catalog()
     engine = Engine(resolve_device("cpu", "int8", 1), catalog=catalog, store=ModelStore(tmp_path / "store"),
-                    memory_budget_bytes=8 * 2**30)
-    yield PythiaService(engine, catalog, "pythia-160m")
-    engine.close()
+                    memory_budget_bytes=8 * 2**30, **engine_options)
+    return PythiaService(engine, catalog, "pythia-160m")
+
+
+@pytest.fixture
+def hub_service(fresh_hub, tmp_path):
+    service = make_hub_service(tmp_path)
+    yield service
+    service.engine.close()
 
 
 def test_learning_curve_has_a_point_per_revision_and_survives_a_failure(hub_service):
@@ -106,29 +115,47 @@ def test_learning_curve_has_a_point_per_revision_and_survives_a_failure(hub_serv
     assert len({by_revision[r].perplexity for r in ("step1000", "step3000", "main")}) == 3
 
 
-def test_compare_streams_every_column_and_stop_stops_all(hub_service):
-    params = SamplingParams(greedy=True, max_new_tokens=1024, repetition_penalty=1.0)
-    pairs = [["pythia-160m", "step1000"], {"model": "pythia-160m", "revision": "step3000"},
-             ["pythia-70m-deduped", "main"]]
-    updates = hub_service.compare(hub_service.parse(CompareRequest, prompt="Every morning the clockmaker", pairs=pairs,
-                                                    sampling=params))
-    seen = [next(updates)]
-    while not all(c.text for c in seen[-1]):
-        seen.append(next(updates))
-    assert len(seen) > 1, "replies arrive in several updates"
-    assert [c.model for c in seen[-1]] == ["pythia-160m", "pythia-160m", "pythia-70m-deduped"]
-    running = [not c.done for c in seen[-1]]
-    updates.close()  # the visitor pressed Stop / left: every column stops
-    engine = hub_service.engine
-    schedulers = []
-    for model, revision in [("pythia-160m", "step1000"), ("pythia-160m", "step3000"), ("pythia-70m-deduped", "main")]:
-        with engine.open(model, revision) as loaded:
-            schedulers.append(loaded.scheduler)
-    counts = [s.stats.tokens for s in schedulers]
-    threading.Event().wait(0.5)
-    assert [s.stats.tokens for s in schedulers] == counts, "decoding went on after Stop"
-    assert any(running), "at least one column was still decoding when Stop came"
-    assert all(c < 1024 for c, r in zip(counts, running, strict=True) if r), "running columns stopped early"
+def test_compare_streams_every_column_and_stop_stops_all(fresh_hub, tmp_path):
+    stop = threading.Event()  # what the Stop button sets
+    stop_returned = threading.Event()
+    steps_after_stop = []
+
+    def on_step(step, prompt):  # each column decodes alone: a batch of one row, whose steps count from 0
+        if stop_returned.is_set():
+            steps_after_stop.append(step.step)
+        if step.step == 3:  # three tokens each, then every column holds until Stop comes
+            assert stop.wait(30), "Stop never came"
+
+    service = make_hub_service(tmp_path, loader=hooked_loader(on_step))
+    engine = service.engine
+    try:
+        params = SamplingParams(greedy=True, max_new_tokens=1024, repetition_penalty=1.0)
+        pairs = [["pythia-160m", "step1000"], {"model": "pythia-160m", "revision": "step3000"},
+                 ["pythia-70m-deduped", "main"]]
+        request = service.parse(CompareRequest, prompt="Every morning the clockmaker", pairs=pairs, sampling=params)
+        updates = service.compare(request, cancel=stop)
+        seen = [next(updates)]
+        while not all(c.num_tokens == 3 or c.done for c in seen[-1]):
+            seen.append(next(updates))
+        assert len(seen) > 1, "replies arrive in several updates"
+        assert [c.model for c in seen[-1]] == ["pythia-160m", "pythia-160m", "pythia-70m-deduped"]
+        assert [(c.num_tokens, c.done) for c in seen[-1]] == [(3, False)] * 3, "every column is decoding"
+        updates.close()  # the visitor pressed Stop / left: every column stops
+        stop_returned.set()
+        generators, schedulers = [], []
+        for model, revision in [("pythia-160m", "step1000"), ("pythia-160m", "step3000"),
+                                ("pythia-70m-deduped", "main")]:
+            with engine.open(model, revision) as loaded:
+                generators.append(loaded.generator)
+                schedulers.append(loaded.scheduler)
+        deadline = time.monotonic() + 30  # poll with a deadline: CT2 ends each batch once its row stopped
+        while any(g.num_active_batches for g in generators) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(g.num_active_batches for g in generators), "CT2 still decodes after Stop"
+        assert steps_after_stop == [], "decoding went on after Stop"
+        assert [s.stats.tokens for s in schedulers] == [3, 3, 3], "each column stopped where Stop found it"
+    finally:
+        engine.close()
 
 
 def test_compare_whole_run_matches_single_generations(hub_service):
@@ -188,7 +215,7 @@ def test_memorization_refuses_bad_arguments_before_any_work(engine):
     for kwargs in (dict(prefix_tokens=0), dict(continuation_tokens=1000), dict(models=[]), dict(prefix_tokens=3.5)):
         with pytest.raises(InvalidParameter):
             service.parse(MemorizationRequest, text="some text", model="tiny-pythia", **kwargs)
-    assert engine.cache.loads == 0
+    assert engine.cache.loaded() == []
     (row,) = service.memorization(service.parse(MemorizationRequest, text="too short", model="tiny-pythia"))
     assert row.status == "failed" and "memorization needs" in row.error
 

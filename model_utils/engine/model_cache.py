@@ -37,7 +37,6 @@ class ModelCache:
         self.budget_bytes = budget_bytes
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._lock = threading.Lock()
-        self.loads = 0  # how many times a loader ran (concurrent requests share one)
 
     @contextmanager
     def use(self, key: Hashable, size: int, load: Callable[[], LoadedModel]) -> Iterator[LoadedModel]:
@@ -90,7 +89,6 @@ class ModelCache:
         try:
             started = time.monotonic()
             entry.model = load()
-            self.loads += 1
             log.info("loaded %s in %.1f s (%.2f GiB reserved)", key, time.monotonic() - started, entry.size / 2**30)
         except BaseException as exc:
             entry.error = exc
