@@ -18,7 +18,23 @@ FLAG_ENV = [
 ]
 
 
-@pytest.mark.parametrize("flags,env,field,value", FLAG_ENV)
+MORE_FLAGS = [
+    (["--threads", "2"], {"PYTHIA_THREADS": "2"}, "threads", 2),
+    (["--max-batch-size", "1"], {"PYTHIA_MAX_BATCH_SIZE": "1"}, "max_batch_size", 1),
+    (["--batch-window-ms", "25"], {"PYTHIA_BATCH_WINDOW_MS": "25"}, "batch_window_ms", 25.0),
+    (["--workers", "2"], {"PYTHIA_WORKERS": "2"}, "workers", 2),
+    (["--max-queue", "5"], {"PYTHIA_MAX_QUEUE": "5"}, "max_queue", 5),
+]
+LATER_FLAGS = [
+    (["--log-level", "debug"], {"PYTHIA_LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
+    (["--disk-budget", "20"], {"PYTHIA_DISK_BUDGET": "20"}, "disk_budget", 20.0),
+    (["--hub-timeout", "3"], {"PYTHIA_HUB_TIMEOUT": "3"}, "hub_timeout", 3.0),
+    (["--max-client-rows", "3"], {"PYTHIA_MAX_CLIENT_ROWS": "3"}, "max_client_rows", 3),
+    (["--api-key", "k1"], {"PYTHIA_API_KEY": "k1"}, "api_key", "k1"),
+]
+
+
+@pytest.mark.parametrize("flags,env,field,value", FLAG_ENV, ids=[row[2] for row in FLAG_ENV])
 def test_flag_and_env_twin(flags, env, field, value):
     assert getattr(parse_settings(flags, environ={}), field) == value
     assert getattr(parse_settings([], environ=env), field) == value
@@ -49,26 +65,23 @@ def test_bad_flags_exit_with_usage(flags, capsys):
     assert "usage" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags,env,field,value", [
-    (["--threads", "2"], {"PYTHIA_THREADS": "2"}, "threads", 2),
-    (["--max-batch-size", "1"], {"PYTHIA_MAX_BATCH_SIZE": "1"}, "max_batch_size", 1),
-    (["--batch-window-ms", "25"], {"PYTHIA_BATCH_WINDOW_MS": "25"}, "batch_window_ms", 25.0),
-    (["--workers", "2"], {"PYTHIA_WORKERS": "2"}, "workers", 2),
-    (["--max-queue", "5"], {"PYTHIA_MAX_QUEUE": "5"}, "max_queue", 5),
-])
+@pytest.mark.parametrize("flags,env,field,value", MORE_FLAGS, ids=[row[2] for row in MORE_FLAGS])
 def test_batching_flags(flags, env, field, value):
     assert getattr(parse_settings(flags, environ={}), field) == value
     assert getattr(parse_settings([], environ=env), field) == value
 
 
-@pytest.mark.parametrize("flags,env,field,value", [
-    (["--log-level", "debug"], {"PYTHIA_LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
-    (["--disk-budget", "20"], {"PYTHIA_DISK_BUDGET": "20"}, "disk_budget", 20.0),
-    (["--hub-timeout", "3"], {"PYTHIA_HUB_TIMEOUT": "3"}, "hub_timeout", 3.0),
-])
+@pytest.mark.parametrize("flags,env,field,value", LATER_FLAGS, ids=[row[2] for row in LATER_FLAGS])
 def test_more_flags_and_their_twins(flags, env, field, value):
     assert getattr(parse_settings(flags, environ={}), field) == value
     assert getattr(parse_settings([], environ=env), field) == value
+
+
+def test_the_api_key_is_never_shown_by_help(capsys):
+    with pytest.raises(SystemExit):
+        parse_settings(["--help"], environ={"PYTHIA_API_KEY": "sekrit-value"})
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "sekrit-value" not in shown and "--api-key KEY" in shown and "set in the environment" in shown
 
 
 @pytest.mark.parametrize("flags, env", [(["--port", "99999"], {}), (["--port", "0"], {}),

@@ -1,6 +1,7 @@
 """The model store against a local fake Hub, through the real huggingface_hub client."""
 
 import logging
+import socket
 
 import pytest
 
@@ -136,7 +137,9 @@ def test_unknown_revision_on_hub_is_a_clear_error(fresh_hub, store):
 def test_hub_unreachable_is_a_clear_error(fresh_hub, store, monkeypatch):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    closed = socket.socket()  # a port the OS gave this test, bound and never listened on: connections are refused
+    closed.bind(("127.0.0.1", 0))
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
     with pytest.raises(ModelUnavailable) as info:
         store.ensure(Catalog().get("pythia-70m-deduped"), "main")
     assert "Traceback" not in str(info.value)
