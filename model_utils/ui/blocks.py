@@ -8,8 +8,9 @@ import gradio as gr
 from ..service import PythiaService, SamplingParams, bounds
 from .api import register_api
 from .common import declared_slider
-from .handlers import Handlers
+from .handlers import COMPLETION, Handlers
 from .research_tabs import build_research_tabs
+from .stopping import STOP_EVENT, cancel_when_dropped, queued_with_stop
 
 SLIDER_ROWS = (("temperature", "top_k", "top_p"), ("repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"))
 PAGE_CSS = """
@@ -81,7 +82,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                     clear_btn = gr.Button("Clear", size="sm", elem_id="chat-clear")
                 chat_notice = gr.Markdown(elem_id="chat-notice", elem_classes="notice")
                 chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
-                pending = gr.State(False)  # a message was accepted and waits for its reply
+                pending = gr.State("")  # the ticket of a message that was accepted and waits for its reply
                 chat_show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="chat-show-probs",
                                               info="Colour the last reply's tokens (as generated, up to the stop "
                                                    "string) by probability, with the alternatives considered.")
@@ -112,22 +113,33 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         refresh = dict(fn=h.status_markdown, inputs=[model, revision], outputs=status,
                        queue=False, api_visibility="private")
         quick = dict(queue=False, api_visibility="private")
-        for trigger in (message.submit, send.click):
-            trigger(h.add_user_message, [message, chatbot], [message, chatbot, chat_notice, pending], **quick) \
-                .then(h.bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
-        retry_btn.click(h.retry, chatbot, [chatbot, pending], **quick) \
-            .then(h.bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
-        undo_btn.click(h.undo, chatbot, [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice],
-                       **quick)
-        clear_btn.click(h.clear, None, [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending],
-                        **quick)
-        stop_chat.click(h.stop, None, None, queue=False, api_visibility="private")
-        generate_btn.click(h.completion, [prompt, model, revision, *controls, show_probs],
-                           [output, completion_metrics, probs_view, probs_table, completion_notice],
-                           **common).then(**refresh)
-        stop_completion.click(h.stop, None, None, queue=False, api_visibility="private")
+        # Send and Retry are accepted at once (the message enters the chat, Stop can reach it from then on);
+        # the reply waits in the queue with everyone else's.
+        sent = gr.on([message.submit, send.click], h.add_user_message, [message, chatbot],
+                     [message, chatbot, chat_notice, pending], **quick)
+        replies = [sent.then(h.bot_reply, bot_inputs, bot_outputs, **common),
+                   retry_btn.click(h.retry, chatbot, [chatbot, chat_notice, pending], **quick)
+                   .then(h.bot_reply, bot_inputs, bot_outputs, **common)]
+        for reply in replies:
+            reply.then(**refresh)
+        # Stop, Undo and Clear (and the chat's own trash icon) reach the reply wherever it is: being written (it
+        # ends at its next token; Undo and Clear keep nothing of it), or still queued: then Gradio's cancel takes
+        # it out of the queue, so its place shows no queue position and the next Send is not ignored as a repeat.
+        chat_dropped = gr.State("")  # the ticket of a reply that was stopped before it started
+        stop_chat.click(h.stop_chat, chatbot, [*bot_outputs, chat_dropped], **STOP_EVENT)
+        taken_back = [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending, chat_dropped]
+        undo_btn.click(h.undo, chatbot, taken_back, **STOP_EVENT)
+        clear_btn.click(h.clear, None, taken_back, **STOP_EVENT)
+        chatbot.clear(h.clear, None, taken_back, **STOP_EVENT)
+        cancel_when_dropped(chat_dropped, replies)
+        queued_with_stop(h.runs, COMPLETION, [generate_btn.click], h.completion,
+                         [prompt, model, revision, *controls, show_probs],
+                         [output, completion_metrics, probs_view, probs_table, completion_notice],
+                         notice=completion_notice, stopped_line=completion_metrics, stop_buttons=[stop_completion],
+                         **common).then(**refresh)
         model.change(h.pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
         revision.change(**refresh)
+        demo.unload(h.forget)
 
         register_api(service, concurrency)
     return demo

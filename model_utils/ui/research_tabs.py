@@ -9,12 +9,14 @@ import gradio as gr
 
 from ..service import CompareRequest, MemorizationRequest, PythiaService, ScoreAcrossRequest, ScoreRequest
 from .charts import Series, line_chart, png_download_js
-from .common import declared_slider, gradio_progress
+from .common import declared_slider, gradio_progress, session_of
 from .exports import csv_file
 from .handlers import Handlers, notice, sampling_kwargs, with_notice
 from .heatmap import learned_heatmap, token_heatmap
+from .stopping import queued_with_stop
 from .wording import column_metrics
 
+CURVE, MEMORIZATION, COMPARE = "curve", "memorization", "compare"  # sections whose requests Stop reaches
 SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling data set that consists of many "
                  "smaller datasets combined together.")
 
@@ -124,7 +126,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             memo_table = gr.Dataframe(headers=MEMO_HEADER, elem_id="memo-table", interactive=False, wrap=True,
                                       column_widths=["20%", "10%", "12%", "12%", "46%"])
 
-        @with_notice(outputs=2)
+        @with_notice(outputs=2, cleared=("", ""))  # a failed score leaves no result of an earlier text beside it
         def do_score(text, model_name, rev, progress=gr.Progress()):
             request = service.parse(ScoreRequest, text=text, model=model_name, revision=rev)
             result = service.score(request, progress=gradio_progress(progress, model_name, rev))
@@ -133,23 +135,27 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         def models_of(model_name, extra):
             return list(dict.fromkeys([model_name, *extra])) if extra else None
 
-        @with_notice(outputs=4)
-        def do_curve(text, model_name, revisions, extra, request: gr.Request, progress=gr.Progress()):
-            with h.cancels.running(request.session_hash or "") as cancel:
-                request = service.parse(ScoreAcrossRequest, text=text, model=model_name,
-                                        models=models_of(model_name, extra), revisions=revisions)
-                points = service.score_across(request, progress=gradio_progress(progress), cancel=cancel)
+        @with_notice(outputs=4, cleared=("", [], gr.update(visible=False), ""))
+        def do_curve(ticket, text, model_name, revisions, extra, request: gr.Request, progress=gr.Progress()):
+            with h.runs.running(session_of(request), CURVE, ticket) as run:
+                if run is None:
+                    return None  # stopped before it started: the page already says so
+                parsed = service.parse(ScoreAcrossRequest, text=text, model=model_name,
+                                       models=models_of(model_name, extra), revisions=revisions)
+                points = service.score_across(parsed, progress=gradio_progress(progress), cancel=run.stop)
             chart, table, csv_path, grid = curve_outputs(points)
             return chart, table, gr.update(value=csv_path, visible=True), grid
 
-        @with_notice(outputs=3)
-        def do_memorization(text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
+        @with_notice(outputs=3, cleared=("", [], gr.update(visible=False)))
+        def do_memorization(ticket, text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
                             request: gr.Request, progress=gr.Progress()):
-            with h.cancels.running(request.session_hash or "") as cancel:
-                request = service.parse(MemorizationRequest, text=text, model=model_name,
-                                        models=models_of(model_name, extra), revisions=revisions,
-                                        prefix_tokens=prefix_tokens, continuation_tokens=continuation_tokens)
-                rows = service.memorization(request, progress=gradio_progress(progress), cancel=cancel)
+            with h.runs.running(session_of(request), MEMORIZATION, ticket) as run:
+                if run is None:
+                    return None  # stopped before it started: the page already says so
+                parsed = service.parse(MemorizationRequest, text=text, model=model_name,
+                                       models=models_of(model_name, extra), revisions=revisions,
+                                       prefix_tokens=prefix_tokens, continuation_tokens=continuation_tokens)
+                rows = service.memorization(parsed, progress=gradio_progress(progress), cancel=run.stop)
             chart, table, csv_path = memorization_outputs(rows)
             return chart, table, gr.update(value=csv_path, visible=True)
 
@@ -161,16 +167,17 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat, score_notice],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private",
                         trigger_mode="always_last")
-        sweep_stop.click(h.stop, None, None, queue=False, api_visibility="private")
         curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
         memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
-        memo_btn.click(do_memorization, [score_text, model, curve_revisions, curve_models, prefix, continuation],
-                       [memo_plot, memo_table, memo_csv, memo_notice], concurrency_limit=concurrency,
-                       concurrency_id="generate",
-                       api_visibility="private")
-        curve_btn.click(do_curve, [score_text, model, curve_revisions, curve_models],
-                        [curve_plot, curve_table, curve_csv, learned, curve_notice],
-                        concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
+        queued = dict(concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
+        # one Stop for both sweeps: it stops whichever runs or waits
+        queued_with_stop(h.runs, MEMORIZATION, [memo_btn.click], do_memorization,
+                         [score_text, model, curve_revisions, curve_models, prefix, continuation],
+                         [memo_plot, memo_table, memo_csv, memo_notice], notice=memo_notice, stopped_line=memo_notice,
+                         stop_buttons=[sweep_stop], **queued)
+        queued_with_stop(h.runs, CURVE, [curve_btn.click], do_curve, [score_text, model, curve_revisions, curve_models],
+                         [curve_plot, curve_table, curve_csv, learned, curve_notice], notice=curve_notice,
+                         stopped_line=curve_notice, stop_buttons=[sweep_stop], **queued)
 
     with gr.Tab("Compare", id="compare"):
         gr.Markdown("One prompt, several models or checkpoints, replies side by side with the same settings. "
@@ -198,20 +205,24 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             compare_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         compare_notice = gr.Markdown(elem_id="compare-notice", elem_classes="notice")
 
-        def do_compare(prompt, m0, r0, m1, r1, m2, r2, temperature, top_k, top_p, rep, ngram, max_new, greedy,
-                       request: gr.Request):
+        def do_compare(ticket, prompt, m0, r0, m1, r1, m2, r2, temperature, top_k, top_p, rep, ngram, max_new,
+                       greedy, request: gr.Request):
             pairs = [[m0, r0], [m1, r1], [m2, r2]]
-            with h.cancels.running(request.session_hash or "") as cancel:
+            with h.runs.running(session_of(request), COMPARE, ticket) as run:
+                if run is None:  # stopped before it started: the page already says so
+                    yield [gr.update()] * (2 * len(pairs) + 1)
+                    return
                 try:
-                    request = service.parse(CompareRequest, prompt=prompt, pairs=pairs,
-                                            **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
-                    for columns in service.compare(request, cancel=cancel):
+                    parsed = service.parse(CompareRequest, prompt=prompt, pairs=pairs,
+                                           **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                    for columns in service.compare(parsed, cancel=run.stop):
                         yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
                               [f"<small>{c.model} @ {c.revision} · {column_metrics(c)}</small>" if column_metrics(c)
                                else "" for c in columns] + [""]
                 except Exception as exc:  # a refused request: the columns stay, the reason stays readable
                     yield [gr.update()] * (2 * len(pairs)) + [notice(exc)]
 
-        compare_btn.click(do_compare, [compare_prompt, *pickers, *controls], outputs + metrics + [compare_notice],
-                          concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
-        compare_stop.click(h.stop, None, None, queue=False, api_visibility="private")
+        queued_with_stop(h.runs, COMPARE, [compare_btn.click], do_compare, [compare_prompt, *pickers, *controls],
+                         outputs + metrics + [compare_notice], notice=compare_notice, stopped_line=compare_notice,
+                         stop_buttons=[compare_stop], concurrency_limit=concurrency, concurrency_id="generate",
+                         api_visibility="private")
