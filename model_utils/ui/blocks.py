@@ -7,10 +7,12 @@ import gradio as gr
 
 from ..service import PythiaService, SamplingParams, bounds
 from .api import register_api
+from .api_page import add_api_page_routes, page_head
 from .common import declared_slider
-from .handlers import COMPLETION, Handlers
+from .handlers import COMPLETION, Handlers, toggle_token_view
 from .research_tabs import build_research_tabs
 from .stopping import STOP_EVENT, cancel_when_dropped, queued_with_stop
+from .wording import CHAT_TOKENS_HINT, CHAT_TOKENS_INFO, COMPLETION_TOKENS_HINT, COMPLETION_TOKENS_INFO
 
 SLIDER_ROWS = (("temperature", "top_k", "top_p"), ("repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"))
 PAGE_CSS = """
@@ -36,8 +38,9 @@ BASE_MODEL_NOTE = (
 def mount_page(app, demo: gr.Blocks, *, mcp: bool = False):
     """Serve the page, the Gradio API (and with ``mcp`` its MCP server) from ``app`` at "/": the page's CSS and
     the security settings (no monitoring dashboard, 1 MB uploads) in one place."""
-    return gr.mount_gradio_app(app, demo, path="/", css=PAGE_CSS, max_file_size="1mb", enable_monitoring=False,
-                               footer_links=["api"], mcp_server=mcp or None)
+    add_api_page_routes(app)  # before the mount: matched first
+    return gr.mount_gradio_app(app, demo, path="/", css=PAGE_CSS, head=page_head(mcp), max_file_size="1mb",
+                               enable_monitoring=False, footer_links=["api"], mcp_server=mcp or None)
 
 
 def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
@@ -84,8 +87,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                 chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
                 pending = gr.State("")  # the ticket of a message that was accepted and waits for its reply
                 chat_show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="chat-show-probs",
-                                              info="Colour the last reply's tokens (as generated, up to the stop "
-                                                   "string) by probability, with the alternatives considered.")
+                                              info=CHAT_TOKENS_INFO)
                 chat_heatmap = gr.HTML(visible=False, elem_id="chat-heatmap")
                 chat_table = gr.Dataframe(headers=["#", "token", "probability", "top alternatives"],
                                           visible=False, interactive=False, elem_id="chat-alternatives")
@@ -96,8 +98,7 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="completion-generate")
                     stop_completion = gr.Button("Stop", variant="stop", elem_id="completion-stop")
                 show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="show-probs",
-                                         info="Colour each generated token by its probability and list the "
-                                              "alternatives the model considered.")
+                                         info=COMPLETION_TOKENS_INFO)
                 completion_notice = gr.Markdown(elem_id="completion-notice", elem_classes="notice")
                 output = gr.Textbox(label="Continuation", lines=8, elem_id="completion-output", interactive=False)
                 completion_metrics = gr.Markdown(elem_id="completion-metrics", elem_classes="metrics")
@@ -137,8 +138,14 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
                          [output, completion_metrics, probs_view, probs_table, completion_notice],
                          notice=completion_notice, stopped_line=completion_metrics, stop_buttons=[stop_completion],
                          **common).then(**refresh)
+        chat_show_probs.input(toggle_token_view(CHAT_TOKENS_HINT), [chat_show_probs, chat_heatmap, chatbot],
+                              [chat_heatmap, chat_table], **quick)
+        show_probs.input(toggle_token_view(COMPLETION_TOKENS_HINT), [show_probs, probs_view, output],
+                         [probs_view, probs_table], **quick)
         model.change(h.pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
         revision.change(**refresh)
+        # a notice is about the last attempt: once another model or checkpoint is picked it no longer applies
+        gr.on([model.change, revision.change], lambda: ("", ""), None, [chat_notice, completion_notice], **quick)
         demo.unload(h.forget)
 
         register_api(service, concurrency)

@@ -4,6 +4,7 @@ so the fast test tier can call them without a server."""
 from __future__ import annotations
 
 import functools
+import html
 from typing import Iterator
 
 import gradio as gr
@@ -31,6 +32,7 @@ from .wording import (
 )
 
 TOKEN_VIEW_TOP = 5  # alternatives shown per token in the token views
+TOKEN_HINT_CLASS = "token-hint"  # the heatmap's place holds this hint, not a heatmap
 CHAT, COMPLETION = "chat", "completion"  # the sections whose requests Stop, Undo and Clear reach
 
 
@@ -73,11 +75,27 @@ def with_notice(outputs: int, cleared: tuple | None = None):
 
 
 def token_view(reply: Reply):
-    """Heatmap + alternatives table of a finished reply, or hidden ones."""
+    """Heatmap + alternatives table of a finished reply, or empty hidden ones (nothing of an earlier reply may
+    show when the box is ticked later)."""
     if not reply.token_scores:
-        return HIDDEN
+        return CLEARED
     return (gr.update(value=token_heatmap(reply.token_scores), visible=True),
             gr.update(value=alternatives_table(reply.token_scores), visible=True))
+
+
+def toggle_token_view(hint: str):
+    """The "Show token probabilities" box, ticked or unticked after a reply: show or hide that reply's token
+    views; a reply written while it was unticked has none (they are worked out with the reply), and ``hint``
+    says so. Inputs: the box, the heatmap, and what was generated (the chat, or the continuation).
+    Outputs: (heatmap, table)."""
+    def toggle(show: bool, heatmap: str | None, generated):
+        if not show or not generated:  # nothing generated yet: the box applies to what comes
+            return HIDDEN
+        if heatmap and TOKEN_HINT_CLASS not in heatmap:
+            return gr.update(visible=True), gr.update(visible=True)
+        return (gr.update(value=f'<p class="{TOKEN_HINT_CLASS}">ℹ️ {html.escape(hint)}</p>', visible=True),
+                gr.update(visible=False))
+    return toggle
 
 
 class Handlers:

@@ -8,13 +8,15 @@ import math
 import gradio as gr
 
 from ..service import CompareRequest, MemorizationRequest, PythiaService, ScoreAcrossRequest, ScoreRequest
+from ..service.requests import MAX_COMPARE, MAX_MODELS, MAX_REVISIONS
+from ..service.research import reasons_said_once
 from .charts import Series, line_chart, png_download_js
 from .common import declared_slider, gradio_progress, session_of
 from .exports import csv_file
 from .handlers import Handlers, notice, sampling_kwargs, with_notice
 from .heatmap import learned_heatmap, token_heatmap
 from .stopping import queued_with_stop
-from .wording import column_metrics
+from .wording import column_metrics, plural
 
 CURVE, MEMORIZATION, COMPARE = "curve", "memorization", "compare"  # sections whose requests Stop reaches
 SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling data set that consists of many "
@@ -29,7 +31,7 @@ def _fmt(value) -> str:
 
 
 def score_markdown(result) -> str:
-    text = (f"**{len(result.tokens)} tokens** · log-likelihood {result.log_likelihood:,.2f} · "
+    text = (f"**{plural(len(result.tokens), 'token')}** · log-likelihood {result.log_likelihood:,.2f} · "
             f"perplexity **{_fmt(result.perplexity)}** · bits per byte **{_fmt(result.bits_per_byte)}**")
     return text + (f"\n\nℹ️ {result.note}" if result.note else "")
 
@@ -43,6 +45,13 @@ def _checkpoint(row, several: bool) -> str:
     return f"{row.model} {name}" if several else name
 
 
+def _status(row, reason: str | None) -> str:
+    """'ok', or why the row failed: the reason where it is first given, 'as above' where it repeats."""
+    if row.status == "ok":
+        return "ok"
+    return f"{row.status}: {reason}" if reason else f"{row.status} (as above)"
+
+
 def _series(rows, value) -> list[Series]:
     """One line per model, in the order the rows name them."""
     models = list(dict.fromkeys(r.model for r in rows))
@@ -53,8 +62,8 @@ def curve_outputs(points):
     """The chart, the table, its CSV and (one model) the when-was-each-token-learned grid of a learning curve."""
     several = len({p.model for p in points}) > 1
     chart = line_chart(_series(points, lambda p: p.perplexity), "perplexity", "Perplexity over training")
-    table = [[_checkpoint(p, several), _fmt(p.perplexity), _fmt(p.bits_per_byte),
-              "ok" if p.status == "ok" else f"{p.status}: {p.error}"] for p in points]
+    table = [[_checkpoint(p, several), _fmt(p.perplexity), _fmt(p.bits_per_byte), _status(p, reason)]
+             for p, reason in zip(points, reasons_said_once(points), strict=True)]
     raw = [[p.model, p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
     return chart, table, csv_file("learning-curve", CSV_HEADER, raw), "" if several else learned_heatmap(points)
 
@@ -70,8 +79,8 @@ def memorization_outputs(rows):
                        "Memorization over training", log_y=False)
     table = [[_checkpoint(r, several), "yes" if r.exact else "no", r.matched_prefix, _fmt(r.match_fraction),
               r.continuation] if r.status == "ok"
-             else [_checkpoint(r, several), "–", "–", "–", f"{r.status}: {r.error}"]
-             for r in rows]
+             else [_checkpoint(r, several), "–", "–", "–", _status(r, reason)]
+             for r, reason in zip(rows, reasons_said_once(rows), strict=True)]
     raw = [[r.model, r.revision, r.step, r.status, r.exact, r.matched_prefix, r.match_fraction, r.continuation,
             r.error or ""] for r in rows]
     return chart, table, csv_file("memorization", MEMO_CSV_HEADER, raw)
@@ -91,11 +100,13 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         with gr.Accordion("Across training: perplexity at each checkpoint", open=True):
             curve_revisions = gr.Dropdown(h.revisions(service.default_model),
                                           value=h.default_curve(service.default_model), multiselect=True,
-                                          label="Checkpoints", elem_id="curve-revisions",
+                                          max_choices=MAX_REVISIONS, label=f"Checkpoints (up to {MAX_REVISIONS})",
+                                          elem_id="curve-revisions",
                                           info="Checkpoints already on disk are scored first; the others are "
                                                "downloaded and converted on first use.")
             curve_models = gr.Dropdown(service.model_names(), value=[], multiselect=True, elem_id="curve-models",
-                                       label="Scaling curves: also plot these models",
+                                       max_choices=MAX_MODELS - 1,
+                                       label=f"Scaling curves: also plot these models (up to {MAX_MODELS - 1})",
                                        info="All Pythia sizes saw the same data in the same order: compare them "
                                             "step for step. Leave empty for the selected model alone.")
             with gr.Row():
@@ -162,6 +173,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         # the curve offers only the selected model's checkpoints
         model.change(lambda name: gr.update(choices=h.revisions(name), value=h.default_curve(name)), model,
                      curve_revisions, queue=False, api_visibility="private")
+        gr.on([model.change, revision.change], lambda: ("",) * 3, None, [score_notice, curve_notice, memo_notice],
+              queue=False, api_visibility="private")
         # A visitor who edits the text and clicks again while a score runs (the first use converts the
         # model) gets the newest text scored next; Gradio's default would drop that click silently.
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat, score_notice],
@@ -180,8 +193,10 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                          stopped_line=curve_notice, stop_buttons=[sweep_stop], **queued)
 
     with gr.Tab("Compare", id="compare"):
-        gr.Markdown("One prompt, several models or checkpoints, replies side by side with the same settings. "
-                    "Greedy decoding gives a deterministic comparison; sampled replies differ run to run.")
+        # three columns read side by side at 1280 px and stack on a phone; the API's fourth is said, not offered
+        gr.Markdown(f"One prompt, three models or checkpoints, replies side by side with the same settings "
+                    f"(the `/compare` API takes up to {MAX_COMPARE}). Greedy decoding gives a deterministic "
+                    "comparison; sampled replies differ run to run.", elem_id="compare-intro")
         compare_prompt = gr.Textbox(label="Prompt", lines=3, value="The meaning of life is", elem_id="compare-prompt")
         pickers, outputs, metrics = [], [], []
         compare_defaults = h.compare_defaults(service.default_model)

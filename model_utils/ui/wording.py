@@ -48,6 +48,14 @@ STILL_REPLYING = "The last reply is still being written: wait for it, or press S
 STILL_WORKING = "The last request is still running: wait for it, or press Stop."
 STOPPED_BEFORE_REPLY = "Stopped by you before the reply started; your message is back in the box."
 STOPPED_BEFORE_START = "Stopped by you before it started."
+CHAT_TOKENS_INFO = ("Colour each reply's tokens (as generated, up to the stop string) by probability, with the "
+                    "alternatives considered. Tick it before sending: they are worked out with the reply.")
+CHAT_TOKENS_HINT = ("The last reply was written without token probabilities: the next one will be coloured "
+                    "(Retry writes the last one again).")
+COMPLETION_TOKENS_INFO = ("Colour each generated token by its probability and list the alternatives the model "
+                          "considered. Tick it before generating: they are worked out with the text.")
+COMPLETION_TOKENS_HINT = ("This text was generated without token probabilities: the next Generate will colour "
+                          "its tokens.")
 
 
 def plural(n: int, word: str) -> str:
