@@ -203,28 +203,35 @@ def test_the_api_panel_logs_no_client_error_and_names_this_apps_switch(browser, 
 
 
 # ---- screenshots of what changed, light and dark, desktop and phone -------------------------------------
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("view", list(VIEWS))
-def test_screenshots_of_the_changed_views(browser, demo_url, output_dir, view, scheme):
-    page = browser.new_page(viewport=VIEWS[view], color_scheme=scheme)
-    name = f"visitor-{view}-{scheme}"
-    try:
-        open_app(page, demo_url)
-        chat(page, "Who was Joseph?")
-        page.locator("#chat-show-probs input").check()
-        wait_for_text(page, "#chat-heatmap", "without token probabilities")
-        page.locator("#chat-show-probs").scroll_into_view_if_needed()
-        page.screenshot(path=str(output_dir / f"{name}-chat-token-hint.png"))
-        page.get_by_role("tab", name="Score", exact=True).click()
-        page.fill("#score-text textarea", "and")
-        page.get_by_text("Memorization: does the model reproduce this text?").click()
-        page.click("#memo-button")
-        wait_for_text(page, "#memo-notice", "The text is 1 token long")
-        page.locator("#memo-notice").scroll_into_view_if_needed()
-        page.screenshot(path=str(output_dir / f"{name}-memorization-too-short.png"))
-        page.locator("#curve-revisions").scroll_into_view_if_needed()
-        page.screenshot(path=str(output_dir / f"{name}-checkpoints.png"))
-        page.get_by_role("tab", name="Compare").click()
-        page.screenshot(path=str(output_dir / f"{name}-compare.png"))
-    finally:
-        page.close()
+def shoot_all(page, output_dir, name: str, selector: str) -> None:
+    """The page as it stands, at 1280x900 and 390x844, light and dark, scrolled to ``selector``."""
+    for view, size in VIEWS.items():
+        page.set_viewport_size(size)
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            page.locator(selector).first.scroll_into_view_if_needed()
+            page.screenshot(path=str(output_dir / f"visitor-{name}-{view}-{scheme}.png"))
+    page.set_viewport_size(VIEWS["desktop"])
+    page.emulate_media(color_scheme="light")
+
+
+def test_screenshots_of_the_changed_views(page, demo_url, output_dir):
+    open_app(page, demo_url)
+    chat(page, "Who was Joseph?")
+    page.locator("#chat-show-probs input").check()
+    wait_for_text(page, "#chat-heatmap", "without token probabilities")
+    shoot_all(page, output_dir, "chat-token-hint", "#chat-heatmap")
+    page.get_by_role("tab", name="Score", exact=True).click()
+    page.fill("#score-text textarea", "and")
+    page.get_by_text("Memorization: does the model reproduce this text?").click()
+    page.click("#memo-button")
+    wait_for_text(page, "#memo-notice", "The text is 1 token long")
+    shoot_all(page, output_dir, "memorization-too-short", "#memo-notice")
+    shoot_all(page, output_dir, "checkpoints", "#curve-revisions")
+    page.get_by_role("tab", name="Compare").click()
+    shoot_all(page, output_dir, "compare", "#compare-intro")
+    page.get_by_text("Use via API").click()
+    page.wait_for_selector(".api-docs")
+    page.locator(".api-docs li", has_text="MCP").first.click()
+    page.wait_for_function("document.querySelector('.api-docs').innerText.includes('--mcp')")
+    shoot_all(page, output_dir, "api-mcp-tab", ".api-docs")

@@ -102,11 +102,14 @@ def wait_for_text(page, selector: str, text: str, timeout_s: float = HANG):
                            timeout=timeout_s * 1000)
 
 
-# Clicks ``button`` the moment the visitor's message shows in the chat (before its reply can have started):
-# the "Send, then Stop/Undo at once" of a visitor, without a test-side delay deciding the race.
-CLICK_WHEN_SENT = """(button) => new MutationObserver((_, observer) => {
-  if (document.querySelector('#chatbot .user-row')) { observer.disconnect(); document.querySelector(button).click(); }
-}).observe(document.querySelector('#chatbot'), {subtree: true, childList: true})"""
+def send_then_click(page, message: str, button: str):
+    """Send, then click ``button`` as soon as the message was accepted (the reply is being handed to the queue
+    and cannot have started): a visitor's "Send, then Stop/Undo at once", without a test-side delay deciding
+    the race."""
+    page.fill("#chat-input textarea", message)
+    with page.expect_response(lambda r: "/run/predict" in r.url):  # the message's acceptance
+        page.click("#chat-send")
+    page.click(button)
 
 
 def busy_with_another_visitor(url):
@@ -129,7 +132,7 @@ def test_stop_while_queued_behind_another_visitor_the_reply_never_starts(page, l
     wait_for_text(page, "#chat-metrics", "before the reply started")
     assert box(page) == "Are you there?" and rows(page, "user") == [], "the message is back in the box"
     page.wait_for_function("!document.querySelector('#chatbot').innerText.includes('queue')")
-    shot(page, output_dir, "stop-while-queued")
+    shoot_all(page, output_dir, "stop-while-queued", "#chat-metrics")
     busy.cancel()
     wait_until_idle(engine)
     # the queue is first in, first out: a later request runs only after the stopped one would have
@@ -146,9 +149,7 @@ def test_stop_while_queued_behind_another_visitor_the_reply_never_starts(page, l
 def test_stop_right_after_send_is_not_lost(page, live):
     url, engine = live
     open_app(page, url, max_new_tokens=1024)
-    page.evaluate(CLICK_WHEN_SENT, "#chat-stop")
-    page.fill("#chat-input textarea", "Tell me a long story.")
-    page.click("#chat-send")
+    send_then_click(page, "Tell me a long story.", "#chat-stop")
     # either it had not started (the message is back) or it stops at its next token
     page.wait_for_function("/stopped by you/i.test(document.querySelector('#chat-metrics').innerText)",
                            timeout=HANG * 1000)
@@ -176,17 +177,17 @@ def test_undo_during_a_reply_takes_the_turn_back_for_good(page, live, moment, ou
     rows_before, tokens_before = scheduler(engine).stats.rows, scheduler(engine).stats.tokens
     busy = busy_with_another_visitor(url) if moment == "while it waits behind another visitor" else None
     if moment == "right after Send":
-        page.evaluate(CLICK_WHEN_SENT, "#chat-undo")
-    if moment == "while it is written":
+        send_then_click(page, "Tell me a long story.", "#chat-undo")
+    elif moment == "while it is written":
         long_reply_under_way(page)
+        page.click("#chat-undo")
     else:
         page.fill("#chat-input textarea", "Tell me a long story.")
         page.click("#chat-send")
-    if busy is not None:
         wait_for_text(page, "#chatbot", "queue")
-    if moment != "right after Send":
         page.click("#chat-undo")
     page.wait_for_function("document.querySelector('#chat-input textarea').value === 'Tell me a long story.'")
+    page.wait_for_function("document.querySelectorAll('#chatbot .message-row').length === 0")
     if busy is not None:
         busy.cancel()
         wait_until_idle(engine)
@@ -204,7 +205,7 @@ def test_undo_during_a_reply_takes_the_turn_back_for_good(page, live, moment, ou
     assert rows(page, "user") == ["Tell me a long story."] and len(rows(page, "bot")) == 1
     assert box(page) == ""
     if moment == "while it is written":
-        shot(page, output_dir, "undo-then-send")
+        shoot_all(page, output_dir, "undo-then-send", "#chat-metrics")
 
 
 @pytest.mark.parametrize("control", ["#chat-clear", "#chatbot button[aria-label='Clear']"],
@@ -234,5 +235,13 @@ def test_the_chats_trash_icon_also_clears_the_metrics_line(page, live):
     assert rows(page, "user") == []
 
 
-def shot(page, output_dir, name):
-    page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)
+def shoot_all(page, output_dir, name: str, selector: str) -> None:
+    """The page as it stands, at 1280x900 and 390x844, light and dark, scrolled to ``selector``."""
+    for view, size in {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}.items():
+        page.set_viewport_size(size)
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            page.locator(selector).scroll_into_view_if_needed()
+            page.screenshot(path=str(output_dir / f"visitor-{name}-{view}-{scheme}.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="light")
