@@ -209,10 +209,13 @@ def shoot_all(page, output_dir, name: str, selector: str) -> None:
         page.set_viewport_size(size)
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
+            # Gradio picks its theme once, at load, by a class on <body>: switch it as Gradio does
+            page.evaluate("(dark) => document.body.classList.toggle('dark', dark)", scheme == "dark")
             page.locator(selector).first.scroll_into_view_if_needed()
             page.screenshot(path=str(output_dir / f"visitor-{name}-{view}-{scheme}.png"))
     page.set_viewport_size(VIEWS["desktop"])
     page.emulate_media(color_scheme="light")
+    page.evaluate("document.body.classList.remove('dark')")
 
 
 def test_screenshots_of_the_changed_views(page, demo_url, output_dir):

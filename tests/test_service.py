@@ -142,10 +142,10 @@ def test_undo_retry_and_clear_reset_what_came_from_the_conversation(service):
     history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     chat, notice, pending = h.retry(history)
     assert (chat, notice) == (history[:1], "") and pending
-    chat, box, metrics, heat, table, notice, pending, dropped = h.undo(history)
+    chat, box, metrics, heat, table, notice, pending = h.undo(history)
     assert (chat, box, metrics, notice, pending) == ([], "a", "", "", "")
     assert heat["visible"] is False and table["visible"] is False
-    chat, box, metrics, heat, table, notice, pending, dropped = h.clear()
+    chat, box, metrics, heat, table, notice, pending = h.clear()
     assert (chat, metrics, notice, pending) == ([], "", "", "") and heat["visible"] is False
     assert len(h.runs) == 0, "Undo and Clear dropped the retried request before it started"
 

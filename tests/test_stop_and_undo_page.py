@@ -138,12 +138,19 @@ def test_stop_while_queued_behind_another_visitor_the_reply_never_starts(page, l
     # the queue is first in, first out: a later request runs only after the stopped one would have
     Client(url, verbose=False).predict(prompt="after", max_new_tokens=3, api_name="/complete")
     assert scheduler(engine).stats.rows == rows_before + 1, "the stopped reply must never start"
+    # its turn in the queue came and went: it changed nothing, and nothing says "Error"
+    page.wait_for_function("!document.querySelector('#chatbot').innerText.includes('queue')")
     assert box(page) == "Are you there?" and rows(page, "user") == [] and rows(page, "bot") == []
+    assert no_error_badge(page)
     # and the next Send is answered (the stopped one is not still holding the page's reply event)
     set_max_new_tokens(page, 8)
     page.click("#chat-send")
     wait_for_text(page, "#chat-metrics", "tokens/s")
     assert len(rows(page, "user")) == 1 and len(rows(page, "bot")) == 1
+
+
+def no_error_badge(page) -> bool:
+    return page.locator("[data-testid=status-tracker] .error").count() == 0
 
 
 def test_stop_right_after_send_is_not_lost(page, live):
@@ -203,7 +210,7 @@ def test_undo_during_a_reply_takes_the_turn_back_for_good(page, live, moment, ou
     page.click("#chat-send")
     wait_for_text(page, "#chat-metrics", "tokens/s")
     assert rows(page, "user") == ["Tell me a long story."] and len(rows(page, "bot")) == 1
-    assert box(page) == ""
+    assert box(page) == "" and no_error_badge(page)
     if moment == "while it is written":
         shoot_all(page, output_dir, "undo-then-send", "#chat-metrics")
 
@@ -222,6 +229,7 @@ def test_clear_during_a_reply_leaves_an_empty_chat(page, live, control):
     page.click("#chat-send")
     wait_for_text(page, "#chat-metrics", "tokens/s")
     assert rows(page, "user") == ["Second"] and len(rows(page, "bot")) == 1, "nothing of the cleared reply came back"
+    assert no_error_badge(page)
 
 
 def test_the_chats_trash_icon_also_clears_the_metrics_line(page, live):
@@ -241,7 +249,10 @@ def shoot_all(page, output_dir, name: str, selector: str) -> None:
         page.set_viewport_size(size)
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
+            # Gradio picks its theme once, at load, by a class on <body>: switch it as Gradio does
+            page.evaluate("(dark) => document.body.classList.toggle('dark', dark)", scheme == "dark")
             page.locator(selector).scroll_into_view_if_needed()
             page.screenshot(path=str(output_dir / f"visitor-{name}-{view}-{scheme}.png"))
     page.set_viewport_size({"width": 1280, "height": 900})
     page.emulate_media(color_scheme="light")
+    page.evaluate("document.body.classList.remove('dark')")

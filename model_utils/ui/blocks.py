@@ -11,7 +11,7 @@ from .api_page import add_api_page_routes, page_head
 from .common import declared_slider
 from .handlers import COMPLETION, Handlers, toggle_token_view
 from .research_tabs import build_research_tabs
-from .stopping import STOP_EVENT, cancel_when_dropped, queued_with_stop
+from .stopping import REPLY_EVENT, STOP_EVENT, queued_with_stop
 from .wording import CHAT_TOKENS_HINT, CHAT_TOKENS_INFO, COMPLETION_TOKENS_HINT, COMPLETION_TOKENS_INFO
 
 SLIDER_ROWS = (("temperature", "top_k", "top_p"), ("repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"))
@@ -118,21 +118,18 @@ def build_demo(service: PythiaService, concurrency: int = 16) -> gr.Blocks:
         # the reply waits in the queue with everyone else's.
         sent = gr.on([message.submit, send.click], h.add_user_message, [message, chatbot],
                      [message, chatbot, chat_notice, pending], **quick)
-        replies = [sent.then(h.bot_reply, bot_inputs, bot_outputs, **common),
+        replies = [sent.then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common),
                    retry_btn.click(h.retry, chatbot, [chatbot, chat_notice, pending], **quick)
-                   .then(h.bot_reply, bot_inputs, bot_outputs, **common)]
+                   .then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common)]
         for reply in replies:
             reply.then(**refresh)
         # Stop, Undo and Clear (and the chat's own trash icon) reach the reply wherever it is: being written (it
-        # ends at its next token; Undo and Clear keep nothing of it), or still queued: then Gradio's cancel takes
-        # it out of the queue, so its place shows no queue position and the next Send is not ignored as a repeat.
-        chat_dropped = gr.State("")  # the ticket of a reply that was stopped before it started
-        stop_chat.click(h.stop_chat, chatbot, [*bot_outputs, chat_dropped], **STOP_EVENT)
-        taken_back = [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending, chat_dropped]
+        # ends at its next token; Undo and Clear keep nothing of it), or still queued (it never starts).
+        stop_chat.click(h.stop_chat, chatbot, bot_outputs, **STOP_EVENT)
+        taken_back = [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending]
         undo_btn.click(h.undo, chatbot, taken_back, **STOP_EVENT)
         clear_btn.click(h.clear, None, taken_back, **STOP_EVENT)
         chatbot.clear(h.clear, None, taken_back, **STOP_EVENT)
-        cancel_when_dropped(chat_dropped, replies)
         queued_with_stop(h.runs, COMPLETION, [generate_btn.click], h.completion,
                          [prompt, model, revision, *controls, show_probs],
                          [output, completion_metrics, probs_view, probs_table, completion_notice],

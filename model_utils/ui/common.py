@@ -95,7 +95,7 @@ class Stopped(Enum):
 class Runs:
     """The requests each section of each visitor's page accepted and that have not ended: what Stop, Undo and
     Clear act on, from the moment the click is accepted (before Gradio's queue, so a request still queued
-    there is reached too).
+    there is reached too: its handler, when its turn comes, finds it dropped and changes nothing).
 
     One entry per (session, section) at most, removed when its request ends or is dropped and when the page
     closes, so the registry holds O(visitors with a request) entries however many come and go.
@@ -142,34 +142,30 @@ class Runs:
                         del self._runs[(session, section)]
                 run.ended.set()
 
-    def stop(self, session: str, section: str) -> tuple[Stopped, str | None]:
-        """Stop the section's request: a running one at its next token, a waiting one for good.
-        Also returns the ticket of a dropped waiting request."""
+    def stop(self, session: str, section: str) -> Stopped:
+        """Stop the section's request: a running one at its next token, a waiting one for good."""
         with self._lock:
             run = self._runs.get((session, section))
             if run is None:
-                return Stopped.NOTHING, None
+                return Stopped.NOTHING
             run.stop.set()
             if run.started:
-                return Stopped.RUNNING, None
+                return Stopped.RUNNING
             del self._runs[(session, section)]
-            return Stopped.WAITING, run.ticket
+            return Stopped.WAITING
 
-    def discard(self, session: str, section: str) -> str | None:
-        """Stop the section's request and keep all of it off the page. Returns once a running one has ended (so
-        nothing it yielded can arrive after what Undo or Clear show), with None; or the ticket of one that had
-        not started (dropped, so that its queued event can be cancelled)."""
+    def discard(self, session: str, section: str) -> None:
+        """Stop the section's request and keep all of it off the page: returns once a running one has ended, so
+        nothing it yielded can arrive after what Undo or Clear show; one that had not started never will."""
         with self._lock:
             run = self._runs.pop((session, section), None)
             if run is None:
-                return None
+                return
             run.discarded = True
             run.stop.set()
             started = run.started
-        if not started:
-            return run.ticket
-        run.ended.wait(self.DISCARD_WAIT_S)
-        return None
+        if started:
+            run.ended.wait(self.DISCARD_WAIT_S)
 
     def forget(self, session: str) -> None:
         """The page closed: stop and drop its requests."""

@@ -223,12 +223,11 @@ class Handlers:
 
     def stop_chat(self, history: list, request: gr.Request = None):
         """Stop: a reply being written ends at its next token and keeps its text; a message still waiting for
-        its turn never gets a reply and goes back to the box. Outputs: the chat's, then the dropped ticket."""
-        outcome, dropped = self.runs.stop(session_of(request), CHAT)
-        if outcome is not Stopped.WAITING:
-            return (gr.update(),) * 8
+        its turn never gets a reply and goes back to the box. Outputs: the chat's."""
+        if self.runs.stop(session_of(request), CHAT) is not Stopped.WAITING:
+            return (NO_CHANGE,) * 7
         history, text = _take_back_message(history)
-        return history, STOPPED_BEFORE_REPLY, *CLEARED, text, "", "", dropped
+        return history, STOPPED_BEFORE_REPLY, *CLEARED, text, "", ""
 
     def retry(self, history: list, request: gr.Request = None):
         """Write the last reply again: outputs (chatbot, notice, pending)."""
@@ -242,19 +241,18 @@ class Handlers:
 
     def undo(self, history: list, request: gr.Request = None):
         """Take back the last exchange, even one still waiting or being written (it stops): its message returns
-        to the box; views derived from it go. Outputs: (chatbot, box, metrics, heatmap, table, notice, pending,
-        the dropped ticket of a reply that had not started)."""
-        dropped = self.runs.discard(session_of(request), CHAT)
+        to the box; views derived from it go. Outputs: (chatbot, box, metrics, heatmap, table, notice, pending)."""
+        self.runs.discard(session_of(request), CHAT)
         while history and history[-1]["role"] == "assistant":
             history = history[:-1]
         history, text = _take_back_message(history)
-        return history, text, "", *CLEARED, "", "", dropped or NO_CHANGE
+        return history, text, "", *CLEARED, "", ""
 
     def clear(self, request: gr.Request = None):
         """An empty conversation (a reply waiting or being written stops) and no views derived from the old one;
         what is typed stays. Outputs: as Undo's."""
-        dropped = self.runs.discard(session_of(request), CHAT)
-        return [], NO_CHANGE, "", *CLEARED, "", "", dropped or NO_CHANGE
+        self.runs.discard(session_of(request), CHAT)
+        return [], NO_CHANGE, "", *CLEARED, "", ""
 
     # -- completion ----------------------------------------------------------------------------
     def completion(self, ticket: str, prompt: str, model: str, revision: str, temperature, top_k, top_p, rep, ngram,
