@@ -278,8 +278,8 @@ class Handlers:
                 yield "", "", *CLEARED, notice(exc)
                 return
             if reply is not None:
-                if reply.finish_reason == FinishReason.CANCELLED and not reply.num_tokens:
-                    yield "", STOPPED_BEFORE_START, *CLEARED, ""
+                if reply.finish_reason == FinishReason.CANCELLED and not reply.num_tokens:  # as Stop says when
+                    yield NO_CHANGE, STOPPED_BEFORE_START, NO_CHANGE, NO_CHANGE, ""  # it finds it still queued
                     return
                 yield reply.text, metrics_markdown(reply), *token_view(reply), ""
 
