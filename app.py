@@ -75,8 +75,9 @@ def choose_default_model(settings, catalog, store) -> tuple[str, str | None]:
     return model.name, None
 
 
-def build(settings) -> Built:
-    """Create the engine, the service, the queued page and the routes for ``settings``."""
+def build(settings, *, loader=None) -> Built:
+    """Create the engine, the service, the queued page and the routes for ``settings``. ``loader``: how a
+    converted model directory becomes a loaded model (the engine's default: CTranslate2)."""
     from fastapi import FastAPI
 
     from model_utils.core.catalog import Catalog
@@ -100,7 +101,7 @@ def build(settings) -> Built:
     default_model, notice = choose_default_model(settings, catalog, store)
     resolved = resolve(settings)
     local = Engine(resolved.device, catalog=catalog, store=store, memory_budget_bytes=resolved.memory_budget_bytes,
-                   batching=resolved.batching)
+                   batching=resolved.batching, **({"loader": loader} if loader else {}))
     remote = None
     if settings.remote_model:
         remote = RemoteEngine.build(settings.remote_model, catalog, api_key=settings.remote_api_key,
@@ -132,26 +133,37 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+STOP_GRACE_S = 2  # a stopping server lets requests finish this long; then it closes what is still open
+
+
 def server_for(built: Built):
-    """uvicorn, ending the page's streams when it stops (open tabs hold heartbeat streams that would otherwise
-    keep it waiting for its whole graceful-shutdown time)."""
+    """uvicorn, ending the page's streams when it stops. Open tabs hold event streams that wait up to 10 s for
+    their next message: after STOP_GRACE_S they are cancelled, on purpose, so their cancellation is not
+    reported as an error."""
     import uvicorn
 
     from model_utils.ui.blocks import end_page_streams
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets=None) -> None:
-            end_page_streams(built.app)
-            await super().shutdown(sockets=sockets)
+            log.info("stopping: open connections get %s s to finish", STOP_GRACE_S)
+            end_page_streams(built.app, built.demo)
+            errors = logging.getLogger("uvicorn.error")
+            level = errors.level
+            errors.setLevel(logging.CRITICAL)
+            try:
+                await super().shutdown(sockets=sockets)
+            finally:
+                errors.setLevel(level)
 
-    return Server(uvicorn.Config(built.app, log_level="warning", timeout_graceful_shutdown=5))
+    return Server(uvicorn.Config(built.app, log_level="warning", timeout_graceful_shutdown=STOP_GRACE_S))
 
 
 @contextmanager
-def running(settings, host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[str, Any]]:
+def running(settings, host: str = "127.0.0.1", port: int = 0, *, loader=None) -> Iterator[tuple[str, Any]]:
     """Serve ``settings`` on a free port (or ``port``) in a background thread; yield (url, engine).
     For scripts and tests that drive the real server; ``python app.py`` serves in the foreground."""
-    built = build(settings)
+    built = build(settings, loader=loader)
     sock = listen(host, port)
     server = server_for(built)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

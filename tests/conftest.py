@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scheduler_log import queue_log  # noqa: F401 - a fixture for every test module
 
 from model_utils.core.catalog import Catalog
 from model_utils.engine.devices import resolve_device

@@ -15,9 +15,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(settings: Settings):
-    """Yield (url, engine) of the app serving ``settings``; stopped and unloaded afterwards."""
+def running_app(settings: Settings, **injected):
+    """Yield (url, engine) of the app serving ``settings``; stopped and unloaded afterwards. ``injected``: what
+    app.build lets a caller choose (the engine's model loader, e.g. tests/ct2_hooks.py's)."""
     import app
 
-    with app.running(settings) as (url, engine):
+    with app.running(settings, **injected) as (url, engine):
         yield url, engine

@@ -6,6 +6,7 @@ import pickle
 import threading
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 from tokenizers import Tokenizer
 
@@ -16,7 +17,7 @@ from model_utils.engine.engine import Engine
 from model_utils.service import ChatRequest, CompletionRequest, PythiaService
 from model_utils.store.disk import ModelStore
 from model_utils.store.local_dirs import describe_local_dir
-from model_utils.ui.handlers import Handlers
+from model_utils.ui.handlers import COMPLETION, Handlers
 
 from fake_generator import fake_loader
 
@@ -105,14 +106,14 @@ def test_cancel_ends_the_reply_at_the_next_step(tiny_ct2_dir, tmp_path, cpu_devi
 def test_handlers_stream_then_show_metrics(service):
     h = Handlers(service)
     request = SimpleNamespace(session_hash="visitor")
-    box, history, notice, pending = h.add_user_message("Hello", [])
-    assert (box, notice, pending) == ("", "", True)
+    box, history, notice, pending = h.add_user_message("Hello", [], request)
+    assert (box, notice) == ("", "") and pending, "the accepted message holds a ticket until its reply ends"
     outputs = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 64, False, False, request,
                                progress=lambda *a, **k: None))
     chat, metrics, heat, table, box, notice, pending = outputs[-1]
     assert chat[-1] == {"role": "assistant", "content": WORDS.strip()}
-    assert "tokens" in metrics and "tiny" in metrics and notice == "" and pending is False
-    assert len(h.cancels) == 0, "the Stop flag is dropped when the reply ends"
+    assert "tokens" in metrics and "tiny" in metrics and notice == "" and pending == ""
+    assert len(h.runs) == 0, "the Stop flag is dropped when the reply ends"
 
 
 @pytest.mark.parametrize("message,reason", [("   ", "Type a message first"), ("x" * 50_000, "limit is 20,000")],
@@ -121,7 +122,7 @@ def test_a_refused_message_stays_in_the_box_and_out_of_the_chat(service, message
     h = Handlers(service)
     history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     box, kept, notice, pending = h.add_user_message(message, history)
-    assert (box, kept, pending) == (message, history, False) and reason in notice
+    assert (box, kept, pending) == (message, history, gr.update()) and reason in notice
     # the next message works
     box, history, notice, pending = h.add_user_message("Hello again", history)
     final = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
@@ -139,13 +140,17 @@ def test_a_failed_reply_gives_the_message_back_with_the_reason(service, fresh_hu
     assert chat == [] and box == "Hi" and notice.startswith("⚠️") and "pythia-410m" in notice
 
 
-def test_undo_retry_and_clear_reset_what_came_from_the_conversation():
+def test_undo_retry_and_clear_reset_what_came_from_the_conversation(service):
+    h = Handlers(service)
     history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    assert Handlers.retry(history) == (history[:1], True)
-    chat, box, metrics, heat, table, notice = Handlers.undo(history)
-    assert (chat, box, metrics, notice) == ([], "a", "", "") and heat["visible"] is False and table["visible"] is False
-    chat, box, metrics, heat, table, notice, pending = Handlers.clear()
-    assert (chat, metrics, notice, pending) == ([], "", "", False) and heat["visible"] is False
+    chat, notice, pending = h.retry(history)
+    assert (chat, notice) == (history[:1], "") and pending
+    chat, box, metrics, heat, table, notice, pending = h.undo(history)
+    assert (chat, box, metrics, notice, pending) == ([], "a", "", "", "")
+    assert heat["visible"] is False and table["visible"] is False
+    chat, box, metrics, heat, table, notice, pending = h.clear()
+    assert (chat, metrics, notice, pending) == ([], "", "", "") and heat["visible"] is False
+    assert len(h.runs) == 0, "Undo and Clear dropped the retried request before it started"
 
 
 def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_device):
@@ -155,17 +160,20 @@ def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_dev
     try:
         for i in range(5000):
             request = SimpleNamespace(session_hash=f"visitor-{i}")
-            for _ in h.completion("Hi", "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 2, False, False, request,
+            ticket = h.runs.accept(request.session_hash, COMPLETION)
+            for _ in h.completion(ticket, "Hi", "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 2, False, False, request,
                                   progress=lambda *a, **k: None):
                 pass
-            h.stop(request)  # a late Stop after the reply ended
+            h.runs.stop(request.session_hash, COMPLETION)  # a late Stop after the reply ended
             if i + 1 in (100, 5000):
                 with svc.engine.open(svc.model("tiny"), "main") as model:
                     stats = model.scheduler.stats
                     stats_bytes.append(len(pickle.dumps(stats)))
+        h.runs.accept("a visitor who closed the page while queued", COMPLETION)
+        h.forget(SimpleNamespace(session_hash="a visitor who closed the page while queued"))
     finally:
         svc.engine.close()
-    assert len(h.cancels) == 0
+    assert len(h.runs) == 0
     assert stats.rows == 5000 and len(stats.sizes) <= BatchingConfig().max_batch_size
     # counters only: 4900 more requests add a few digits, not a record each
     assert stats_bytes[1] - stats_bytes[0] < 64, stats_bytes

@@ -56,6 +56,7 @@ from ..core.sampling import SamplingParams
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 _END = object()
+CANCEL_CHECK_S = 0.02  # how often a consumer waiting for its next step looks at its ``cancel`` flag
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class RequestStream:
     def __next__(self):
         if self._done:
             raise StopIteration
-        item = self._request.steps.get()
+        item = self._scheduler._next_step(self._request)
         if item is _END:
             self.close()
             raise StopIteration
@@ -158,10 +159,13 @@ class _Request:
     produced: int = 0
     arrived: float = field(default_factory=time.monotonic)
 
+    @property
+    def abandoned(self) -> bool:
+        """Its consumer stopped listening or cancelled it: CT2 must not decode it (again)."""
+        return self.closed.is_set() or (self.cancel is not None and self.cancel.is_set())
+
     def wants_more(self) -> bool:
-        if self.closed.is_set() or (self.cancel is not None and self.cancel.is_set()):
-            return False
-        return self.produced < self.params.max_new_tokens
+        return not self.abandoned and self.produced < self.params.max_new_tokens
 
 
 def _batch_key(params: SamplingParams) -> tuple:
@@ -236,17 +240,46 @@ class BatchScheduler:
                 log.info("busy: refused a request; %d already wait for this model", len(self._pending))
                 raise ServerBusy("The server is busy right now; please try again in a moment.")
             self._pending.append(request)
+            log.debug("queued a request: %d wait for this model", len(self._pending))
             self._last_arrival = time.monotonic()
             self._cond.notify_all()
         return RequestStream(self, request)
 
+    def _next_step(self, request: _Request):
+        """The request's next step, or _END. A cancelled request ends here at once: one still waiting leaves
+        the queue unstarted, one in a batch as soon as CT2 has left its row (at its next step), without
+        waiting for the batch's other rows or, while queued, for the batch ahead of it to end."""
+        if request.cancel is None:  # only close() ends it, from the consumer's own thread
+            return request.steps.get()
+        while True:
+            try:
+                # a bounded wait: ``cancel`` is a plain Event set by the caller, which cannot wake this queue
+                return request.steps.get(timeout=CANCEL_CHECK_S)
+            except queue.Empty:
+                if not request.cancel.is_set():
+                    continue
+            self._withdraw(request)
+            if request.finished.is_set():  # CT2 puts no more steps for it: whatever it put comes first
+                try:
+                    return request.steps.get_nowait()
+                except queue.Empty:
+                    return _END
+
+    def _withdraw(self, request: _Request) -> bool:
+        """Take ``request`` out of the queue if it never started; whether it did."""
+        with self._cond:
+            if request not in self._pending:
+                return False
+            self._pending.remove(request)
+            log.debug("a cancelled request left the queue unstarted: %d wait for this model", len(self._pending))
+            request.finished.set()
+            self._cond.notify_all()
+            return True
+
     def _forget(self, request: _Request) -> None:
         """The consumer is gone: drop the request if it never started, else let CT2 end its row."""
         request.closed.set()
-        with self._cond:
-            if request in self._pending:  # never started: it never will
-                self._pending.remove(request)
-                request.finished.set()
+        self._withdraw(request)  # never started: it never will
         request.finished.wait(timeout=10)  # CT2 leaves the row at its next step
 
     def close(self) -> None:
@@ -309,6 +342,10 @@ class BatchScheduler:
     def _take(self, size: int) -> list[_Request]:
         """Move the oldest request and those that can share its batch out of the queue. Holds the lock."""
         self._cond.notify_all()  # other lanes look again at what is left
+        for request in [r for r in self._pending if r.abandoned]:  # cancelled while waiting: never started
+            self._pending.remove(request)
+            request.finished.set()
+            request.steps.put(_END)
         if not self._pending:
             return []
         key = _batch_key(self._pending[0].params)

@@ -30,10 +30,14 @@ class PreparedPrompt:
     def notice(self) -> str | None:
         """A sentence for the user when something was trimmed, else None."""
         parts = []
-        if self.dropped_turns:
-            parts.append(f"the {self.dropped_turns} oldest chat message(s) were left out")
-        if self.truncated_tokens:
-            parts.append(f"the first {self.truncated_tokens} token(s) of the prompt were cut")
+        if self.dropped_turns == 1:
+            parts.append("the oldest chat message was left out")
+        elif self.dropped_turns:
+            parts.append(f"the {self.dropped_turns} oldest chat messages were left out")
+        if self.truncated_tokens == 1:
+            parts.append("the first token of the prompt was cut")
+        elif self.truncated_tokens:
+            parts.append(f"the first {self.truncated_tokens:,} tokens of the prompt were cut")
         if not parts:
             return None
         return f"To fit the {CONTEXT_LENGTH}-token context, " + " and ".join(parts) + "."

@@ -18,6 +18,7 @@ import hmac
 import logging
 import os
 import threading
+import time
 from contextlib import closing
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -287,6 +288,7 @@ class Pump:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._getter: asyncio.Future | None = None
+        self._checked_at = time.monotonic()  # when the client's connection was last looked at
         threading.Thread(target=self._run, args=(make,), name="openai-request", daemon=True).start()
 
     def _put(self, kind: str, value: Any) -> None:
@@ -326,6 +328,14 @@ class Pump:
         if self._getter is not None:
             self._getter.cancel()
 
+    def check_due(self) -> bool:
+        """Whether DISCONNECT_CHECK_S passed since the connection was last looked at (and now it is)."""
+        now = time.monotonic()
+        if now - self._checked_at < DISCONNECT_CHECK_S:
+            return False
+        self._checked_at = now
+        return True
+
 
 async def next_item(request: Request | None, pump: Pump, *, keep_alive: bool) -> Any:
     """The next item (None at the end); a refusal becomes an OpenAIError. While it waits, a whole answer
@@ -334,13 +344,15 @@ async def next_item(request: Request | None, pump: Pump, *, keep_alive: bool) ->
     try:
         while True:
             item = await pump.next(KEEP_ALIVE_S if keep_alive else DISCONNECT_CHECK_S)
+            # looked at every DISCONNECT_CHECK_S whether items flow or not: a whole answer whose tokens come
+            # faster than that must still notice a client that left
+            if request is not None and pump.check_due() and await request.is_disconnected():
+                pump.close()
+                raise ClientGone()
             if item is not WAITING:
                 return item
             if keep_alive:
                 return "keep-alive"
-            if await request.is_disconnected():
-                pump.close()
-                raise ClientGone()
     except (ClientGone, OpenAIError):
         raise
     except PythiaError as exc:

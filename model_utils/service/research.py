@@ -4,6 +4,7 @@ comparison. Called by the service after validation; no Gradio here."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -69,12 +70,18 @@ def default_curve(revisions: tuple[str, ...]) -> tuple[str, ...]:
     return chosen if len(chosen) == len(DEFAULT_CURVE) else revisions
 
 
+class TextTooShort(InvalidParameter):
+    """The text is too short for what was asked, at every checkpoint alike (they share the tokenizer): said
+    once, for the whole request, rather than once per checkpoint."""
+
+
 def sweep(engine: ModelEngine, pairs: list[tuple[PythiaModel, str]], work: Callable[[ServedModel], T],
           progress: ProgressCallback | None,
           cancel: threading.Event | None = None) -> list[tuple[PythiaModel, str, T | PythiaError]]:
     """Load each (model, revision) once, those already on disk first, and run ``work`` on it while loaded.
 
-    A pair that cannot be had (download, conversion, memory) fails alone: its result is the error.
+    A pair that cannot be had (download, conversion, memory) fails alone: its result is the error. A
+    TextTooShort from ``work`` ends the sweep: the request itself is refused.
     Setting ``cancel`` (Stop) ends the sweep before the next checkpoint; the rest say they were stopped.
     """
     order = sorted(pairs, key=lambda pair: not engine.is_cached(*pair))
@@ -87,6 +94,8 @@ def sweep(engine: ModelEngine, pairs: list[tuple[PythiaModel, str]], work: Calla
         try:
             with engine.open(model, revision) as loaded:
                 results.append((model, revision, work(loaded)))
+        except TextTooShort:
+            raise
         except PythiaError as exc:
             results.append((model, revision, exc))
     return sorted(results, key=lambda r: (request_order(pairs, r[0]), r[0].step_of(r[1])))
@@ -102,6 +111,22 @@ def _status(error: PythiaError) -> str:
 
 def request_order(pairs, model: PythiaModel) -> int:
     return next(i for i, (m, _) in enumerate(pairs) if m is model)
+
+
+def reasons_said_once(rows) -> list[str | None]:
+    """Each failed row's reason for a page to show, or None where an earlier row already gave it: the rows of a
+    sweep often fail alike (the Hub unreachable, a model too large here), with messages that differ only by
+    the row's own model and checkpoint and by numbers (a retry countdown). Rows that did not fail get None."""
+    seen, shown = set(), []
+    for row in rows:
+        if not row.error:
+            shown.append(None)
+            continue
+        own = (f"{row.model} ({row.revision})", row.model, row.revision)
+        key = re.sub(r"\d+", "#", re.sub("|".join(map(re.escape, own)), "", row.error))
+        shown.append(None if key in seen else row.error)
+        seen.add(key)
+    return shown
 
 
 def score_across(engine: ModelEngine, request: ScoreAcrossRequest, progress: ProgressCallback | None,
@@ -143,8 +168,9 @@ def memorize(loaded: ServedModel, text: str, prefix_tokens: int, continuation_to
     ids = loaded.tokenizer.encode(text, add_special_tokens=False).ids
     need = prefix_tokens + continuation_tokens
     if len(ids) < need:
-        raise InvalidParameter(f"The text has {len(ids)} tokens for {loaded.info.name}; memorization needs "
-                               f"prefix_tokens + continuation_tokens = {need}.")
+        raise TextTooShort(f"The text is {len(ids)} token{'' if len(ids) == 1 else 's'} long for "
+                           f"{loaded.info.name}'s tokenizer; memorization needs prefix_tokens + continuation_tokens "
+                           f"= {need}. Paste a longer text, or lower the two lengths.")
     truth = ids[prefix_tokens:need]
     # greedy, nothing else: the model's own choice at every position (no penalty, no n-gram ban)
     params = SamplingParams(greedy=True, repetition_penalty=1.0, no_repeat_ngram_size=0,

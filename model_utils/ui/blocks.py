@@ -7,9 +7,12 @@ import gradio as gr
 
 from ..service import PythiaService, SamplingParams, bounds
 from .api import register_api
+from .api_page import add_api_page_routes, page_head
 from .common import declared_slider
-from .handlers import Handlers
+from .handlers import COMPLETION, Handlers, toggle_token_view
 from .research_tabs import build_research_tabs
+from .stopping import REPLY_EVENT, STOP_EVENT, queued_with_stop
+from .wording import CHAT_TOKENS_HINT, CHAT_TOKENS_INFO, COMPLETION_TOKENS_HINT, COMPLETION_TOKENS_INFO
 
 SLIDER_ROWS = (("temperature", "top_k", "top_p"), ("repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"))
 PAGE_CSS = """
@@ -60,15 +63,18 @@ BASE_MODEL_NOTE = (
 def mount_page(app, demo: gr.Blocks, *, mcp: bool = False):
     """Serve the page, the Gradio API (and with ``mcp`` its MCP server) from ``app`` at "/": the page's CSS and
     the security settings (no monitoring dashboard, 1 MB uploads) in one place."""
-    return gr.mount_gradio_app(app, demo, path="/", css=PAGE_CSS, max_file_size="1mb", enable_monitoring=False,
-                               footer_links=["api"], mcp_server=mcp or None)
+    add_api_page_routes(app)  # before the mount: matched first
+    return gr.mount_gradio_app(app, demo, path="/", css=PAGE_CSS, head=page_head(mcp), max_file_size="1mb",
+                               enable_monitoring=False, footer_links=["api"], mcp_server=mcp or None)
 
 
-def end_page_streams(app) -> None:
-    """End the page's long-lived streams (heartbeats, event streams), as Blocks.close does for a launched page:
-    a stopping server then need not wait for every open tab. Call on the server's event loop."""
+def end_page_streams(app, demo: gr.Blocks) -> None:
+    """End the page's long-lived streams, so that a stopping server need not wait for every open tab: Gradio's
+    own Blocks.close stops the queue (its event streams then end), and the mounted app's stop event ends the
+    heartbeats (Blocks.close reaches that one only for a page it launched itself). Call on the server's loop."""
     from starlette.routing import Mount
 
+    demo.close()
     for route in app.routes:
         if isinstance(route, Mount) and hasattr(route.app, "stop_event"):
             route.app.stop_event.set()
@@ -119,10 +125,9 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
                     clear_btn = gr.Button("Clear", size="sm", elem_id="chat-clear")
                 chat_notice = gr.Markdown(elem_id="chat-notice", elem_classes="notice")
                 chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
-                pending = gr.State(False)  # a message was accepted and waits for its reply
+                pending = gr.State("")  # the ticket of a message that was accepted and waits for its reply
                 chat_show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="chat-show-probs",
-                                              info="Colour the last reply's tokens (as generated, up to the stop "
-                                                   "string) by probability, with the alternatives considered.")
+                                              info=CHAT_TOKENS_INFO)
                 chat_heatmap = gr.HTML(visible=False, elem_id="chat-heatmap")
                 chat_table = gr.Dataframe(headers=["#", "token", "probability", "top alternatives"],
                                           visible=False, interactive=False, elem_id="chat-alternatives")
@@ -133,8 +138,7 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="completion-generate")
                     stop_completion = gr.Button("Stop", variant="stop", elem_id="completion-stop")
                 show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="show-probs",
-                                         info="Colour each generated token by its probability and list the "
-                                              "alternatives the model considered.")
+                                         info=COMPLETION_TOKENS_INFO)
                 completion_notice = gr.Markdown(elem_id="completion-notice", elem_classes="notice")
                 output = gr.Textbox(label="Continuation", lines=8, elem_id="completion-output", interactive=False)
                 completion_metrics = gr.Markdown(elem_id="completion-metrics", elem_classes="metrics")
@@ -150,22 +154,36 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
         refresh = dict(fn=h.status_markdown, inputs=[model, revision], outputs=status,
                        queue=False, api_visibility="private")
         quick = dict(queue=False, api_visibility="private")
-        for trigger in (message.submit, send.click):
-            trigger(h.add_user_message, [message, chatbot], [message, chatbot, chat_notice, pending], **quick) \
-                .then(h.bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
-        retry_btn.click(h.retry, chatbot, [chatbot, pending], **quick) \
-            .then(h.bot_reply, bot_inputs, bot_outputs, **common).then(**refresh)
-        undo_btn.click(h.undo, chatbot, [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice],
-                       **quick)
-        clear_btn.click(h.clear, None, [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending],
-                        **quick)
-        stop_chat.click(h.stop, None, None, queue=False, api_visibility="private")
-        generate_btn.click(h.completion, [prompt, model, revision, *controls, show_probs],
-                           [output, completion_metrics, probs_view, probs_table, completion_notice],
-                           **common).then(**refresh)
-        stop_completion.click(h.stop, None, None, queue=False, api_visibility="private")
+        # Send and Retry are accepted at once (the message enters the chat, Stop can reach it from then on);
+        # the reply waits in the queue with everyone else's.
+        sent = gr.on([message.submit, send.click], h.add_user_message, [message, chatbot],
+                     [message, chatbot, chat_notice, pending], **quick)
+        replies = [sent.then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common),
+                   retry_btn.click(h.retry, chatbot, [chatbot, chat_notice, pending], **quick)
+                   .then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common)]
+        for reply in replies:
+            reply.then(**refresh)
+        # Stop, Undo and Clear (and the chat's own trash icon) reach the reply wherever it is: being written (it
+        # ends at its next token; Undo and Clear keep nothing of it), or still queued (it never starts).
+        stop_chat.click(h.stop_chat, chatbot, bot_outputs, **STOP_EVENT)
+        taken_back = [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending]
+        undo_btn.click(h.undo, chatbot, taken_back, **STOP_EVENT)
+        clear_btn.click(h.clear, None, taken_back, **STOP_EVENT)
+        chatbot.clear(h.clear, None, taken_back, **STOP_EVENT)
+        queued_with_stop(h.runs, COMPLETION, [generate_btn.click], h.completion,
+                         [prompt, model, revision, *controls, show_probs],
+                         [output, completion_metrics, probs_view, probs_table, completion_notice],
+                         notice=completion_notice, stopped_line=completion_metrics, stop_buttons=[stop_completion],
+                         **common).then(**refresh)
+        chat_show_probs.input(toggle_token_view(CHAT_TOKENS_HINT), [chat_show_probs, chat_heatmap, chatbot],
+                              [chat_heatmap, chat_table], **quick)
+        show_probs.input(toggle_token_view(COMPLETION_TOKENS_HINT), [show_probs, probs_view, output],
+                         [probs_view, probs_table], **quick)
         model.change(h.pick_model, [model, revision], [revision, status], queue=False, api_visibility="private")
         revision.change(**refresh)
+        # a notice is about the last attempt: once another model or checkpoint is picked it no longer applies
+        gr.on([model.change, revision.change], lambda: ("", ""), None, [chat_notice, completion_notice], **quick)
+        demo.unload(h.forget)
 
         register_api(service, concurrency)
     return demo

@@ -1,11 +1,14 @@
 """What every Gradio handler shares: turning failures into readable messages, progress
-bars, and per-session Stop flags."""
+bars, and the requests a visitor's Stop, Undo and Clear act on."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable, Iterator, TypeVar
 
 import gradio as gr
@@ -51,6 +54,11 @@ def guarded(make_items: Callable[[], Iterator[T]]) -> Iterator[T]:
         raise user_error(exc) from None
 
 
+def session_of(request: Any) -> str:
+    """The visitor's page session ("" outside a page, e.g. in tests)."""
+    return (getattr(request, "session_hash", None) if request is not None else None) or ""
+
+
 def declared_slider(request: Any, name: str, *, step: float = 1, **kwargs: Any) -> gr.Slider:
     """A slider for one declared argument: its range, default and help are the declaration's."""
     b = field_bounds(request.model_fields[name])
@@ -65,36 +73,107 @@ def gradio_progress(progress: gr.Progress, model: str = "", revision: str = "mai
     return callback
 
 
-class CancelRegistry:
-    """Per-session Stop flags: a Stop button reaches a running generation at its next token.
+@dataclass(eq=False)
+class Run:
+    """One request a section of a visitor's page accepted: from the click that queued it to its end."""
 
-    A flag exists only while its session's request runs, so the registry holds O(running requests)
-    entries however many visitors come and go.
+    ticket: str
+    stop: threading.Event = field(default_factory=threading.Event)  # the request's cancel flag
+    discarded: bool = False  # Undo / Clear: nothing more of it may reach the page
+    started: bool = False  # its handler runs (it may still wait for a decoding lane)
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+class Stopped(Enum):
+    """What a Stop found."""
+
+    NOTHING = "nothing"  # no request of that section was accepted (or it already ended)
+    RUNNING = "running"  # its handler runs: it ends at its next token and says so
+    WAITING = "waiting"  # it had not started: dropped, it never will
+
+
+class Runs:
+    """The requests each section of each visitor's page accepted and that have not ended: what Stop, Undo and
+    Clear act on, from the moment the click is accepted (before Gradio's queue, so a request still queued
+    there is reached too: its handler, when its turn comes, finds it dropped and changes nothing).
+
+    One entry per (session, section) at most, removed when its request ends or is dropped and when the page
+    closes, so the registry holds O(visitors with a request) entries however many come and go.
     """
 
+    DISCARD_WAIT_S = 5.0  # Undo/Clear wait this long at most for a running reply to end (it ends at its next token)
+
     def __init__(self):
-        self._events: dict[str, threading.Event] = {}
+        self._runs: dict[tuple[str, str], Run] = {}
         self._lock = threading.Lock()
 
-    @contextmanager
-    def running(self, session: str) -> Iterator[threading.Event]:
-        """The Stop flag of ``session`` for the duration of one request."""
-        event = threading.Event()
+    def accept(self, session: str, section: str) -> str | None:
+        """A ticket for a new request of ``section``, or None while one of its requests runs. A request
+        accepted but not started is replaced (its handler, should Gradio still start it, does nothing)."""
         with self._lock:
-            self._events[session] = event
-        try:
-            yield event
-        finally:
-            with self._lock:
-                if self._events.get(session) is event:
-                    del self._events[session]
+            current = self._runs.get((session, section))
+            if current is not None and current.started:
+                return None
+            ticket = uuid.uuid4().hex
+            self._runs[(session, section)] = Run(ticket)
+            return ticket
 
-    def cancel(self, session: str) -> None:
+    def busy(self, session: str, section: str) -> bool:
         with self._lock:
-            event = self._events.get(session)
-        if event is not None:
-            event.set()
+            current = self._runs.get((session, section))
+            return current is not None and current.started
+
+    @contextmanager
+    def running(self, session: str, section: str, ticket: str | None) -> Iterator[Run | None]:
+        """The run of ``ticket`` while its handler runs, or None when it was stopped, undone or replaced
+        before it started (the handler then leaves the page as it is)."""
+        with self._lock:
+            run = self._runs.get((session, section))
+            if run is None or not ticket or run.ticket != ticket or run.started:
+                run = None
+            else:
+                run.started = True
+        try:
+            yield run
+        finally:
+            if run is not None:
+                with self._lock:
+                    if self._runs.get((session, section)) is run:
+                        del self._runs[(session, section)]
+                run.ended.set()
+
+    def stop(self, session: str, section: str) -> Stopped:
+        """Stop the section's request: a running one at its next token, a waiting one for good."""
+        with self._lock:
+            run = self._runs.get((session, section))
+            if run is None:
+                return Stopped.NOTHING
+            run.stop.set()
+            if run.started:
+                return Stopped.RUNNING
+            del self._runs[(session, section)]
+            return Stopped.WAITING
+
+    def discard(self, session: str, section: str) -> None:
+        """Stop the section's request and keep all of it off the page: returns once a running one has ended, so
+        nothing it yielded can arrive after what Undo or Clear show; one that had not started never will."""
+        with self._lock:
+            run = self._runs.pop((session, section), None)
+            if run is None:
+                return
+            run.discarded = True
+            run.stop.set()
+            started = run.started
+        if started:
+            run.ended.wait(self.DISCARD_WAIT_S)
+
+    def forget(self, session: str) -> None:
+        """The page closed: stop and drop its requests."""
+        with self._lock:
+            gone = [key for key in self._runs if key[0] == session]
+            for key in gone:
+                self._runs.pop(key).stop.set()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._events)
+            return len(self._runs)

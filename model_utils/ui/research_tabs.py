@@ -8,13 +8,17 @@ import math
 import gradio as gr
 
 from ..service import CompareRequest, MemorizationRequest, PythiaService, ScoreAcrossRequest, ScoreRequest
+from ..service.requests import MAX_COMPARE, MAX_MODELS, MAX_REVISIONS
+from ..service.research import reasons_said_once
 from .charts import Series, chart_caption, line_chart, png_download_js
-from .common import declared_slider, gradio_progress
+from .common import declared_slider, gradio_progress, session_of
 from .exports import csv_file
 from .handlers import Handlers, notice, sampling_kwargs, with_notice
 from .heatmap import learned_heatmap, token_heatmap
-from .wording import column_metrics
+from .stopping import queued_with_stop
+from .wording import column_metrics, plural
 
+CURVE, MEMORIZATION, COMPARE = "curve", "memorization", "compare"  # sections whose requests Stop reaches
 SCORE_EXAMPLE = ("The Pile is a large, diverse, open source language modelling data set that consists of many "
                  "smaller datasets combined together.")
 
@@ -27,7 +31,7 @@ def _fmt(value) -> str:
 
 
 def score_markdown(result) -> str:
-    text = (f"**{len(result.tokens)} tokens** · log-likelihood {result.log_likelihood:,.2f} · "
+    text = (f"**{plural(len(result.tokens), 'token')}** · log-likelihood {result.log_likelihood:,.2f} · "
             f"perplexity **{_fmt(result.perplexity)}** · bits per byte **{_fmt(result.bits_per_byte)}**")
     return text + (f"\n\nℹ️ {result.note}" if result.note else "")
 
@@ -45,6 +49,13 @@ def _checkpoint(row, several: bool) -> str:
     return f"{row.model} {name}" if several else name
 
 
+def _status(row, reason: str | None) -> str:
+    """'ok', or why the row failed: the reason where it is first given, 'as above' where it repeats."""
+    if row.status == "ok":
+        return "ok"
+    return f"{row.status}: {reason}" if reason else f"{row.status} (as above)"
+
+
 def _series(rows, value) -> list[Series]:
     """One line per model, in the order the rows name them."""
     models = list(dict.fromkeys(r.model for r in rows))
@@ -58,8 +69,8 @@ def curve_outputs(points, text: str = ""):
     series = _series(points, lambda p: p.perplexity)
     title = "Perplexity over training"
     chart = line_chart(series, "perplexity", title, caption=chart_caption(title, [s.name for s in series], text))
-    table = [[_checkpoint(p, several), _fmt(p.perplexity), _fmt(p.bits_per_byte),
-              "ok" if p.status == "ok" else f"{p.status}: {p.error}"] for p in points]
+    table = [[_checkpoint(p, several), _fmt(p.perplexity), _fmt(p.bits_per_byte), _status(p, reason)]
+             for p, reason in zip(points, reasons_said_once(points), strict=True)]
     raw = [[p.model, p.revision, p.step, p.status, p.perplexity, p.bits_per_byte, p.error or ""] for p in points]
     return chart, table, csv_file("learning-curve", CSV_HEADER, raw), "" if several else learned_heatmap(points)
 
@@ -78,8 +89,8 @@ def memorization_outputs(rows, text: str = ""):
                        caption=chart_caption(title, [s.name for s in series], text))
     table = [[_checkpoint(r, several), "yes" if r.exact else "no", r.matched_prefix, _fmt(r.match_fraction),
               r.continuation] if r.status == "ok"
-             else [_checkpoint(r, several), "–", "–", "–", f"{r.status}: {r.error}"]
-             for r in rows]
+             else [_checkpoint(r, several), "–", "–", "–", _status(r, reason)]
+             for r, reason in zip(rows, reasons_said_once(rows), strict=True)]
     raw = [[r.model, r.revision, r.step, r.status, r.exact, r.matched_prefix, r.match_fraction, r.continuation,
             r.error or ""] for r in rows]
     return chart, table, csv_file("memorization", MEMO_CSV_HEADER, raw)
@@ -99,11 +110,13 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         with gr.Accordion("Across training: perplexity at each checkpoint", open=True):
             curve_revisions = gr.Dropdown(h.revisions(service.default_model),
                                           value=h.default_curve(service.default_model), multiselect=True,
-                                          label="Checkpoints", elem_id="curve-revisions",
+                                          max_choices=MAX_REVISIONS, label=f"Checkpoints (up to {MAX_REVISIONS})",
+                                          elem_id="curve-revisions",
                                           info="Checkpoints already on disk are scored first; the others are "
                                                "downloaded and converted on first use.")
             curve_models = gr.Dropdown(service.model_names(), value=[], multiselect=True, elem_id="curve-models",
-                                       label="Scaling curves: also plot these models",
+                                       max_choices=MAX_MODELS - 1,
+                                       label=f"Scaling curves: also plot these models (up to {MAX_MODELS - 1})",
                                        info="All Pythia sizes saw the same data in the same order: compare them "
                                             "step for step. Leave empty for the selected model alone.")
             with gr.Row():
@@ -134,7 +147,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             memo_table = gr.Dataframe(headers=MEMO_HEADER, elem_id="memo-table", interactive=False, wrap=True,
                                       max_height=TABLE_MAX_HEIGHT)
 
-        @with_notice(outputs=2)
+        @with_notice(outputs=2, cleared=("", ""))  # a failed score leaves no result of an earlier text beside it
         def do_score(text, model_name, rev, progress=gr.Progress()):
             request = service.parse(ScoreRequest, text=text, model=model_name, revision=rev)
             result = service.score(request, progress=gradio_progress(progress, model_name, rev))
@@ -143,48 +156,57 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         def models_of(model_name, extra):
             return list(dict.fromkeys([model_name, *extra])) if extra else None
 
-        @with_notice(outputs=4)
-        def do_curve(text, model_name, revisions, extra, request: gr.Request, progress=gr.Progress()):
-            with h.cancels.running(request.session_hash or "") as cancel:
-                request = service.parse(ScoreAcrossRequest, text=text, model=model_name,
-                                        models=models_of(model_name, extra), revisions=revisions)
-                points = service.score_across(request, progress=gradio_progress(progress), cancel=cancel)
+        @with_notice(outputs=4, cleared=("", [], gr.update(visible=False), ""))
+        def do_curve(ticket, text, model_name, revisions, extra, request: gr.Request, progress=gr.Progress()):
+            with h.runs.running(session_of(request), CURVE, ticket) as run:
+                if run is None:
+                    return None  # stopped before it started: the page already says so
+                parsed = service.parse(ScoreAcrossRequest, text=text, model=model_name,
+                                       models=models_of(model_name, extra), revisions=revisions)
+                points = service.score_across(parsed, progress=gradio_progress(progress), cancel=run.stop)
             chart, table, csv_path, grid = curve_outputs(points, text)
             return chart, table, gr.update(value=csv_path, visible=True), grid
 
-        @with_notice(outputs=3)
-        def do_memorization(text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
+        @with_notice(outputs=3, cleared=("", [], gr.update(visible=False)))
+        def do_memorization(ticket, text, model_name, revisions, extra, prefix_tokens, continuation_tokens,
                             request: gr.Request, progress=gr.Progress()):
-            with h.cancels.running(request.session_hash or "") as cancel:
-                request = service.parse(MemorizationRequest, text=text, model=model_name,
-                                        models=models_of(model_name, extra), revisions=revisions,
-                                        prefix_tokens=prefix_tokens, continuation_tokens=continuation_tokens)
-                rows = service.memorization(request, progress=gradio_progress(progress), cancel=cancel)
+            with h.runs.running(session_of(request), MEMORIZATION, ticket) as run:
+                if run is None:
+                    return None  # stopped before it started: the page already says so
+                parsed = service.parse(MemorizationRequest, text=text, model=model_name,
+                                       models=models_of(model_name, extra), revisions=revisions,
+                                       prefix_tokens=prefix_tokens, continuation_tokens=continuation_tokens)
+                rows = service.memorization(parsed, progress=gradio_progress(progress), cancel=run.stop)
             chart, table, csv_path = memorization_outputs(rows, text)
             return chart, table, gr.update(value=csv_path, visible=True)
 
         # the curve offers only the selected model's checkpoints
         model.change(lambda name: gr.update(choices=h.revisions(name), value=h.default_curve(name)), model,
                      curve_revisions, queue=False, api_visibility="private")
+        gr.on([model.change, revision.change], lambda: ("",) * 3, None, [score_notice, curve_notice, memo_notice],
+              queue=False, api_visibility="private")
         # A visitor who edits the text and clicks again while a score runs (the first use converts the
         # model) gets the newest text scored next; Gradio's default would drop that click silently.
         score_btn.click(do_score, [score_text, model, revision], [score_summary, score_heat, score_notice],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private",
                         trigger_mode="always_last")
-        sweep_stop.click(h.stop, None, None, queue=False, api_visibility="private")
         curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
         memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
-        memo_btn.click(do_memorization, [score_text, model, curve_revisions, curve_models, prefix, continuation],
-                       [memo_plot, memo_table, memo_csv, memo_notice], concurrency_limit=concurrency,
-                       concurrency_id="generate",
-                       api_visibility="private")
-        curve_btn.click(do_curve, [score_text, model, curve_revisions, curve_models],
-                        [curve_plot, curve_table, curve_csv, learned, curve_notice],
-                        concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
+        queued = dict(concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
+        # one Stop for both sweeps: it stops whichever runs or waits
+        queued_with_stop(h.runs, MEMORIZATION, [memo_btn.click], do_memorization,
+                         [score_text, model, curve_revisions, curve_models, prefix, continuation],
+                         [memo_plot, memo_table, memo_csv, memo_notice], notice=memo_notice, stopped_line=memo_notice,
+                         stop_buttons=[sweep_stop], **queued)
+        queued_with_stop(h.runs, CURVE, [curve_btn.click], do_curve, [score_text, model, curve_revisions, curve_models],
+                         [curve_plot, curve_table, curve_csv, learned, curve_notice], notice=curve_notice,
+                         stopped_line=curve_notice, stop_buttons=[sweep_stop], **queued)
 
     with gr.Tab("Compare", id="compare"):
-        gr.Markdown("One prompt, several models or checkpoints, replies side by side with the same settings. "
-                    "Greedy decoding gives a deterministic comparison; sampled replies differ run to run.")
+        # three columns read side by side at 1280 px and stack on a phone; the API's fourth is said, not offered
+        gr.Markdown(f"One prompt, three models or checkpoints, replies side by side with the same settings "
+                    f"(the `/compare` API takes up to {MAX_COMPARE}). Greedy decoding gives a deterministic "
+                    "comparison; sampled replies differ run to run.", elem_id="compare-intro")
         compare_prompt = gr.Textbox(label="Prompt", lines=3, value="The meaning of life is", elem_id="compare-prompt")
         pickers, outputs, metrics = [], [], []
         compare_defaults = h.compare_defaults(service.default_model)
@@ -208,20 +230,24 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             compare_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         compare_notice = gr.Markdown(elem_id="compare-notice", elem_classes="notice")
 
-        def do_compare(prompt, m0, r0, m1, r1, m2, r2, temperature, top_k, top_p, rep, ngram, max_new, greedy,
-                       request: gr.Request):
+        def do_compare(ticket, prompt, m0, r0, m1, r1, m2, r2, temperature, top_k, top_p, rep, ngram, max_new,
+                       greedy, request: gr.Request):
             pairs = [[m0, r0], [m1, r1], [m2, r2]]
-            with h.cancels.running(request.session_hash or "") as cancel:
+            with h.runs.running(session_of(request), COMPARE, ticket) as run:
+                if run is None:  # stopped before it started: the page already says so
+                    yield [gr.update()] * (2 * len(pairs) + 1)
+                    return
                 try:
-                    request = service.parse(CompareRequest, prompt=prompt, pairs=pairs,
-                                            **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
-                    for columns in service.compare(request, cancel=cancel):
+                    parsed = service.parse(CompareRequest, prompt=prompt, pairs=pairs,
+                                           **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                    for columns in service.compare(parsed, cancel=run.stop):
                         yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
                               [f"<small>{c.model} @ {c.revision} · {column_metrics(c)}</small>" if column_metrics(c)
                                else "" for c in columns] + [""]
                 except Exception as exc:  # a refused request: the columns stay, the reason stays readable
                     yield [gr.update()] * (2 * len(pairs)) + [notice(exc)]
 
-        compare_btn.click(do_compare, [compare_prompt, *pickers, *controls], outputs + metrics + [compare_notice],
-                          concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
-        compare_stop.click(h.stop, None, None, queue=False, api_visibility="private")
+        queued_with_stop(h.runs, COMPARE, [compare_btn.click], do_compare, [compare_prompt, *pickers, *controls],
+                         outputs + metrics + [compare_notice], notice=compare_notice, stopped_line=compare_notice,
+                         stop_buttons=[compare_stop], concurrency_limit=concurrency, concurrency_id="generate",
+                         api_visibility="private")

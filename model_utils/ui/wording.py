@@ -44,6 +44,25 @@ def model_note(status) -> str:
     return "converted from its folder on first use" if status.local else "downloads on first use"
 
 
+STILL_REPLYING = "The last reply is still being written: wait for it, or press Stop."
+STILL_WORKING = "The last request is still running: wait for it, or press Stop."
+STOPPED_BEFORE_REPLY = "Stopped by you before the reply started; your message is back in the box."
+STOPPED_BEFORE_START = "Stopped by you before it started."
+CHAT_TOKENS_INFO = ("Colour each reply's tokens (as generated, up to the stop string) by probability, with the "
+                    "alternatives considered. Tick it before sending: they are worked out with the reply.")
+CHAT_TOKENS_HINT = ("The last reply was written without token probabilities: the next one will be coloured "
+                    "(Retry writes the last one again).")
+COMPLETION_TOKENS_INFO = ("Colour each generated token by its probability and list the alternatives the model "
+                          "considered. Tick it before generating: they are worked out with the text.")
+COMPLETION_TOKENS_HINT = ("This text was generated without token probabilities: the next Generate will colour "
+                          "its tokens.")
+
+
+def plural(n: int, word: str) -> str:
+    """'1 token', '2 tokens', '1,024 tokens'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def finish_words(reason: str | None, chat: bool) -> str:
     if reason == "stop":
         return "ended at the end of the Bot's line" if chat else "the model ended the text"
@@ -57,7 +76,7 @@ def finish_words(reason: str | None, chat: bool) -> str:
 def metrics_line(reply: Reply, chat: bool = False) -> str:
     """E.g. '9 tokens · first after 21 ms · 304 tokens/s · ended at the end of the Bot's line ·
     pythia-160m step3000 · CPU int8'."""
-    parts = [f"{reply.num_tokens} token{'s' if reply.num_tokens != 1 else ''}"]
+    parts = [plural(reply.num_tokens, "token")]
     if reply.time_to_first_token is not None:
         parts.append(f"first after {reply.time_to_first_token * 1000:.0f} ms")
     if reply.num_tokens > 1 and reply.tokens_per_second > 0:  # 0: too short to time
@@ -89,7 +108,7 @@ def column_metrics(column: CompareColumn) -> str:
     speed = f" · {column.tokens_per_second:.0f} tokens/s" if column.num_tokens > 1 and column.tokens_per_second > 0 \
         else ""  # 0: too short to time
     served = f" · {column.served_by}" if column.served_by else ""
-    return f"{column.num_tokens} tokens{speed} · {finish_words(column.finish_reason, chat=False)}{served}"
+    return f"{plural(column.num_tokens, 'token')}{speed} · {finish_words(column.finish_reason, chat=False)}{served}"
 
 
 STAGE_WORDS = {"downloading": "Downloading", "converting": "Converting", "loading": "Loading"}

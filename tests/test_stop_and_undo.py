@@ -1,0 +1,163 @@
+"""Stop, Undo and Clear reach a chat reply wherever it is: waiting in line, waiting for a decoding lane, or
+being written; and leave the page exactly as they say. The handlers over the real service and CT2 (the tiny
+model, paced or held by a test hook); the page itself in tests/test_stop_and_undo_page.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+from scheduler_log import waiting
+
+from model_utils.core.catalog import Catalog
+from model_utils.engine.batching import BatchingConfig
+from model_utils.engine.engine import Engine
+from model_utils.engine.generation import stream
+from model_utils.service import PythiaService, SamplingParams
+from model_utils.store.disk import ModelStore
+from model_utils.store.local_dirs import describe_local_dir
+from model_utils.ui.handlers import Handlers
+from model_utils.ui.wording import STILL_REPLYING, STOPPED_BEFORE_REPLY
+
+from ct2_hooks import hooked_steps, load_hookable_ct2_model
+
+VISITOR = SimpleNamespace(session_hash="visitor")
+HANG = 10  # seconds after which a thread that should have ended counts as stuck
+NO_PROGRESS = lambda *a, **k: None  # noqa: E731
+
+
+@pytest.fixture
+def service(tiny_ct2_dir, tmp_path, cpu_device):
+    """The tiny CT2 model, one request decoding at a time: a second one waits for the lane."""
+    catalog = Catalog()
+    catalog.add(describe_local_dir(tiny_ct2_dir, name="tiny", random_weights=True))
+    engine = Engine(cpu_device, catalog=catalog, store=ModelStore(tmp_path / "store"), memory_budget_bytes=2**30,
+                    batching=BatchingConfig(max_batch_size=1), loader=load_hookable_ct2_model)
+    yield PythiaService(engine, catalog, "tiny")
+    engine.close()
+
+
+def loaded(service):
+    with service.engine.open(service.model("tiny"), "main") as model:
+        return model
+
+
+def reply(h: Handlers, pending: str, history: list, max_new_tokens: int = 200):
+    """The chat's queued handler, as the page calls it (greedy: the tiny model's reply runs to the limit)."""
+    return h.bot_reply(pending, history, "tiny", "main", 1.0, 0, 1.0, 1.0, 0, max_new_tokens, True, False,
+                       VISITOR, progress=NO_PROGRESS)
+
+
+class Reader(threading.Thread):
+    """Reads a handler's outputs in its own thread, as Gradio does; ``first`` is set by the first one."""
+
+    def __init__(self, outputs):
+        super().__init__(daemon=True)
+        self.source, self.outputs, self.first = outputs, [], threading.Event()
+
+    def run(self):
+        for item in self.source:
+            self.outputs.append(item)
+            self.first.set()
+
+
+@contextmanager
+def lane_held(service):
+    """Another visitor's reply decoding, held at its first step until the block ends."""
+    model = loaded(service)
+    gate, decoding = threading.Event(), threading.Event()
+
+    def hold(step, prompt):
+        decoding.set()
+        gate.wait(HANG)
+
+    with hooked_steps(model, hold):
+        other = stream(model, "Once", SamplingParams(greedy=True, max_new_tokens=5))
+        first = threading.Thread(target=lambda: next(other))
+        first.start()
+        assert decoding.wait(HANG), "the other reply never started"
+        try:
+            yield model
+        finally:
+            gate.set()
+            first.join()
+            other.close()
+
+
+def test_stop_before_the_reply_started_gives_the_message_back_and_it_never_runs(service):
+    h = Handlers(service)
+    box, history, notice, pending = h.add_user_message("Hi there", [], VISITOR)
+    chat, metrics, heat, table, box, notice, ticket = h.stop_chat(history, VISITOR)
+    assert (chat, box, ticket) == ([], "Hi there", "") and metrics == STOPPED_BEFORE_REPLY
+    # when its turn in Gradio's queue comes, the queued reply leaves the page as Stop left it
+    assert list(reply(h, pending, history)) == [(gr.update(),) * 7]
+    assert service.engine.cache.loaded() == [] and len(h.runs) == 0
+
+
+def test_stop_while_waiting_for_a_decoding_lane_gives_the_message_back(service, queue_log):
+    h = Handlers(service)
+    _, history, _, pending = h.add_user_message("Hi there", [], VISITOR)
+    with lane_held(service) as model:
+        reader = Reader(reply(h, pending, history))
+        reader.start()
+        deadline = time.monotonic() + HANG
+        while waiting(queue_log) == 0:  # the handler runs; its request waits behind the held reply
+            assert time.monotonic() < deadline, "the reply never queued for a lane"
+            time.sleep(0.01)
+        assert h.stop_chat(history, VISITOR) == (gr.update(),) * 7, "a running handler answers Stop itself"
+        reader.join(HANG)
+        assert not reader.is_alive(), "Stop waited for the other visitor's reply to end"
+    chat, metrics, heat, table, box, notice, ticket = reader.outputs[-1]
+    assert (chat, box, metrics, ticket) == ([], "Hi there", STOPPED_BEFORE_REPLY, "")
+    assert model.scheduler.stats.rows == 1, "the stopped request never started"
+
+
+@pytest.mark.parametrize("action", ["undo", "clear"])
+def test_undo_and_clear_during_a_reply_stop_it_and_nothing_of_it_follows(service, action):
+    h = Handlers(service)
+    _, history, _, pending = h.add_user_message("Tell me more", [], VISITOR)
+    model = loaded(service)
+    with hooked_steps(model, lambda step, prompt: time.sleep(0.005)):  # paces decoding: the reply lasts a second
+        reader = Reader(reply(h, pending, history))
+        reader.start()
+        assert reader.first.wait(HANG), "the reply never started"
+        shown = h.undo(reader.outputs[-1][0], VISITOR) if action == "undo" else h.clear(VISITOR)
+        streamed = len(reader.outputs)
+        reader.join(HANG)
+    assert not reader.is_alive()
+    assert len(reader.outputs) == streamed, f"the reply went on after {action}"
+    assert all(out[1] == gr.update() for out in reader.outputs), "no final metrics: it was cut while being written"
+    chat, box, metrics, heat, table, notice, ticket = shown
+    assert chat == [] and metrics == "" and notice == "" and ticket == ""
+    assert box == ("Tell me more" if action == "undo" else gr.update())
+    assert model.scheduler.stats.tokens < 200, "decoding went on"
+    assert len(h.runs) == 0
+
+
+@pytest.mark.parametrize("action", ["undo", "clear"])
+def test_undo_and_clear_before_the_reply_started_drop_it(service, action):
+    h = Handlers(service)
+    _, history, _, pending = h.add_user_message("Tell me more", [], VISITOR)
+    shown = h.undo(history, VISITOR) if action == "undo" else h.clear(VISITOR)
+    assert shown[0] == [] and shown[-1] == ""
+    assert list(reply(h, pending, history)) == [(gr.update(),) * 7], "when its turn comes, it changes nothing"
+    assert service.engine.cache.loaded() == []
+
+
+def test_a_message_sent_while_a_reply_is_written_stays_in_the_box(service):
+    h = Handlers(service)
+    _, history, _, pending = h.add_user_message("First", [], VISITOR)
+    model = loaded(service)
+    with hooked_steps(model, lambda step, prompt: time.sleep(0.005)):
+        reader = Reader(reply(h, pending, history))
+        reader.start()
+        assert reader.first.wait(HANG)
+        box, kept, notice, ticket = h.add_user_message("Second", history, VISITOR)
+        h.runs.stop(VISITOR.session_hash, "chat")
+        reader.join(HANG)
+    assert (box, kept, ticket) == ("Second", history, gr.update()) and STILL_REPLYING in notice
+    assert "stopped by you" in reader.outputs[-1][1]
