@@ -9,6 +9,7 @@ and the OpenAI-compatible routes (/v1/..., /tokenize ...) beside them, all over 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -153,6 +154,11 @@ def server_for(built: Built):
             errors.setLevel(logging.CRITICAL)
             try:
                 await super().shutdown(sockets=sockets)
+                # uvicorn cancels what outlasted the grace and returns at once: the cancelled requests end
+                # (and would report their cancellation) on later turns of the loop, so wait for them here.
+                cancelled = list(self.server_state.tasks)
+                if cancelled:
+                    await asyncio.wait(cancelled, timeout=STOP_GRACE_S)
             finally:
                 errors.setLevel(level)
 

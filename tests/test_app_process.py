@@ -25,7 +25,7 @@ def test_demo_serves_and_stops_cleanly_on_sigterm(tmp_path):
     try:
         text = Client(app.url, verbose=False).predict(prompt="Hello", max_new_tokens=8, api_name="/complete")
         assert isinstance(text, str)
-        assert app.terminate() == 0, app.proc.stdout.read()
+        assert app.terminate() == 0, app.output()
     finally:
         app.kill()
 
@@ -104,7 +104,7 @@ def test_offline_the_main_command_serves_the_demo_model_and_says_why(tmp_path):
             assert "Hugging Face Hub" in message and "be reached" in message
             assert "--" not in message and "`" not in message and "python" not in message, "no advice for operators"
         assert app.terminate() == 0
-        terminal = app.proc.stdout.read()
+        terminal = app.output()
     finally:
         app.kill()
         hole.close()
@@ -123,7 +123,7 @@ def test_a_start_sends_the_hub_only_the_question_it_needs(tmp_path):
         client = Client(app.url, verbose=False)
         assert isinstance(client.predict(prompt="In the beginning", max_new_tokens=4, api_name="/complete"), str)
         assert app.terminate() == 0
-        terminal = app.proc.stdout.read()
+        terminal = app.output()
     finally:
         app.kill()
         hub.stop()

@@ -51,7 +51,8 @@ def test_32_users_complete_correctly_or_are_told_busy(tmp_path):
         assert outcomes.count("ok") >= 8  # L = 4 x 2 run at once, 8 more wait
         assert app.rss_mib() - rss_before < 100
     finally:
-        assert app.terminate() == 0
+        stopped = app.terminate()
+    assert stopped == 0 and "Traceback" not in app.output(), app.output()[-3000:]
 
 
 def settle(app, client):
@@ -128,4 +129,5 @@ def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint)
         settle(app, warm)
         wait_for_threads(app, threads_base + 2)
     finally:
-        assert app.terminate() == 0
+        stopped = app.terminate()
+    assert stopped == 0 and "Traceback" not in app.output(), app.output()[-3000:]
