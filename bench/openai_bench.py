@@ -29,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+
+from at_once import users_at_once  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "openai_stream.json"
 PROMPT_TOKENS = 32
 WORDS = ("the model reads a long document about rivers mountains cities and the history of science before it "
@@ -106,17 +109,8 @@ def gradio_user(url: str, prompt: str, tokens: int, release: threading.Barrier, 
     record.update(ttft=first, total=time.perf_counter() - start, start=start)
 
 
-def users_at_once(user, n: int, tokens: int, args_of) -> dict:
-    release = threading.Barrier(n + 1)
-    records = [{} for _ in range(n)]
-    threads = [threading.Thread(target=user, args=(*args_of(i), tokens, release, records[i])) for i in range(n)]
-    for t in threads:
-        t.start()
-    release.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+def users_together(user, n: int, tokens: int, args_of) -> dict:
+    records, wall = users_at_once(user, [(*args_of(i), tokens) for i in range(n)])
     ttfts = sorted(r["ttft"] for r in records)
     return {"wall_s": wall, "aggregate_tok_s": n * tokens / wall, "ttft_p50_s": statistics.median(ttfts),
             "ttft_p95_s": ttfts[max(0, round(0.95 * n) - 1)]}
@@ -168,9 +162,9 @@ def main() -> int:
                 prompts = [prompt_ids(i, tokenizer) for i in range(n)]
                 texts = [tokenizer.decode(p) for p in prompts]
                 rows["openai"].setdefault(n, []).append(
-                    users_at_once(openai_user, n, args.tokens, lambda i, p=prompts: (url, p[i])))
+                    users_together(openai_user, n, args.tokens, lambda i, p=prompts: (url, p[i])))
                 rows["gradio"].setdefault(n, []).append(
-                    users_at_once(gradio_user, n, args.tokens, lambda i, t=texts: (url, t[i])))
+                    users_together(gradio_user, n, args.tokens, lambda i, t=texts: (url, t[i])))
                 done = subprocess.run([sys.executable, __file__, "--raw", str(model_dir), str(n), "--tokens",
                                        str(args.tokens)], capture_output=True, text=True, cwd=ROOT, timeout=900)
                 rows["raw CT2"].setdefault(n, []).append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from at_once import users_at_once  # noqa: E402
 from bench_model import bench_model_dir  # noqa: E402
 from plotting import pyplot  # noqa: E402
 
@@ -179,17 +180,7 @@ def concurrency(server: Server, prompts: list[str], expected: list[str], n: int)
     from gradio_client import Client
 
     clients = [Client(server.url, verbose=False) for _ in range(n)]
-    barrier = threading.Barrier(n + 1)
-    records = [{} for _ in range(n)]
-    threads = [threading.Thread(target=one_user, args=(clients[i], prompts[i], barrier, records[i]))
-               for i in range(n)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    records, wall = users_at_once(one_user, [(clients[i], prompts[i]) for i in range(n)])
     ok = [r for r in records if "error" not in r]
     ttfts = sorted(r["ttft"] for r in ok if r["ttft"] is not None)
     correct = sum(1 for i, r in enumerate(records) if r.get("text") == expected[i])

@@ -143,3 +143,12 @@ def fresh_hub(hub, tmp_path, monkeypatch):
     state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
     state.stall_after.clear()
     state.release.set()  # a download a test left stalled ends now, not after two minutes
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless (tests/chromium.py), shared by a module's tests."""
+    from chromium import launched_chromium
+
+    with launched_chromium() as launched:
+        yield launched

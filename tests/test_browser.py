@@ -3,7 +3,6 @@
 Screenshots are saved under test-output/ for people to look at.
 """
 
-import shutil
 import time
 
 import pytest
@@ -16,21 +15,7 @@ from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # The slow model (conftest) is given as an HF checkpoint, so its first use converts it: progress shows.
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium must be installed (tests/run.sh installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -66,7 +51,7 @@ def pick_model(page, name):
     box.click()
     box.fill(name)
     page.locator("li.item", has_text=f"{name} ·").first.click()
-    page.wait_for_function(f"document.querySelector('#model-status').innerText.includes('{name}')")
+    page.wait_for_function("(name) => document.querySelector('#model-status').innerText.includes(name)", arg=name)
 
 
 def start_long_reply(page):

@@ -13,14 +13,14 @@ cap's doing: the greedy rows then fill every lane for a whole reply.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import threading
 import time
 
 import httpx
 import pytest
-from test_browser import CHROMIUM_ARGS, open_app
+from chromium import launched_chromium
+from test_browser import open_app
 
 from model_utils.engine.batching import OVERFLOW_PATIENCE
 from model_utils.settings import Settings
@@ -90,14 +90,11 @@ def first_token_seconds(page, sent_before: int) -> float:
 
 @pytest.mark.parametrize("cap", [8, 64], ids=["default-cap", "no-effective-cap"])
 def test_a_greedy_client_leaves_a_visitors_first_token_within_the_bound(slow_checkpoint, tmp_path, cap):
-    from playwright.sync_api import sync_playwright
-
     settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu",
                         max_client_rows=cap, wait_steps=WAIT_STEPS)
-    with running_app(settings) as (url, _), sync_playwright() as p:
+    with running_app(settings) as (url, _), launched_chromium() as browser:
         warm = httpx.post(url + "/v1/completions", json={"prompt": "warm up", "max_tokens": 2}, timeout=300)
         assert warm.status_code == 200  # the model is converted and loaded
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         open_app(page, url)
         idle = statistics.median(first_token_seconds(page, i) for i in range(3))
@@ -113,7 +110,6 @@ def test_a_greedy_client_leaves_a_visitors_first_token_within_the_bound(slow_che
             step = loaded / max(greedy.steps_between(start, start + loaded), 1)  # seconds per greedy step
         finally:
             greedy.close()
-            browser.close()
     bound = 2 * idle + POLICY_STEPS * step
     if cap == 8:
         assert greedy.refused >= GREEDY_REQUESTS - cap // CHOICES, "the requests past the cap were answered 429"

@@ -55,19 +55,29 @@ def test_32_users_complete_correctly_or_are_told_busy(tmp_path):
     assert stopped == 0 and "Traceback" not in app.output(), app.output()[-3000:]
 
 
-def settle(app, client):
+def settle(client):
     """Let idle pool threads expire. anyio ends a worker thread that has been idle for 10 s when it next
     hands out work: an idle time that only passes by waiting it out, then one request."""
     time.sleep(11)
     client.predict(prompt="x", model=DEMO, max_new_tokens=1, api_name="/complete")
 
 
-def wait_for_threads(app, at_most: int, timeout: float = 30) -> None:
-    """Poll (with a deadline) until the app runs at most ``at_most`` threads: ended threads exit on their own."""
-    deadline = time.monotonic() + timeout
-    while app.threads() > at_most and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert app.threads() <= at_most, (at_most, app.threads())
+def settled_threads(app, client, at_most: int = 0, rounds: int = 3) -> int:
+    """The app's thread count once the idle pool threads have gone: the lowest seen over up to ``rounds``
+    settles, stopping early once it is at most ``at_most``. The one request that prunes anyio's idle workers
+    starts a few of its own (one to four, seen across runs), so a single settle leaves a count that varies by
+    a few threads; a leaked thread survives every round. After each settle, ended threads get a few seconds
+    (a deadline, polled) to exit."""
+    lowest = None
+    for _ in range(rounds):
+        settle(client)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and app.threads() > at_most:
+            time.sleep(0.1)
+        lowest = app.threads() if lowest is None else min(lowest, app.threads())
+        if lowest <= at_most:
+            break
+    return lowest
 
 
 def mixed_traffic(url, seconds, users=12):
@@ -117,8 +127,7 @@ def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint)
         # stopped (645, 736, 794, 797 MiB after each 20 s). So: 50 s of warm-up, then two equal
         # phases: a leak grows in both, a high-water mark reached earlier does not grow in the second.
         mixed_traffic(app.url, 50)
-        settle(app, warm)
-        threads_base = app.threads()
+        threads_base = settled_threads(app, warm, rounds=2)
         done, errors = mixed_traffic(app.url, 20)
         rss_first = app.rss_mib()
         more, more_errors = mixed_traffic(app.url, 20)
@@ -126,8 +135,8 @@ def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint)
         assert done > 15 and more > 15
         growth = app.rss_mib() - rss_first
         assert growth < 50, f"memory grew by {growth:.0f} MiB in the second 20 s of the same traffic"
-        settle(app, warm)
-        wait_for_threads(app, threads_base + 2)
+        threads = settled_threads(app, warm, at_most=threads_base + 2)
+        assert threads <= threads_base + 2, f"{threads} threads after the traffic, {threads_base} before"
     finally:
         stopped = app.terminate()
     assert stopped == 0 and "Traceback" not in app.output(), app.output()[-3000:]

@@ -3,7 +3,6 @@ the Hub and has nothing downloaded: it opens on the demo model, says why in word
 first message is answered. Chromium (Debian's) against the real app, in-process; screenshots for people in
 light and dark, at 1280 and 390 px wide."""
 
-import shutil
 
 import pytest
 
@@ -14,21 +13,6 @@ from hub_server import BlackHole
 from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server and a browser
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium must be installed (tests/run.sh installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

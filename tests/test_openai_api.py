@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import httpx
 import pytest
 from gradio_client import Client
 from openai import OpenAI
+from test_browser import wait_until_idle
 
 from model_utils.settings import Settings
 
@@ -211,16 +211,6 @@ def slow_live(slow_checkpoint, tmp_path_factory):
                         cache_dir=str(tmp_path_factory.mktemp("openai-slow")))
     with running_app(settings) as (url, engine):
         yield url, engine
-
-
-def wait_until_idle(engine, timeout=30):
-    """Poll (with a deadline) until CT2 has no batch of the slow model running."""
-    with engine.open(SLOW) as model:
-        generator = model.generator
-    deadline = time.monotonic() + timeout
-    while generator.num_active_batches and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert generator.num_active_batches == 0, "decoding went on after the client left"
 
 
 def test_a_client_that_disconnects_mid_stream_stops_decoding(slow_live):

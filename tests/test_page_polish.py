@@ -8,7 +8,6 @@ Screenshots of what the tests looked at are saved under test-output/polish/.
 from __future__ import annotations
 
 import io
-import shutil
 from contextlib import contextmanager
 
 import pytest
@@ -17,11 +16,10 @@ from model_utils.settings import Settings
 from model_utils.store.demo_model import TRAINED_PASSAGE
 from model_utils.ui.blocks import PAGE_CSS
 from model_utils.ui.charts import NARROW, WIDE, Series, chart_caption, line_chart
+from tools.screenshots import plot_curve
 
 pytestmark = pytest.mark.slow  # a live server and a browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 DEMO_STEPS = (0, 1, 16, 64, 256, 512, 1000, 2000, 3000)
 
@@ -41,18 +39,6 @@ def url(tmp_path_factory):
         yield u
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium must be installed (tests/run.sh installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def shots(output_dir):
     folder = output_dir / "polish"
@@ -69,20 +55,6 @@ def opened(browser, url, viewport=DESKTOP, scheme="light"):
         yield page
     finally:
         page.close()
-
-
-def plot_curve(page, memorization=False):
-    """Score the demo's training passage across its checkpoints (and test memorization)."""
-    page.get_by_role("tab", name="Score", exact=True).click()
-    page.fill("#score-text textarea", TRAINED_PASSAGE.read_text()[:600])
-    page.click("#score-button")
-    page.wait_for_selector("#score-heatmap span.tok", timeout=60000)
-    page.click("#curve-button")
-    page.wait_for_selector("#learned-heatmap table td", timeout=120000)
-    if memorization:
-        page.get_by_text("Memorization: does the model reproduce this text?").click()
-        page.click("#memo-button")
-        page.wait_for_selector("#memo-table .virtual-row", timeout=120000)
 
 
 # Contrast ratio (WCAG 2) of each element's text against the first opaque background behind it.

@@ -5,10 +5,10 @@ at 1280x900 and 390x844, land in test-output/visitor-*.png for people to look at
 
 from __future__ import annotations
 
-import shutil
 from contextlib import contextmanager
 
 import pytest
+from test_browser import open_app, pick_model
 
 from model_utils.settings import Settings
 
@@ -16,22 +16,8 @@ from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server and a browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 60_000
 VIEWS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium must be installed (tests/run.sh installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +31,6 @@ def page(browser):
     page = browser.new_page(viewport=VIEWS["desktop"])
     yield page
     page.close()
-
-
-def open_app(page, url):
-    page.goto(url)
-    page.wait_for_selector("#chat-input textarea")
-
-
-def pick_model(page, name):
-    box = page.locator("#model-picker input")
-    box.click()
-    box.fill(name)
-    page.locator("li.item", has_text=f"{name} ·").first.click()
-    page.wait_for_function("(name) => document.querySelector('#model-status').innerText.includes(name)", arg=name)
 
 
 def wait_for_text(page, selector: str, text: str):

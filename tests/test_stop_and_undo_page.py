@@ -5,7 +5,6 @@ Gradio's queue; the slow model (conftest) makes a long reply last seconds."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
@@ -18,21 +17,7 @@ from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server and a browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 HANG = 60  # seconds a step may take on a loaded 2-core machine before the test counts it as stuck
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium must be installed (tests/run.sh installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,25 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def use_tabs(page, shot) -> None:
-    """Use every tab once, calling ``shot(name)`` after each."""
+def plot_curve(page, memorization: bool = False) -> None:
+    """On the Score tab: score the demo's training passage, plot it across the demo's checkpoints, and (with
+    ``memorization``) test whether each checkpoint reproduces it. The browser tests use it too."""
     from model_utils.store.demo_model import TRAINED_PASSAGE
 
+    page.get_by_role("tab", name="Score", exact=True).click()
+    page.fill("#score-text textarea", TRAINED_PASSAGE.read_text()[:600])
+    page.click("#score-button")
+    page.wait_for_selector("#score-heatmap span.tok", timeout=60000)
+    page.click("#curve-button")
+    page.wait_for_selector("#learned-heatmap table td", timeout=120000)
+    if memorization:
+        page.get_by_text("Memorization: does the model reproduce this text?").click()
+        page.click("#memo-button")
+        page.wait_for_selector("#memo-table .virtual-row", timeout=120000)
+
+
+def use_tabs(page, shot) -> None:
+    """Use every tab once, calling ``shot(name)`` after each."""
     page.get_by_text("Sampling").first.click()  # the controls, open
     page.wait_for_selector("#max-new-tokens input[type=number]")
     shot("sampling")
@@ -49,15 +64,7 @@ def use_tabs(page, shot) -> None:
                            timeout=60000)
     page.wait_for_selector("#completion-heatmap span.tok", timeout=30000)
     shot("completion")
-    page.get_by_role("tab", name="Score", exact=True).click()
-    page.fill("#score-text textarea", TRAINED_PASSAGE.read_text()[:600])
-    page.click("#score-button")
-    page.wait_for_selector("#score-heatmap span.tok", timeout=60000)
-    page.click("#curve-button")
-    page.wait_for_selector("#learned-heatmap table td", timeout=120000)
-    page.get_by_text("Memorization: does the model reproduce this text?").click()
-    page.click("#memo-button")
-    page.wait_for_selector("#memo-table .virtual-row", timeout=120000)
+    plot_curve(page, memorization=True)
     shot("score")
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare-button")
