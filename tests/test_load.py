@@ -121,25 +121,36 @@ def mixed_traffic(url, seconds, users=12):
     return done[0], errors
 
 
+PHASE_S = 15  # seconds of traffic between two readings of the app's memory
+PHASES = 8  # at the most
+NEW_HIGH_MIB = 10  # a reading this far above every earlier one is a new high
+
+
 def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint):
+    """Under the same mixed traffic, phase after phase, memory stops growing and the threads return.
+
+    CT2's and Python's allocators keep their high-water marks (a workspace per CT2 batch, and up to 8 batches
+    per model), which is reuse, not a leak; how soon the mark is reached depends on the bursts the traffic
+    happens to make. Measured with this traffic (MiB after 50 s, then after each 20 s): 786, 834, 902, 938,
+    913, 922, 885 in one run; another grew 111 MiB in a single 20 s phase after the warm-up. A leak sets a new
+    high with every phase; reused memory stops doing so. So the traffic runs until two phases in a row set no
+    new high, up to PHASES phases: a steady leak keeps setting new highs and fails."""
     app = AppProcess("--demo", "--model-dir", str(slow_checkpoint), "--cache-dir", str(tmp_path),
                      "--device", "cpu")
     try:
         warm = Client(app.url, verbose=False)
-        # Warm up with the same traffic: CT2's and Python's allocators keep their high-water
-        # marks (a workspace per CT2 replica, and the admission policy runs up to 8 replicas per
-        # model), which is reuse, not a leak. Measured, RSS rose for ~60 s of this traffic and then
-        # stopped (645, 736, 794, 797 MiB after each 20 s). So: 50 s of warm-up, then two equal
-        # phases: a leak grows in both, a high-water mark reached earlier does not grow in the second.
-        mixed_traffic(app.url, 50)
+        mixed_traffic(app.url, 40)
         threads_base = settled_threads(app, warm, rounds=2)
-        done, errors = mixed_traffic(app.url, 20)
-        rss_first = app.rss_mib()
-        more, more_errors = mixed_traffic(app.url, 20)
-        assert not errors + more_errors, (errors + more_errors)[:5]
-        assert done > 15 and more > 15
-        growth = app.rss_mib() - rss_first
-        assert growth < 50, f"memory grew by {growth:.0f} MiB in the second 20 s of the same traffic"
+        readings, errors, quiet = [], [], 0
+        while quiet < 2 and len(readings) < PHASES:
+            done, failed = mixed_traffic(app.url, PHASE_S)
+            errors += failed
+            assert done > 10, f"only {done} requests in {PHASE_S} s"
+            rss = app.rss_mib()
+            quiet = quiet + 1 if readings and rss <= max(readings) + NEW_HIGH_MIB else 0
+            readings.append(rss)
+        assert not errors, errors[:5]
+        assert quiet == 2, f"memory set new highs to the end (MiB after each {PHASE_S} s: {readings})"
         threads = settled_threads(app, warm, at_most=threads_base + 2)
         assert threads <= threads_base + 2, f"{threads} threads after the traffic, {threads_base} before"
     finally:
