@@ -8,7 +8,7 @@ import re
 
 from model_utils.service import CurvePoint, TokenScore
 from model_utils.ui.charts import LAYOUTS, NARROW, WIDE, Series, chart_caption, line_chart
-from model_utils.ui.heatmap import learned_heatmap, short_probability
+from model_utils.ui.heatmap import alternatives_table, learned_heatmap, short_probability
 from model_utils.ui.research_tabs import curve_outputs
 
 DEMO_STEPS = (0, 1, 16, 64, 256, 512, 1000, 2000, 3000)  # the demo model's checkpoints
@@ -122,3 +122,10 @@ def test_pastel_cells_carry_their_own_dark_text():
     assert all("color:#1f2937" in style for style in re.findall(r'<td style="([^"]*)"', grid))
     chart, *_ = curve_outputs(points({"main": [0.5, 1e-5]}), "Some text")
     assert "Some text" in chart
+
+
+def test_the_alternatives_table_writes_a_chosen_token_as_it_writes_its_alternatives():
+    chosen = TokenScore(" the", 262, math.log(0.073), alternatives=((" P", math.log(0.078)), (" the", math.log(0.073))))
+    [[position, token, probability, alternatives]] = alternatives_table([chosen])
+    assert (position, token, probability) == (0, "' the'", 0.073)  # the leading space shows
+    assert alternatives == "' P' 0.078, ' the' 0.073"
