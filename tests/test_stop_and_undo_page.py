@@ -9,6 +9,7 @@ import time
 
 import pytest
 from gradio_client import Client
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from model_utils.settings import Settings
 
@@ -97,6 +98,22 @@ def send_then_click(page, message: str, button: str):
     page.click(button)
 
 
+def send_behind(page, message: str, busy) -> None:
+    """Send ``message`` while ``busy`` holds the only slot; return once the page shows the reply waiting in
+    Gradio's queue. The click counts once the page's message is accepted; a reply that never shows as queued
+    fails with what the page read and whether the other visitor's reply was still running."""
+    page.fill("#chat-input textarea", message)
+    with page.expect_response(lambda r: "/run/predict" in r.url):  # the message's acceptance
+        page.click("#chat-send")
+    try:
+        wait_for_text(page, "#chatbot", "queue")
+    except PlaywrightTimeout:
+        other = "had ended" if busy.done() else "was still running"
+        raise AssertionError(f"the reply never showed as queued; the other visitor's reply {other}; the chat "
+                             f"read {text_of(page, '#chatbot')[-300:]!r}, the metrics "
+                             f"{text_of(page, '#chat-metrics')!r}") from None
+
+
 def busy_with_another_visitor(url):
     """Another visitor's long completion holds the only decoding slot (until cancelled)."""
     job = Client(url, verbose=False).submit(prompt="Once upon a time", max_new_tokens=1024, top_k=0, top_p=1.0,
@@ -110,9 +127,7 @@ def test_stop_while_queued_behind_another_visitor_the_reply_never_starts(page, l
     open_app(page, url)
     busy = busy_with_another_visitor(url)
     rows_before = scheduler(engine).stats.rows
-    page.fill("#chat-input textarea", "Are you there?")
-    page.click("#chat-send")
-    wait_for_text(page, "#chatbot", "queue")  # the reply waits in Gradio's queue
+    send_behind(page, "Are you there?", busy)
     page.click("#chat-stop")
     wait_for_text(page, "#chat-metrics", "before the reply started")
     assert box(page) == "Are you there?" and rows(page, "user") == [], "the message is back in the box"
@@ -174,9 +189,7 @@ def test_undo_during_a_reply_takes_the_turn_back_for_good(page, live, moment, ou
         long_reply_under_way(page)
         page.click("#chat-undo")
     else:
-        page.fill("#chat-input textarea", "Tell me a long story.")
-        page.click("#chat-send")
-        wait_for_text(page, "#chatbot", "queue")
+        send_behind(page, "Tell me a long story.", busy)
         page.click("#chat-undo")
     page.wait_for_function("document.querySelector('#chat-input textarea').value === 'Tell me a long story.'")
     page.wait_for_function("document.querySelectorAll('#chatbot .message-row').length === 0")
