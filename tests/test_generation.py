@@ -7,7 +7,8 @@ import pytest
 
 from model_utils.core.catalog import Catalog
 from model_utils.core.sampling import SamplingParams
-from model_utils.engine.generation import MIN_TIMED_SECONDS, generate, stream
+from model_utils.engine import generation
+from model_utils.engine.generation import generate, stream
 from model_utils.engine.prompts import prepare_completion
 from model_utils.store.local_dirs import describe_local_dir
 
@@ -133,18 +134,28 @@ def test_cancel_event_stops_ct2_at_the_next_step(hookable_model):
     assert steps == [False, False, True], "CT2 must stop at the step after the cancel"
 
 
-def test_time_to_first_token_and_speed_are_measured_from_the_stream(tiny_model):
+class ScriptedClock:
+    """``perf_counter`` for the stream's own clock: each reading is ``tick`` seconds after the one before."""
+
+    def __init__(self, tick: float):
+        self.tick, self.now = tick, 100.0
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_time_to_first_token_and_speed_are_measured_from_the_stream(tiny_model, monkeypatch):
+    # the real CT2 stream, read on a scripted clock: the start, then one reading per token, then the end
+    monkeypatch.setattr(generation, "time", ScriptedClock(tick=0.5))
     params = SamplingParams(greedy=True, max_new_tokens=20, repetition_penalty=1.0)
     chunks = list(stream(tiny_model, LONG_RUNNING, params))
     first, last = chunks[0], chunks[-1]
     assert last.num_tokens == 20 and last.finish_reason == "length"
-    assert all(c.time_to_first_token == first.elapsed for c in chunks), "the first token's arrival, kept"
-    assert [c.elapsed for c in chunks] == sorted(c.elapsed for c in chunks)
-    assert 0 < first.elapsed < last.elapsed
+    assert [c.elapsed for c in chunks] == [0.5 * k for k in range(1, 22)], "each token timed when it arrives"
+    assert all(c.time_to_first_token == 0.5 for c in chunks), "the first token's arrival, kept"
     # speed counts the tokens after the first, over the time after the first (the prompt excluded)
-    decode = last.elapsed - first.elapsed
-    # a decode interval too short to time gives no speed at all (test_speed_figure.py scripts both cases)
-    assert last.tokens_per_second == pytest.approx(19 / decode if decode >= MIN_TIMED_SECONDS else 0.0)
+    assert last.tokens_per_second == pytest.approx(19 / (10.5 - 0.5))
     assert first.tokens_per_second == 0.0
     result = generate(tiny_model, LONG_RUNNING, params)
-    assert result.num_tokens == 20 and result.time_to_first_token > 0
+    assert result.num_tokens == 20 and result.time_to_first_token == 0.5
