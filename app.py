@@ -81,6 +81,7 @@ def build(settings, *, loader=None) -> Built:
     converted model directory becomes a loaded model (the engine's default: CTranslate2)."""
     from fastapi import FastAPI
 
+    from model_utils.body_limit import MIB, BodySizeLimit
     from model_utils.core.catalog import Catalog
     from model_utils.engine.configure import resolve
     from model_utils.engine.engine import Engine
@@ -109,14 +110,26 @@ def build(settings, *, loader=None) -> Built:
                                     timeout_s=settings.remote_timeout, tokenizer_loader=hub.tokenizer_file)
         remote.start()  # asks each server for its model id in the background; never fatal
     engine = EngineRouter(local, remote)
-    service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows)
+    service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows,
+                            max_api_rows=api_rows(settings, resolved))
     demo = build_demo(service, concurrency=resolved.concurrency, notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.
     demo.queue(api_open=False, default_concurrency_limit=resolved.concurrency, max_size=settings.max_queue)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # the page's "Use via API" is the docs
     add_openai_routes(app, service, api_key=settings.api_key)  # before the page: these paths are matched first
-    return Built(engine, demo, mount_page(app, demo, mcp=settings.mcp))
+    app = mount_page(app, demo, mcp=settings.mcp)
+    # every route, the page's and the API's: a body past the cap is refused before it is read
+    app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_body_mb * MIB))
+    return Built(engine, demo, app)
+
+
+def api_rows(settings, resolved) -> int | None:
+    """The rows all API clients together may hold (--max-api-rows; None: no limit): by default half of what the
+    server decodes at once, so that page visitors always find the other half free (at least one client's worth)."""
+    if settings.max_api_rows is not None:
+        return settings.max_api_rows or None
+    return max(resolved.concurrency // 2, settings.max_client_rows, 1)
 
 
 def listen(host: str, port: int) -> socket.socket:

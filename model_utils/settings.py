@@ -15,31 +15,57 @@ from .core.catalog import DEFAULT_MODEL
 from .core.hardware import COMPUTE_TYPES, DEVICES
 
 
+# Each parser raises ArgumentTypeError with words for people: argparse shows a plain ValueError as
+# "invalid _positive_int value", which names a function, not what was wrong.
+def _whole(text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _number(text: str, suffixes: tuple[str, ...] = ()) -> float:
+    stripped = str(text).strip()
+    for suffix in suffixes:
+        stripped = stripped.removesuffix(suffix)
+    try:
+        return float(stripped)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number (1 or more)")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
     return value
 
 
 def _non_negative(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value >= 0:
-        raise argparse.ArgumentTypeError("must be zero or more")
+        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than zero")
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than zero")
     return value
 
 
 def _gib(text: str) -> float:
-    value = float(str(text).removesuffix("GiB").removesuffix("G"))
+    value = _number(text, ("GiB", "G"))
     if not value > 0:
-        raise argparse.ArgumentTypeError("must be a positive number of GiB")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of GiB")
     return value
 
 
@@ -147,6 +173,14 @@ class Settings:
                                        "open like the Gradio API); never printed", metavar="KEY", hidden=True)
     max_client_rows: int = option(8, "choices one API client (its address, or the API key) may have queued or "
                                      "decoding at once; more are answered 429", parse=_positive_int, metavar="N")
+    max_api_rows: int | None = option(
+        None, "choices all API clients together may have queued or decoding at once, so that page visitors keep "
+              "the other decoding rows however many addresses call the API; more are answered 429 with "
+              "Retry-After; 0 = no limit but --max-client-rows", parse=_non_negative_int, metavar="N",
+        shown_default="half the rows decoded at once (--max-batch-size x workers / 2), at least "
+                                      "--max-client-rows")
+    max_body_mb: float = option(8.0, "the largest request body any route accepts, in MiB (2^20 bytes); a larger one "
+                                     "is answered 413 before it is read", parse=_positive_float, metavar="MIB")
     hub_timeout: float = option(
         10.0, "seconds the Hugging Face Hub may stay silent (connecting, or between two pieces of an answer) before "
               "the request is given up (huggingface_hub retries a few times; a download resumes where it stopped)",
@@ -175,7 +209,7 @@ def build_parser(environ: dict) -> argparse.ArgumentParser:
             try:
                 default = tuple(meta["parse"](x) for x in raw)
             except argparse.ArgumentTypeError as exc:
-                p.error(f"{env}: {exc}")
+                p.error(f"environment variable {env}: {exc}")
             p.add_argument(flag, dest=f.name, type=meta["parse"], action="append", default=None,
                            metavar=meta["metavar"], help=f"{meta['help']} ({env}, comma-separated; default: none)")
             p.set_defaults(**{f"_{f.name}_env": default})
@@ -185,7 +219,15 @@ def build_parser(environ: dict) -> argparse.ArgumentParser:
             p.add_argument(flag, action="store_true", default=on or f.default,
                            help=f"{meta['help']} ({env}; default: {'on' if on else 'off'})")
             continue
-        raw = next((environ[v] for v in (env, *meta["also_env"]) if environ.get(v)), None)
+        source = next((v for v in (env, *meta["also_env"]) if environ.get(v)), None)
+        raw = environ[source] if source else None
+        if raw is not None:  # checked here, so that the error names the variable (argparse would name the flag)
+            try:
+                value = meta["parse"](raw)
+            except argparse.ArgumentTypeError as exc:
+                p.error(f"environment variable {source}: {exc}")
+            if meta["choices"] is not None and value not in meta["choices"]:
+                p.error(f"environment variable {source}: {raw!r} is not one of {', '.join(meta['choices'])}")
         shown = "%(default)s" if raw is not None or meta["shown_default"] is None else meta["shown_default"]
         if meta.get("hidden"):  # a secret: say whether it is set, never what it is
             shown = "set in the environment" if raw is not None else "none"

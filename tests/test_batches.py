@@ -19,7 +19,7 @@ from model_utils.service import (
     PythiaService,
     ScoreRequest,
 )
-from model_utils.service.client_limits import ClientLimits
+from model_utils.service.client_limits import ApiShareFull, ClientLimits
 from model_utils.store.demo_model import DEMO_MODEL, demo_model
 from model_utils.store.disk import ModelStore
 
@@ -129,3 +129,24 @@ def test_one_client_holds_at_most_its_rows_and_the_table_empties():
         with limits.hold("a", 5):
             pass
     assert len(limits) == 0  # nothing per client is kept once its requests end
+
+
+def test_api_clients_together_hold_at_most_the_api_rows_however_many_addresses(caplog):
+    limits = ClientLimits(max_rows=8, max_api_rows=16)
+    with limits.hold("address:127.0.0.1", 8), limits.hold("address:127.0.0.2", 8):
+        for i in range(3, 40):  # every new address is turned away, each within its own cap
+            with pytest.raises(ApiShareFull, match="busy with other API requests"):
+                with limits.hold(f"address:127.0.0.{i}", 1):
+                    pass
+        assert limits.total() == 16
+    with limits.hold("address:127.0.0.3", 8):  # rows given back are free again
+        assert limits.total() == 8
+    assert limits.total() == 0 and len(limits) == 0
+    refusals = [r.getMessage() for r in caplog.records if "API rows full" in r.getMessage()]
+    assert len(refusals) <= 5, "a flood of refusals is a few lines, not one each"
+
+
+def test_no_api_row_limit_means_only_each_clients_own():
+    limits = ClientLimits(max_rows=8, max_api_rows=None)
+    with limits.hold("a", 8), limits.hold("b", 8), limits.hold("c", 8):
+        assert limits.total() == 24

@@ -31,6 +31,9 @@ LATER_FLAGS = [
     (["--hub-timeout", "3"], {"PYTHIA_HUB_TIMEOUT": "3"}, "hub_timeout", 3.0),
     (["--max-client-rows", "3"], {"PYTHIA_MAX_CLIENT_ROWS": "3"}, "max_client_rows", 3),
     (["--api-key", "k1"], {"PYTHIA_API_KEY": "k1"}, "api_key", "k1"),
+    (["--max-api-rows", "12"], {"PYTHIA_MAX_API_ROWS": "12"}, "max_api_rows", 12),
+    (["--max-api-rows", "0"], {"PYTHIA_MAX_API_ROWS": "0"}, "max_api_rows", 0),
+    (["--max-body-mb", "0.5"], {"PYTHIA_MAX_BODY_MB": "0.5"}, "max_body_mb", 0.5),
 ]
 
 
@@ -91,6 +94,28 @@ def test_a_port_out_of_range_is_one_readable_error(flags, env, capsys):
         parse_settings(flags, environ=env)
     assert info.value.code == 2
     assert "is not a port number from 1 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"PYTHIA_MAX_QUEUE": "abc"}, "environment variable PYTHIA_MAX_QUEUE: 'abc' is not a whole number"),
+    ({"PYTHIA_MAX_QUEUE": "0"}, "environment variable PYTHIA_MAX_QUEUE: '0' is not a positive whole number"),
+    ({"PYTHIA_WAIT_STEPS": "soon"}, "environment variable PYTHIA_WAIT_STEPS: 'soon' is not a number"),
+    ({"PYTHIA_DEVICE": "tpu"}, "environment variable PYTHIA_DEVICE: 'tpu' is not one of auto, cpu, cuda"),
+    ({"GRADIO_SERVER_PORT": "x"}, "environment variable GRADIO_SERVER_PORT: 'x' is not a port number"),
+    ({"PYTHIA_REMOTE_MODELS": "nope"}, "environment variable PYTHIA_REMOTE_MODELS: 'nope' is not NAME"),
+])
+def test_an_invalid_environment_variable_is_named_with_what_is_wrong(env, words, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_settings([], environ=env)
+    assert info.value.code == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert words in error and "invalid" not in error and "_int" not in error
+
+
+def test_an_invalid_flag_says_what_is_wrong_in_words(capsys):
+    with pytest.raises(SystemExit):
+        parse_settings(["--max-queue", "abc"], environ={})
+    assert "argument --max-queue: 'abc' is not a whole number" in capsys.readouterr().err
 
 
 def option_help(name: str) -> str:

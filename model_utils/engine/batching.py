@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..core.errors import ServerBusy
+from ..core.refusal_log import RefusalLog
 from ..core.sampling import SamplingParams
 
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
@@ -222,6 +223,7 @@ class BatchScheduler:
         self._rows = 0  # rows in them
         self._gathering = False  # one lane at a time gathers the next batch
         self.stats = BatchStats()
+        self._refusals = RefusalLog(log, "busy")  # a flood of refusals is a few lines, each saying how many
         self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
                          for i in range(config.max_lanes)]
         for worker in self._workers:
@@ -234,10 +236,10 @@ class BatchScheduler:
         request = _Request(list(tokens), params, cancel)
         with self._cond:
             if self._closing:
-                log.info("busy: refused a request for a model being unloaded")
+                self._refusals.refused("", "refused a request for a model being unloaded")
                 raise ServerBusy("The model is being unloaded; try again.")
             if len(self._pending) >= self.config.max_waiting:
-                log.info("busy: refused a request; %d already wait for this model", len(self._pending))
+                self._refusals.refused("", "refused a request; %d already wait for this model", len(self._pending))
                 raise ServerBusy("The server is busy right now; please try again in a moment.")
             self._pending.append(request)
             log.debug("queued a request: %d wait for this model", len(self._pending))

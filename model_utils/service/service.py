@@ -70,12 +70,12 @@ class PythiaService:
     """
 
     def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str, *,
-                 max_client_rows: int = DEFAULT_CLIENT_ROWS):
+                 max_client_rows: int = DEFAULT_CLIENT_ROWS, max_api_rows: int | None = None):
         self.engine = engine
         self.catalog = catalog
         self.default_model = default_model
         self.context = ParseContext(catalog, default_model, engine.capabilities)
-        self.client_limits = ClientLimits(max_client_rows)
+        self.client_limits = ClientLimits(max_client_rows, max_api_rows)
 
     def parse(self, request: type[R], **raw: Any) -> R:
         """Validate raw arguments (from the UI, the Gradio API, MCP or the OpenAI routes) into ``request``;
