@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..service import PythiaService, SamplingParams, bounds
+from . import chat_clicks
 from .api import register_api
 from .api_page import add_api_page_routes, page_head
 from .common import declared_slider
@@ -126,6 +127,10 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
                 chat_notice = gr.Markdown(elem_id="chat-notice", elem_classes="notice")
                 chat_metrics = gr.Markdown(elem_id="chat-metrics", elem_classes="metrics")
                 pending = gr.State("")  # the ticket of a message that was accepted and waits for its reply
+                # The page's clicks and the server's updates for one turn (chat_clicks.py): never shown
+                clicks = {name: gr.JSON(visible=False, elem_id=f"chat-{name}-click")
+                          for name in ("send", "stop", "undo", "clear", "retry")}
+                chat_update = gr.JSON(visible=False, elem_id="chat-update")
                 chat_show_probs = gr.Checkbox(False, label="Show token probabilities", elem_id="chat-show-probs",
                                               info=CHAT_TOKENS_INFO)
                 chat_heatmap = gr.HTML(visible=False, elem_id="chat-heatmap")
@@ -150,26 +155,35 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
         common = dict(concurrency_limit=concurrency, concurrency_id="generate",
                       api_visibility="private")
         bot_inputs = [pending, chatbot, model, revision, *controls, chat_show_probs]
-        bot_outputs = [chatbot, chat_metrics, chat_heatmap, chat_table, message, chat_notice, pending]
+        bot_outputs = [chatbot, chat_update, chat_metrics, chat_heatmap, chat_table, chat_notice, pending]
         refresh = dict(fn=h.status_markdown, inputs=[model, revision], outputs=status,
                        queue=False, api_visibility="private")
         quick = dict(queue=False, api_visibility="private")
-        # Send and Retry are accepted at once (the message enters the chat, Stop can reach it from then on);
-        # the reply waits in the queue with everyone else's.
-        sent = gr.on([message.submit, send.click], h.add_user_message, [message, chatbot],
-                     [message, chatbot, chat_notice, pending], **quick)
-        replies = [sent.then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common),
-                   retry_btn.click(h.retry, chatbot, [chatbot, chat_notice, pending], **quick)
-                   .then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common)]
-        for reply in replies:
-            reply.then(**refresh)
+        browser = dict(fn=None, queue=False, api_visibility="private")  # runs in the page only
+        # Every chat click changes the chat and the box in the page at once (chat_clicks.py); the server then
+        # decides. Send and Retry are accepted at once (Stop can reach the message from then on); the reply waits
+        # in the queue with everyone else's. The server's words about the chat come as updates for one turn.
+        sent = (gr.on([message.submit, send.click], inputs=[message, chatbot],
+                      outputs=[message, chatbot, clicks["send"]], js=chat_clicks.SEND, **browser)
+                .then(h.send, [clicks["send"], chatbot], [chat_update, chat_notice, pending, chat_metrics], **quick))
+        retried = (retry_btn.click(inputs=chatbot, outputs=[chatbot, clicks["retry"]], js=chat_clicks.RETRY,
+                                   **browser)
+                   .then(h.retry, [clicks["retry"], chatbot], [chat_notice, pending], **quick))
+        for accepted in (sent, retried):
+            accepted.then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common).then(**refresh)
+        chat_update.change(inputs=[chat_update, chatbot, message, chat_metrics],
+                           outputs=[chatbot, message, chat_metrics],
+                           js=chat_clicks.UPDATE, **browser)
         # Stop, Undo and Clear (and the chat's own trash icon) reach the reply wherever it is: being written (it
         # ends at its next token; Undo and Clear keep nothing of it), or still queued (it never starts).
-        stop_chat.click(h.stop_chat, chatbot, bot_outputs, **STOP_EVENT)
-        taken_back = [chatbot, message, chat_metrics, chat_heatmap, chat_table, chat_notice, pending]
-        undo_btn.click(h.undo, chatbot, taken_back, **STOP_EVENT)
-        clear_btn.click(h.clear, None, taken_back, **STOP_EVENT)
-        chatbot.clear(h.clear, None, taken_back, **STOP_EVENT)
+        stop_chat.click(outputs=clicks["stop"], js=chat_clicks.STOP, **browser).then(
+            h.stop_chat, clicks["stop"], [chat_update, chat_metrics], **STOP_EVENT)
+        taken_back = [chat_metrics, chat_heatmap, chat_table, chat_notice]
+        undo_btn.click(inputs=[chatbot, message], outputs=[chatbot, message, clicks["undo"]], js=chat_clicks.UNDO,
+                       **browser).then(h.undo, clicks["undo"], taken_back, **STOP_EVENT)
+        for cleared in (clear_btn.click, chatbot.clear):
+            cleared(outputs=[chatbot, clicks["clear"]], js=chat_clicks.CLEAR, **browser).then(
+                h.clear, clicks["clear"], taken_back, **STOP_EVENT)
         queued_with_stop(h.runs, COMPLETION, [generate_btn.click], h.completion,
                          [prompt, model, revision, *controls, show_probs],
                          [output, completion_metrics, probs_view, probs_table, completion_notice],

@@ -78,6 +78,9 @@ class Run:
     """One request a section of a visitor's page accepted: from the click that queued it to its end."""
 
     ticket: str
+    seq: int = 0  # the page's number for the click that asked for it (0: a click without one)
+    message: str = ""  # the chat message it answers, and where its reply goes in the chat
+    at: int = 0
     stop: threading.Event = field(default_factory=threading.Event)  # the request's cancel flag
     discarded: bool = False  # Undo / Clear: nothing more of it may reach the page
     started: bool = False  # its handler runs (it may still wait for a decoding lane)
@@ -90,6 +93,23 @@ class Stopped(Enum):
     NOTHING = "nothing"  # no request of that section was accepted (or it already ended)
     RUNNING = "running"  # its handler runs: it ends at its next token and says so
     WAITING = "waiting"  # it had not started: dropped, it never will
+
+
+class Refused(Enum):
+    """Why a click was not accepted."""
+
+    BUSY = "busy"  # a request of the section is being written
+    STOPPED = "stopped"  # a Stop clicked after it reached the server first: it never starts
+    DISCARDED = "discarded"  # an Undo or Clear clicked after it (or a newer request) reached the server first
+
+
+@dataclass
+class _Barrier:
+    """The newest Stop and Undo/Clear clicks of a section that reached the server: the page numbers its clicks,
+    and a click that arrives after a newer one that cancels it must not undo what that one did."""
+
+    stop: int = 0
+    discard: int = 0
 
 
 class Runs:
@@ -105,7 +125,59 @@ class Runs:
 
     def __init__(self):
         self._runs: dict[tuple[str, str], Run] = {}
+        self._barriers: dict[tuple[str, str], _Barrier] = {}  # for pages that number their clicks; until unload
         self._lock = threading.Lock()
+
+    def accept_click(self, session: str, section: str, seq: int, message: str = "", at: int = 0
+                     ) -> tuple[str | None, Refused | None]:
+        """A ticket for click number ``seq`` of the page, or why not: one of the section's requests is being
+        written, or a Stop, Undo or Clear clicked after it already reached the server (clicks can reach it out of
+        order when it is busy), or so did a newer request."""
+        with self._lock:
+            barrier = self._barriers.get((session, section))
+            if seq and barrier is not None and barrier.discard >= seq:
+                return None, Refused.DISCARDED
+            if seq and barrier is not None and barrier.stop >= seq:
+                return None, Refused.STOPPED
+            current = self._runs.get((session, section))
+            if current is not None and current.started:
+                return None, Refused.BUSY
+            if current is not None and current.seq > seq:
+                return None, Refused.DISCARDED
+            run = Run(f"{session}:{seq}", seq=seq, message=message, at=at)
+            self._runs[(session, section)] = run
+            return run.ticket, None
+
+    def stop_click(self, session: str, section: str, seq: int) -> tuple[Stopped, Run | None]:
+        """Stop as :meth:`stop`, for click number ``seq``: a request asked for by a newer click is not reached,
+        and one asked for by an older click that reaches the server later never starts. Also returns the run."""
+        with self._lock:
+            barrier = self._barriers.setdefault((session, section), _Barrier())
+            barrier.stop = max(barrier.stop, seq)
+            run = self._runs.get((session, section))
+            if run is None or run.seq > seq:
+                return Stopped.NOTHING, None
+            run.stop.set()
+            if run.started:
+                return Stopped.RUNNING, run
+            del self._runs[(session, section)]
+            return Stopped.WAITING, run
+
+    def discard_click(self, session: str, section: str, seq: int) -> None:
+        """Undo or Clear as :meth:`discard`, for click number ``seq``: a request asked for by a newer click is not
+        reached, and one asked for by an older click that reaches the server later never starts."""
+        with self._lock:
+            barrier = self._barriers.setdefault((session, section), _Barrier())
+            barrier.discard = max(barrier.discard, seq)
+            run = self._runs.get((session, section))
+            if run is None or run.seq > seq:
+                return
+            del self._runs[(session, section)]
+            run.discarded = True
+            run.stop.set()
+            started = run.started
+        if started:
+            run.ended.wait(self.DISCARD_WAIT_S)
 
     def accept(self, session: str, section: str) -> str | None:
         """A ticket for a new request of ``section``, or None while one of its requests runs. A request
@@ -173,7 +245,10 @@ class Runs:
             gone = [key for key in self._runs if key[0] == session]
             for key in gone:
                 self._runs.pop(key).stop.set()
+            for key in [key for key in self._barriers if key[0] == session]:
+                del self._barriers[key]
 
     def __len__(self) -> int:
+        """Entries held: runs, and the click numbers of pages still open."""
         with self._lock:
-            return len(self._runs)
+            return len(self._runs) + len(self._barriers)

@@ -19,7 +19,7 @@ from ..service import (
     TargetRequest,
     message_text,
 )
-from .common import Runs, Stopped, gradio_progress, session_of, user_message
+from .common import Refused, Runs, Stopped, gradio_progress, session_of, user_message
 from .heatmap import alternatives_table, token_heatmap
 from .wording import (
     STILL_REPLYING,
@@ -168,35 +168,49 @@ class Handlers:
                 self.status_markdown(model, revision))
 
     # -- chat ----------------------------------------------------------------------------------
-    # The chat's outputs: (chatbot, metrics, heatmap, table, message box, notice, pending). `pending` holds the
-    # ticket of a message that was accepted and waits for its reply ("" when none); the notice line keeps an
-    # error readable for good.
-    def add_user_message(self, message: str, history: list, request: gr.Request = None):
-        """Accept the message into the conversation, or leave it in the box and say why (nothing else changes)."""
+    # The page owns the conversation and the box (chat_clicks.py): each click changes them in the browser and
+    # sends its number ("seq"); these handlers decide (accept, refuse, stop) and write replies, and reach the
+    # chat only through updates for one turn (the chat_update component): {"turn", "at", "message"} and either
+    # "reply" (the reply's text so far, at index ``at``) or "takeback" (the message at ``at - 1`` goes back to
+    # the box). `pending` holds the ticket of a message that was accepted and waits for its reply ("" when none).
+    def send(self, click: dict | None, history: list, request: gr.Request = None):
+        """Send: accept the message the page moved into the chat, or take it back and say why (the chat is not
+        changed otherwise). Outputs: (chat_update, notice, pending, metrics)."""
         session = session_of(request)
-        if self.runs.busy(session, CHAT):
-            return message, history, notice_text(STILL_REPLYING), gr.update()
+        seq, text = _click_seq(click), (click or {}).get("text") or ""
+        history = list(history or [])
+        at = _index_of_message(history, text) + 1  # where its reply goes; 0: not in the chat (an empty box)
+        previous = history[:at - 1] if at else history
+        takeback = {"turn": seq, "at": at, "message": text, "takeback": True}
         try:
-            self.service.parse(ChatRequest, message=message, history=history)
+            self.service.parse(ChatRequest, message=text, history=previous)
         except PythiaError as exc:
-            return message, history, notice(exc), gr.update()
-        ticket = self.runs.accept(session, CHAT)
-        if ticket is None:  # a reply started meanwhile (another tab of the same page)
-            return message, history, notice_text(STILL_REPLYING), gr.update()
-        return "", history + [{"role": "user", "content": message}], "", ticket
+            return (takeback if at else NO_CHANGE), notice(exc), NO_CHANGE, NO_CHANGE
+        ticket, refused = self.runs.accept_click(session, CHAT, seq, text, at)
+        if refused is Refused.BUSY:
+            return takeback, notice_text(STILL_REPLYING), NO_CHANGE, NO_CHANGE
+        if refused is Refused.STOPPED:  # a Stop clicked after it got here first: as if it stopped it waiting
+            return {**takeback, "metrics": STOPPED_BEFORE_REPLY}, "", NO_CHANGE, NO_CHANGE
+        if refused is Refused.DISCARDED:  # an Undo or Clear clicked after it got here first: it took it back
+            return NO_CHANGE, NO_CHANGE, NO_CHANGE, NO_CHANGE
+        return NO_CHANGE, "", ticket, NO_CHANGE
 
     def bot_reply(self, pending: str, history: list, model: str, revision: str, temperature, top_k, top_p, rep,
                   ngram, max_new, greedy, show_probs: bool, request: gr.Request = None,
                   progress=gr.Progress()) -> Iterator[tuple]:
-        unchanged = (NO_CHANGE,) * 4
+        """Write the reply of the accepted message. Outputs: (chatbot, chat_update, metrics, heatmap, table, notice,
+        pending); the chatbot is never changed here (the page owns it), it shows the reply's place in the queue
+        and the model's download and load."""
+        unchanged = (NO_CHANGE,) * 5
         with self.runs.running(session_of(request), CHAT, pending) as run:
-            if run is None or not history or history[-1]["role"] != "user":
+            history = list(history or [])
+            if run is None or not _message_at(history, run.at - 1, run.message):
                 # stopped, undone or cleared before it started: the page already says so. (A handler that
                 # yields nothing would blank its outputs: Gradio sends None for each.)
                 yield (NO_CHANGE,) * 7
                 return
-            *previous, last = history
-            text = message_text(last["content"])
+            previous, text = history[:run.at - 1], run.message
+            turn = {"turn": run.seq, "at": run.at, "message": text}
             reply = None
             try:
                 chat = self.service.parse(ChatRequest, message=text, history=previous, model=model, revision=revision,
@@ -207,52 +221,54 @@ class Handlers:
                     if run.discarded:  # Undo or Clear took the turn back: nothing more of it may show
                         yield (NO_CHANGE,) * 7
                         return
-                    shown = previous + [last, {"role": "assistant", "content": reply.text or EMPTY_REPLY}]
                     if not reply.done:
-                        yield shown, *unchanged, gr.update(), gr.update()
+                        yield NO_CHANGE, {**turn, "reply": reply.text or EMPTY_REPLY}, *unchanged
             except Exception as exc:  # the message goes back to the box, nothing is lost, the reason stays
-                yield (NO_CHANGE,) * 7 if run.discarded else (previous, "", *CLEARED, text, notice(exc), "")
+                yield (NO_CHANGE,) * 7 if run.discarded else (NO_CHANGE, {**turn, "takeback": True}, "", *CLEARED,
+                                                               notice(exc), "")
                 return
             if run.discarded or reply is None:
                 yield (NO_CHANGE,) * 7
                 return
             if reply.finish_reason == FinishReason.CANCELLED and not reply.num_tokens:
-                yield previous, STOPPED_BEFORE_REPLY, *CLEARED, text, "", ""
+                stopped = {**turn, "takeback": True, "metrics": STOPPED_BEFORE_REPLY}
+                yield NO_CHANGE, stopped, NO_CHANGE, *CLEARED, "", ""
                 return
-            yield shown, metrics_markdown(reply, chat=True), *token_view(reply), gr.update(), "", ""
+            last = {**turn, "reply": reply.text or EMPTY_REPLY, "metrics": metrics_markdown(reply, chat=True)}
+            yield NO_CHANGE, last, NO_CHANGE, *token_view(reply), "", ""
 
-    def stop_chat(self, history: list, request: gr.Request = None):
+    def stop_chat(self, click: dict | None, request: gr.Request = None):
         """Stop: a reply being written ends at its next token and keeps its text; a message still waiting for
-        its turn never gets a reply and goes back to the box. Outputs: the chat's."""
-        if self.runs.stop(session_of(request), CHAT) is not Stopped.WAITING:
-            return (NO_CHANGE,) * 7
-        history, text = _take_back_message(history)
-        return history, STOPPED_BEFORE_REPLY, *CLEARED, text, "", ""
+        its turn never gets a reply and goes back to the box. Outputs: (chat_update, metrics)."""
+        stopped, run = self.runs.stop_click(session_of(request), CHAT, _click_seq(click))
+        if stopped is not Stopped.WAITING or run is None:
+            return NO_CHANGE, NO_CHANGE
+        return {"turn": run.seq, "at": run.at, "message": run.message, "takeback": True,
+                "metrics": STOPPED_BEFORE_REPLY}, NO_CHANGE
 
-    def retry(self, history: list, request: gr.Request = None):
-        """Write the last reply again: outputs (chatbot, notice, pending)."""
-        session = session_of(request)
-        if self.runs.busy(session, CHAT):
-            return gr.update(), notice_text(STILL_REPLYING), gr.update()
+    def retry(self, click: dict | None, history: list, request: gr.Request = None):
+        """Write the last reply again (the page took it out of the chat): outputs (notice, pending)."""
+        history = list(history or [])
         while history and history[-1]["role"] == "assistant":
             history = history[:-1]
-        ticket = self.runs.accept(session, CHAT) if history else None
-        return history, "", ticket or ""
+        if not history or history[-1]["role"] != "user":
+            return "", NO_CHANGE
+        text = message_text(history[-1]["content"])
+        ticket, refused = self.runs.accept_click(session_of(request), CHAT, _click_seq(click), text, len(history))
+        if refused is Refused.BUSY:
+            return notice_text(STILL_REPLYING), NO_CHANGE
+        return "", ticket or NO_CHANGE
 
-    def undo(self, history: list, request: gr.Request = None):
-        """Take back the last exchange, even one still waiting or being written (it stops): its message returns
-        to the box; views derived from it go. Outputs: (chatbot, box, metrics, heatmap, table, notice, pending)."""
-        self.runs.discard(session_of(request), CHAT)
-        while history and history[-1]["role"] == "assistant":
-            history = history[:-1]
-        history, text = _take_back_message(history)
-        return history, text, "", *CLEARED, "", ""
+    def undo(self, click: dict | None, request: gr.Request = None):
+        """Undo (the page already took the last exchange back, its message into the box): stop and drop its
+        reply, waiting or being written, and the views derived from it. Outputs: (metrics, heatmap, table,
+        notice)."""
+        self.runs.discard_click(session_of(request), CHAT, _click_seq(click))
+        return "", *CLEARED, ""
 
-    def clear(self, request: gr.Request = None):
-        """An empty conversation (a reply waiting or being written stops) and no views derived from the old one;
-        what is typed stays. Outputs: as Undo's."""
-        self.runs.discard(session_of(request), CHAT)
-        return [], NO_CHANGE, "", *CLEARED, "", ""
+    def clear(self, click: dict | None, request: gr.Request = None):
+        """Clear (the page already emptied the chat; what is typed stays): as Undo."""
+        return self.undo(click, request)
 
     # -- completion ----------------------------------------------------------------------------
     def completion(self, ticket: str, prompt: str, model: str, revision: str, temperature, top_k, top_p, rep, ngram,
@@ -288,8 +304,26 @@ class Handlers:
         self.runs.forget(session_of(request))
 
 
-def _take_back_message(history: list) -> tuple[list, str]:
-    """The chat without its last user message (if it ends with one), and that message's text."""
-    if history and history[-1]["role"] == "user":
-        return history[:-1], message_text(history[-1]["content"])
-    return history, gr.update()
+def _click_seq(click: dict | None) -> int:
+    """The page's number for a click (chat_clicks.py); 0 for a caller that does not number them."""
+    try:
+        return max(int((click or {}).get("seq") or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _message_at(history: list, index: int, text: str) -> bool:
+    """Whether the chat's message at ``index`` is the visitor's ``text``."""
+    if not 0 <= index < len(history) or history[index].get("role") != "user":
+        return False
+    try:
+        return message_text(history[index]["content"]) == text
+    except PythiaError:
+        return False
+
+
+def _index_of_message(history: list, text: str) -> int:
+    """Index of the last visitor message with ``text`` in the chat (the one Send just moved there), or -1."""
+    if not text:
+        return -1
+    return next((i for i in range(len(history) - 1, -1, -1) if _message_at(history, i, text)), -1)
