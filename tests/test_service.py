@@ -20,6 +20,7 @@ from model_utils.store.local_dirs import describe_local_dir
 from model_utils.ui.handlers import COMPLETION, Handlers
 
 from fake_generator import fake_loader
+from page_clicks import apply, click, send
 
 WORDS = " The clock struck twelve and the village slept"
 
@@ -106,13 +107,14 @@ def test_cancel_ends_the_reply_at_the_next_step(tiny_ct2_dir, tmp_path, cpu_devi
 def test_handlers_stream_then_show_metrics(service):
     h = Handlers(service)
     request = SimpleNamespace(session_hash="visitor")
-    box, history, notice, pending = h.add_user_message("Hello", [], request)
-    assert (box, notice) == ("", "") and pending, "the accepted message holds a ticket until its reply ends"
+    history, (update, notice, pending, metrics) = send(h, "Hello", [], request)
+    assert (update, notice) == (gr.update(), "") and pending, "the accepted message holds a ticket until its reply ends"
     outputs = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 64, False, False, request,
                                progress=lambda *a, **k: None))
-    chat, metrics, heat, table, box, notice, pending = outputs[-1]
-    assert chat[-1] == {"role": "assistant", "content": WORDS.strip()}
-    assert "tokens" in metrics and "tiny" in metrics and notice == "" and pending == ""
+    chatbot, update, metrics, heat, table, notice, pending = outputs[-1]
+    assert chatbot == gr.update(), "the page owns the chat: the handler sends updates for its turn"
+    assert apply(update, history, "")[0][-1] == {"role": "assistant", "content": WORDS.strip()}
+    assert "tokens" in update["metrics"] and "tiny" in update["metrics"] and notice == "" and pending == ""
     assert len(h.runs) == 0, "the Stop flag is dropped when the reply ends"
 
 
@@ -121,36 +123,41 @@ def test_handlers_stream_then_show_metrics(service):
 def test_a_refused_message_stays_in_the_box_and_out_of_the_chat(service, message, reason):
     h = Handlers(service)
     history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    box, kept, notice, pending = h.add_user_message(message, history)
-    assert (box, kept, pending) == (message, history, gr.update()) and reason in notice
+    shown, (update, notice, pending, metrics) = send(h, message, history)
+    assert reason in notice and pending == gr.update()
+    assert apply(update, shown, "" if message.strip() else message) == (history, message), "back in the box"
     # the next message works
-    box, history, notice, pending = h.add_user_message("Hello again", history)
+    history, (update, notice, pending, metrics) = send(h, "Hello again", history)
     final = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
                              progress=lambda *a, **k: None))[-1]
-    assert final[0][-1]["role"] == "assistant" and final[5] == ""
+    assert "reply" in final[1] and final[1]["at"] == 3 and final[6] == ""
 
 
 def test_a_failed_reply_gives_the_message_back_with_the_reason(service, fresh_hub):
     h = Handlers(service)
-    _, history, _, pending = h.add_user_message("Hi", [])
+    history, (_, _, pending, _) = send(h, "Hi", [])
     # pythia-410m is on no (fake) Hub: its download fails
     final = list(h.bot_reply(pending, history, "pythia-410m", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
                              progress=lambda *a, **k: None))[-1]
-    chat, metrics, heat, table, box, notice, pending = final
-    assert chat == [] and box == "Hi" and notice.startswith("⚠️") and "pythia-410m" in notice
+    chatbot, update, metrics, heat, table, notice, pending = final
+    assert apply(update, history, "") == ([], "Hi") and notice.startswith("⚠️") and "pythia-410m" in notice
+    assert apply(update, history, "typed meanwhile") == ([], "Hi\ntyped meanwhile"), "nothing typed is lost"
 
 
 def test_undo_retry_and_clear_reset_what_came_from_the_conversation(service):
     h = Handlers(service)
     history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    chat, notice, pending = h.retry(history)
-    assert (chat, notice) == (history[:1], "") and pending
-    chat, box, metrics, heat, table, notice, pending = h.undo(history)
-    assert (chat, box, metrics, notice, pending) == ([], "a", "", "", "")
-    assert heat["visible"] is False and table["visible"] is False
-    chat, box, metrics, heat, table, notice, pending = h.clear()
-    assert (chat, metrics, notice, pending) == ([], "", "", "") and heat["visible"] is False
-    assert len(h.runs) == 0, "Undo and Clear dropped the retried request before it started"
+    notice, pending = h.retry(click(), history)
+    assert notice == "" and pending
+    metrics, heat, table, notice = h.undo(click())
+    assert (metrics, notice) == ("", "") and heat["visible"] is False and table["visible"] is False
+    assert len(h.runs) == 1, "only the page's click numbers stay, until the page closes"
+    assert list(h.bot_reply(pending, history[:1], "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
+                            progress=lambda *a, **k: None)) == [(gr.update(),) * 7], "Undo dropped the retry"
+    metrics, heat, table, notice = h.clear(click())
+    assert (metrics, notice) == ("", "") and heat["visible"] is False
+    h.forget(None)
+    assert len(h.runs) == 0
 
 
 def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_device):

@@ -24,6 +24,7 @@ from model_utils.ui.handlers import Handlers
 from model_utils.ui.wording import STILL_REPLYING, STOPPED_BEFORE_REPLY
 
 from ct2_hooks import hooked_steps, load_hookable_ct2_model
+from page_clicks import apply, click, send
 
 VISITOR = SimpleNamespace(session_hash="visitor")
 HANG = 10  # seconds after which a thread that should have ended counts as stuck
@@ -90,17 +91,19 @@ def lane_held(service):
 
 def test_stop_before_the_reply_started_gives_the_message_back_and_it_never_runs(service):
     h = Handlers(service)
-    box, history, notice, pending = h.add_user_message("Hi there", [], VISITOR)
-    chat, metrics, heat, table, box, notice, ticket = h.stop_chat(history, VISITOR)
-    assert (chat, box, ticket) == ([], "Hi there", "") and metrics == STOPPED_BEFORE_REPLY
+    history, (_, notice, pending, _) = send(h, "Hi there", [], VISITOR)
+    update, metrics = h.stop_chat(click(), VISITOR)
+    assert apply(update, history, "") == ([], "Hi there") and update["metrics"] == STOPPED_BEFORE_REPLY
     # when its turn in Gradio's queue comes, the queued reply leaves the page as Stop left it
     assert list(reply(h, pending, history)) == [(gr.update(),) * 7]
-    assert service.engine.cache.loaded() == [] and len(h.runs) == 0
+    assert service.engine.cache.loaded() == []
+    h.forget(VISITOR)
+    assert len(h.runs) == 0
 
 
 def test_stop_while_waiting_for_a_decoding_lane_gives_the_message_back(service, queue_log):
     h = Handlers(service)
-    _, history, _, pending = h.add_user_message("Hi there", [], VISITOR)
+    history, (_, _, pending, _) = send(h, "Hi there", [], VISITOR)
     with lane_held(service) as model:
         reader = Reader(reply(h, pending, history))
         reader.start()
@@ -108,56 +111,101 @@ def test_stop_while_waiting_for_a_decoding_lane_gives_the_message_back(service, 
         while waiting(queue_log) == 0:  # the handler runs; its request waits behind the held reply
             assert time.monotonic() < deadline, "the reply never queued for a lane"
             time.sleep(0.01)
-        assert h.stop_chat(history, VISITOR) == (gr.update(),) * 7, "a running handler answers Stop itself"
+        assert h.stop_chat(click(), VISITOR) == (gr.update(),) * 2, "a running handler answers Stop itself"
         reader.join(HANG)
         assert not reader.is_alive(), "Stop waited for the other visitor's reply to end"
-    chat, metrics, heat, table, box, notice, ticket = reader.outputs[-1]
-    assert (chat, box, metrics, ticket) == ([], "Hi there", STOPPED_BEFORE_REPLY, "")
+    chatbot, update, metrics, heat, table, notice, ticket = reader.outputs[-1]
+    assert apply(update, history, "") == ([], "Hi there") and update["metrics"] == STOPPED_BEFORE_REPLY
+    assert ticket == ""
     assert model.scheduler.stats.rows == 1, "the stopped request never started"
 
 
 @pytest.mark.parametrize("action", ["undo", "clear"])
 def test_undo_and_clear_during_a_reply_stop_it_and_nothing_of_it_follows(service, action):
     h = Handlers(service)
-    _, history, _, pending = h.add_user_message("Tell me more", [], VISITOR)
+    history, (_, _, pending, _) = send(h, "Tell me more", [], VISITOR)
     model = loaded(service)
     with hooked_steps(model, lambda step, prompt: time.sleep(0.005)):  # paces decoding: the reply lasts a second
         reader = Reader(reply(h, pending, history))
         reader.start()
         assert reader.first.wait(HANG), "the reply never started"
-        shown = h.undo(reader.outputs[-1][0], VISITOR) if action == "undo" else h.clear(VISITOR)
+        shown = h.undo(click(), VISITOR) if action == "undo" else h.clear(click(), VISITOR)
         streamed = len(reader.outputs)
         reader.join(HANG)
     assert not reader.is_alive()
     assert len(reader.outputs) == streamed, f"the reply went on after {action}"
-    assert all(out[1] == gr.update() for out in reader.outputs), "no final metrics: it was cut while being written"
-    chat, box, metrics, heat, table, notice, ticket = shown
-    assert chat == [] and metrics == "" and notice == "" and ticket == ""
-    assert box == ("Tell me more" if action == "undo" else gr.update())
+    assert all("metrics" not in out[1] for out in reader.outputs), "no final metrics: it was cut while written"
+    metrics, heat, table, notice = shown
+    assert metrics == "" and notice == ""
     assert model.scheduler.stats.tokens < 200, "decoding went on"
+    h.forget(VISITOR)
     assert len(h.runs) == 0
 
 
 @pytest.mark.parametrize("action", ["undo", "clear"])
 def test_undo_and_clear_before_the_reply_started_drop_it(service, action):
     h = Handlers(service)
-    _, history, _, pending = h.add_user_message("Tell me more", [], VISITOR)
-    shown = h.undo(history, VISITOR) if action == "undo" else h.clear(VISITOR)
-    assert shown[0] == [] and shown[-1] == ""
+    history, (_, _, pending, _) = send(h, "Tell me more", [], VISITOR)
+    h.undo(click(), VISITOR) if action == "undo" else h.clear(click(), VISITOR)
     assert list(reply(h, pending, history)) == [(gr.update(),) * 7], "when its turn comes, it changes nothing"
     assert service.engine.cache.loaded() == []
 
 
-def test_a_message_sent_while_a_reply_is_written_stays_in_the_box(service):
+def test_a_message_sent_while_a_reply_is_written_goes_back_to_the_box(service):
     h = Handlers(service)
-    _, history, _, pending = h.add_user_message("First", [], VISITOR)
+    history, (_, _, pending, _) = send(h, "First", [], VISITOR)
     model = loaded(service)
     with hooked_steps(model, lambda step, prompt: time.sleep(0.005)):
         reader = Reader(reply(h, pending, history))
         reader.start()
         assert reader.first.wait(HANG)
-        box, kept, notice, ticket = h.add_user_message("Second", history, VISITOR)
+        shown = apply(reader.outputs[-1][1], history, "")[0]
+        moved, (update, notice, ticket, _) = send(h, "Second", shown, VISITOR)
         h.runs.stop(VISITOR.session_hash, "chat")
         reader.join(HANG)
-    assert (box, kept, ticket) == ("Second", history, gr.update()) and STILL_REPLYING in notice
-    assert "stopped by you" in reader.outputs[-1][1]
+    assert apply(update, moved, "") == (shown, "Second") and ticket == gr.update() and STILL_REPLYING in notice
+    assert "stopped by you" in reader.outputs[-1][1]["metrics"]
+
+
+# Under load, clicks reach the server out of order: the page numbers them, and a late one never undoes what a
+# later click did. (Each pair below in both orders of arrival.)
+def test_send_then_undo_arriving_in_either_order_takes_the_new_message_back_and_nothing_else(service):
+    for undo_first in (False, True):
+        h = Handlers(service)
+        earlier = [{"role": "user", "content": "First"}, {"role": "assistant", "content": "Reply"}]
+        message = {**click(), "text": "Second"}
+        undo = click()
+        moved = earlier + [{"role": "user", "content": "Second"}]
+        if undo_first:
+            h.undo(undo, VISITOR)
+        update, notice, pending, metrics = h.send(message, moved, VISITOR)
+        if not undo_first:
+            h.undo(undo, VISITOR)
+            assert pending
+        assert update == gr.update() and notice in ("", gr.update()), "the late Send changes nothing on the page"
+        assert list(reply(h, pending if isinstance(pending, str) else "", moved)) == [(gr.update(),) * 7]
+        assert service.engine.cache.loaded() == [], "the undone message was never answered"
+
+
+def test_send_then_stop_arriving_in_either_order_gives_the_message_back(service):
+    for stop_first in (False, True):
+        h = Handlers(service)
+        message, stop = {**click(), "text": "Hi"}, click()
+        moved = [{"role": "user", "content": "Hi"}]
+        if stop_first:
+            assert h.stop_chat(stop, VISITOR) == (gr.update(),) * 2
+            update, notice, pending, metrics = h.send(message, moved, VISITOR)
+        else:
+            _, notice, pending, _ = h.send(message, moved, VISITOR)
+            update, metrics = h.stop_chat(stop, VISITOR)
+        assert apply(update, moved, "") == ([], "Hi") and update["metrics"] == STOPPED_BEFORE_REPLY
+        assert list(reply(h, pending if isinstance(pending, str) else "", moved)) == [(gr.update(),) * 7]
+
+
+def test_a_late_undo_does_not_reach_a_message_sent_after_it(service):
+    h = Handlers(service)
+    undo = click()
+    moved, (_, _, pending, _) = send(h, "Again", [], VISITOR)  # Undo, then Send: the Send got there first
+    h.undo(undo, VISITOR)
+    final = list(reply(h, pending, moved, max_new_tokens=4))[-1]
+    assert final[1]["reply"] and final[1]["message"] == "Again", "the message sent after the Undo is answered"
