@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 import pytest
+from page_clicks import apply, click, send
 from tokenizers import Tokenizer
 
 from model_utils.core.catalog import Catalog
@@ -20,7 +21,6 @@ from model_utils.store.local_dirs import describe_local_dir
 from model_utils.ui.handlers import COMPLETION, Handlers
 
 from fake_generator import fake_loader
-from page_clicks import apply, click, send
 
 WORDS = " The clock struck twelve and the village slept"
 

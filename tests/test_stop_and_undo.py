@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 import pytest
+from page_clicks import apply, click, send
 from scheduler_log import waiting
 
 from model_utils.core.catalog import Catalog
@@ -24,7 +25,6 @@ from model_utils.ui.handlers import Handlers
 from model_utils.ui.wording import STILL_REPLYING, STOPPED_BEFORE_REPLY
 
 from ct2_hooks import hooked_steps, load_hookable_ct2_model
-from page_clicks import apply, click, send
 
 VISITOR = SimpleNamespace(session_hash="visitor")
 HANG = 10  # seconds after which a thread that should have ended counts as stuck
