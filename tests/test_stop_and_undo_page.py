@@ -254,3 +254,117 @@ def shoot_all(page, output_dir, name: str, selector: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
     page.emulate_media(color_scheme="light")
     page.evaluate("document.body.classList.remove('dark')")
+
+
+# -- back-to-back clicks while the server is busy (issue 25: Send then Undo lost the second message) ---------------
+class HeldAcceptance:
+    """Holds the page's acceptance of a message (its /run/predict call) as a busy server would: either the request
+    (Stop or Undo, clicked after it, reaches the server first) or its answer (the server accepts it first, the
+    page hears of it late). ``release`` lets it go."""
+
+    def __init__(self, page, hold: str):
+        self.page, self.hold, self.held = page, hold, []
+        page.route("**/run/predict", self._route)
+
+    def _route(self, route):
+        if self.hold == "answer":
+            self.held.append((route, route.fetch()))
+        else:
+            self.held.append((route, None))
+
+    def wait_held(self):
+        wait_until(lambda: self.page.evaluate("1") and self.held, "the acceptance never left the page")
+        assert len(self.held) == 1
+
+    def release(self):
+        for route, answer in self.held:
+            route.fulfill(response=answer) if answer is not None else route.continue_()
+        self.page.unroute("**/run/predict")
+
+
+def first_exchange(page, live_url):
+    open_app(page, live_url, max_new_tokens=8)
+    page.fill("#chat-input textarea", "First")
+    page.click("#chat-send")
+    wait_for_text(page, "#chat-metrics", "tokens/s")
+    return rows(page, "bot")
+
+
+def settle(url, engine, busy):
+    """Let the other visitor go, and let a later request through: by then every queued reply had its turn."""
+    busy.cancel()
+    wait_until_idle(engine)
+    Client(url, verbose=False).predict(prompt="after", max_new_tokens=3, api_name="/complete")
+    wait_until_idle(engine)
+
+
+@pytest.mark.parametrize("hold", ["request", "answer"], ids=["undo-reaches-the-server-first", "send-answered-late"])
+def test_send_then_undo_back_to_back_while_busy_loses_nothing(page, live, hold):
+    url, engine = live
+    bots = first_exchange(page, url)
+    busy = busy_with_another_visitor(url)
+    held = HeldAcceptance(page, hold)
+    page.fill("#chat-input textarea", "Second")
+    page.click("#chat-send")
+    held.wait_held()
+    page.click("#chat-undo")
+    page.wait_for_function("document.querySelector('#chat-input textarea').value === 'Second'")
+    assert rows(page, "user") == ["First"] and rows(page, "bot") == bots, "Undo took back the new message only"
+    held.release()
+    rows_before = scheduler(engine).stats.rows
+    settle(url, engine, busy)
+    assert scheduler(engine).stats.rows == rows_before + 1, "the undone message was never answered"
+    assert box(page) == "Second" and rows(page, "user") == ["First"] and rows(page, "bot") == bots
+    assert no_error_badge(page)
+
+
+@pytest.mark.parametrize("hold", ["request", "answer"], ids=["stop-reaches-the-server-first", "send-answered-late"])
+def test_send_then_stop_back_to_back_while_busy_gives_the_message_back(page, live, hold):
+    url, engine = live
+    bots = first_exchange(page, url)
+    busy = busy_with_another_visitor(url)
+    held = HeldAcceptance(page, hold)
+    page.fill("#chat-input textarea", "Second")
+    page.click("#chat-send")
+    held.wait_held()
+    page.click("#chat-stop")
+    held.release()
+    wait_for_text(page, "#chat-metrics", "before the reply started")
+    rows_before = scheduler(engine).stats.rows
+    settle(url, engine, busy)
+    assert scheduler(engine).stats.rows == rows_before + 1, "the stopped message was never answered"
+    assert box(page) == "Second" and rows(page, "user") == ["First"] and rows(page, "bot") == bots
+    assert no_error_badge(page)
+
+
+def test_undo_then_send_back_to_back_while_busy_answers_the_message_once(page, live):
+    url, engine = live
+    first_exchange(page, url)
+    busy = busy_with_another_visitor(url)
+    page.click("#chat-undo")
+    page.click("#chat-send")  # at once: Undo put "First" back in the box, Send sends it again
+    page.wait_for_function("document.querySelector('#chat-input textarea').value === ''")
+    assert rows(page, "user") == ["First"] and rows(page, "bot") == []
+    busy.cancel()
+    wait_for_text(page, "#chat-metrics", "tokens/s")
+    wait_until_idle(engine)
+    assert rows(page, "user") == ["First"] and len(rows(page, "bot")) == 1 and box(page) == ""
+    assert no_error_badge(page)
+
+
+def test_every_click_at_once_in_a_row_keeps_every_typed_word(page, live):
+    """Send, Undo, Send, Stop, Retry, Clear, Send, Undo as fast as the browser clicks, while the server is busy:
+    at the end every message typed is in the chat or in the box."""
+    url, engine = live
+    open_app(page, url, max_new_tokens=8)
+    busy = busy_with_another_visitor(url)
+    page.fill("#chat-input textarea", "one")
+    for button in ("#chat-send", "#chat-undo", "#chat-send", "#chat-stop", "#chat-retry", "#chat-clear"):
+        page.click(button)
+    page.fill("#chat-input textarea", "two")
+    page.click("#chat-send")
+    page.click("#chat-undo")
+    settle(url, engine, busy)
+    shown = " ".join(rows(page, "user")) + " " + box(page)
+    assert "two" in shown, f"the chat read {rows(page, 'user')}, the box {box(page)!r}"
+    assert no_error_badge(page)
