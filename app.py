@@ -88,7 +88,7 @@ def build(settings, *, loader=None) -> Built:
     from model_utils.engine.remote import RemoteEngine
     from model_utils.engine.router import EngineRouter
     from model_utils.openai_api import add_openai_routes
-    from model_utils.service import PythiaService
+    from model_utils.service import Capacity, PythiaService
     from model_utils.store.demo_model import demo_model
     from model_utils.store.disk import ModelStore
     from model_utils.store.hub import Hub, bound_requests
@@ -110,8 +110,10 @@ def build(settings, *, loader=None) -> Built:
                                     timeout_s=settings.remote_timeout, tokenizer_loader=hub.tokenizer_file)
         remote.start()  # asks each server for its model id in the background; never fatal
     engine = EngineRouter(local, remote)
+    shared_rows = api_rows(settings, resolved)
     service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows,
-                            max_api_rows=api_rows(settings, resolved))
+                            max_api_rows=shared_rows,
+                            capacity=Capacity(resolved.concurrency, settings.max_queue, shared_rows))
     demo = build_demo(service, concurrency=resolved.concurrency, notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.

@@ -200,7 +200,7 @@ def test_the_status_line_says_what_a_local_folder_does(service, tiny_hf_dir):
     service.catalog.add(describe_local_dir(tiny_hf_dir, name="operator-folder"))  # an HF checkpoint: not converted yet
     text = Handlers(service).status_markdown("operator-folder", "main")
     assert "converted from its folder on first use" in text and "downloads" not in text
-    assert "in memory on CPU" in text and "full-length (2048-token) conversation" in text
+    assert "in memory on CPU" in text and "conversation" not in text, "no capacity it does not decode"
 
 
 def test_metrics_speak_plainly_and_an_empty_reply_is_explained(tiny_ct2_dir, tmp_path, cpu_device):
@@ -235,3 +235,29 @@ def test_toasts_show_plain_text_and_stay():
 
     error = user_error(ModelUnavailable("Run offline with `python app.py --demo`."))
     assert error.message == "Run offline with python app.py --demo." and error.duration is None
+
+
+def test_the_status_line_says_what_the_server_decodes_at_once_not_what_memory_could_hold(service):
+    from model_utils.engine.model_status import ModelStatus
+    from model_utils.service import Capacity
+    from model_utils.ui.wording import memory_words
+
+    status = ModelStatus("pythia-160m", "main", 162_000_000, 2**30, True, True, True, weights_bytes=2**28,
+                         conversations=3826)
+    line = memory_words(status, "CPU int8", Capacity(rows=32, queue=64, api_rows=16))
+    assert line.endswith("writes up to 32 replies at once, 64 more wait in line") and "3,826" not in line
+    tight = ModelStatus("pythia-2.8b", "main", 2_800_000_000, 2**33, True, True, True, weights_bytes=2**32,
+                        conversations=5)
+    assert "writes up to 5 replies at once" in memory_words(tight, "CPU int8", Capacity(rows=32, queue=64)), \
+        "never more than memory holds"
+
+
+def test_the_first_token_counts_from_the_click_and_says_how_long_it_waited_in_line():
+    from model_utils.service import Reply
+    from model_utils.ui.wording import metrics_line
+
+    reply = Reply("Hello", finish_reason="length", num_tokens=9, time_to_first_token=0.012, tokens_per_second=300)
+    assert "first after 12 ms ·" in metrics_line(reply), "no click known: the decoding's own figure"
+    assert "first after 720 ms (708 ms of it waiting in line) ·" in metrics_line(reply, since_click=0.72)
+    assert "first after 1.4 s (1.4 s of it waiting in line)" in metrics_line(reply, since_click=1.412)
+    assert "first after 40 ms ·" in metrics_line(reply, since_click=0.040), "a wait too short to be worth saying"

@@ -26,10 +26,11 @@ from .requests import (
     message_text,
 )
 from .research import CompareColumn, CurvePoint, MemorizationRow
-from .service import PythiaService, Reply
+from .service import Capacity, PythiaService, Reply
 
 __all__ = ["MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest", "BatchCompletionRequest",
-           "BatchUsage", "Bounds", "ChatRequest", "ChoiceDelta", "ChoiceToken", "ClientBusy", "CompareColumn",
+           "BatchUsage", "Bounds", "Capacity",
+           "ChatRequest", "ChoiceDelta", "ChoiceToken", "ClientBusy", "CompareColumn",
            "CompareRequest", "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter",
            "MemorizationRequest", "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError",
            "PythiaService", "Reply", "Request", "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy",

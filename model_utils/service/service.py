@@ -43,6 +43,15 @@ DEFAULT_CLIENT_ROWS = 8  # choices one API client may have queued or decoding at
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """What this server does at once, as its settings and machine make it (the page says so)."""
+
+    rows: int  # replies decoded at once (--max-batch-size x workers)
+    queue: int = 0  # visitors who may wait in line beyond them (--max-queue)
+    api_rows: int | None = None  # of the rows, the most API clients may hold together (--max-api-rows)
+
+
+@dataclass(frozen=True)
 class Reply:
     """The reply so far (text grows); the last one also has the finish reason and metrics."""
 
@@ -70,12 +79,14 @@ class PythiaService:
     """
 
     def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str, *,
-                 max_client_rows: int = DEFAULT_CLIENT_ROWS, max_api_rows: int | None = None):
+                 max_client_rows: int = DEFAULT_CLIENT_ROWS, max_api_rows: int | None = None,
+                 capacity: Capacity | None = None):
         self.engine = engine
         self.catalog = catalog
         self.default_model = default_model
         self.context = ParseContext(catalog, default_model, engine.capabilities)
         self.client_limits = ClientLimits(max_client_rows, max_api_rows)
+        self.capacity = capacity
 
     def parse(self, request: type[R], **raw: Any) -> R:
         """Validate raw arguments (from the UI, the Gradio API, MCP or the OpenAI routes) into ``request``;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Run:
     seq: int = 0  # the page's number for the click that asked for it (0: a click without one)
     message: str = ""  # the chat message it answers, and where its reply goes in the chat
     at: int = 0
+    accepted_at: float = field(default_factory=time.monotonic)  # when the click reached the server
     stop: threading.Event = field(default_factory=threading.Event)  # the request's cancel flag
     discarded: bool = False  # Undo / Clear: nothing more of it may reach the page
     started: bool = False  # its handler runs (it may still wait for a decoding lane)

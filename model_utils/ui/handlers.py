@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 from typing import Iterator
 
 import gradio as gr
@@ -126,7 +127,8 @@ class Handlers:
             s = self.service.status(self.service.parse(TargetRequest, model=model, revision=revision))
         except PythiaError as exc:
             return f"⚠️ {exc}"
-        text = f"**{s.name}** @ `{s.revision}` — {memory_words(s, self.service.device_label)}: {model_note(s)}."
+        memory = memory_words(s, self.service.device_label, self.service.capacity)
+        text = f"**{s.name}** @ `{s.revision}` — {memory}: {model_note(s)}."
         if s.description:
             text += f" ℹ️ {s.description}"
         if s.random_weights:
@@ -211,7 +213,7 @@ class Handlers:
                 return
             previous, text = history[:run.at - 1], run.message
             turn = {"turn": run.seq, "at": run.at, "message": text}
-            reply = None
+            reply, first_at = None, None
             try:
                 chat = self.service.parse(ChatRequest, message=text, history=previous, model=model, revision=revision,
                                           logprobs=TOKEN_VIEW_TOP if show_probs else None,
@@ -222,6 +224,7 @@ class Handlers:
                         yield (NO_CHANGE,) * 7
                         return
                     if not reply.done:
+                        first_at = first_at or time.monotonic()
                         yield NO_CHANGE, {**turn, "reply": reply.text or EMPTY_REPLY}, *unchanged
             except Exception as exc:  # the message goes back to the box, nothing is lost, the reason stays
                 yield (NO_CHANGE,) * 7 if run.discarded else (NO_CHANGE, {**turn, "takeback": True}, "", *CLEARED,
@@ -234,7 +237,9 @@ class Handlers:
                 stopped = {**turn, "takeback": True, "metrics": STOPPED_BEFORE_REPLY}
                 yield NO_CHANGE, stopped, NO_CHANGE, *CLEARED, "", ""
                 return
-            last = {**turn, "reply": reply.text or EMPTY_REPLY, "metrics": metrics_markdown(reply, chat=True)}
+            since_click = (first_at or time.monotonic()) - run.accepted_at
+            last = {**turn, "reply": reply.text or EMPTY_REPLY,
+                    "metrics": metrics_markdown(reply, chat=True, since_click=since_click)}
             yield NO_CHANGE, last, NO_CHANGE, *token_view(reply), "", ""
 
     def stop_chat(self, click: dict | None, request: gr.Request = None):
@@ -280,7 +285,7 @@ class Handlers:
             if run is None:  # stopped before it started: the page already says so
                 yield (NO_CHANGE,) * 5
                 return
-            reply = None
+            reply, first_at = None, None
             try:
                 completion = self.service.parse(
                     CompletionRequest, prompt=prompt, model=model, revision=revision,
@@ -289,6 +294,7 @@ class Handlers:
                 for reply in self.service.complete(completion, progress=gradio_progress(progress, model, revision),
                                                    cancel=run.stop):
                     if not reply.done:
+                        first_at = first_at or time.monotonic()
                         yield reply.text, *unchanged, ""
             except Exception as exc:
                 yield "", "", *CLEARED, notice(exc)
@@ -297,7 +303,8 @@ class Handlers:
                 if reply.finish_reason == FinishReason.CANCELLED and not reply.num_tokens:  # as Stop says when
                     yield NO_CHANGE, STOPPED_BEFORE_START, NO_CHANGE, NO_CHANGE, ""  # it finds it still queued
                     return
-                yield reply.text, metrics_markdown(reply), *token_view(reply), ""
+                since_click = (first_at or time.monotonic()) - run.accepted_at
+                yield reply.text, metrics_markdown(reply, since_click=since_click), *token_view(reply), ""
 
     def forget(self, request: gr.Request = None) -> None:
         """The visitor's page closed: stop and forget its requests."""

@@ -18,13 +18,17 @@ def gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MiB"
 
 
-def memory_words(status, device: str) -> str:
-    """E.g. '162M parameters · ~0.2 GiB in memory on CPU int8 · room for 40 full-length (2048-token)
-    conversations at once'."""
+def memory_words(status, device: str, capacity=None) -> str:
+    """E.g. '162M parameters · ~0.2 GiB in memory on CPU int8 · writes up to 32 replies at once, 64 more wait in
+    line': what the server does (``capacity``: the service's Capacity), never more than its memory holds."""
     if status.remote:
         return f"{format_parameters(status.parameters)} parameters · served by a {status.served_by}"
-    room = (f"room for {status.conversations:,} full-length (2048-token) conversation"
-            f"{'s' if status.conversations != 1 else ''} at once" if status.fits else "")
+    room = ""
+    if status.fits and capacity is not None:
+        rows = min(capacity.rows, status.conversations) if status.conversations else capacity.rows
+        room = f"writes up to {rows:,} repl{'y' if rows == 1 else 'ies'} at once"
+        if capacity.queue:
+            room += f", {capacity.queue:,} more wait in line"
     return " · ".join(x for x in (f"{format_parameters(status.parameters)} parameters",
                                    f"~{gib(status.weights_bytes)} in memory on {device}", room) if x)
 
@@ -73,12 +77,30 @@ def finish_words(reason: str | None, chat: bool) -> str:
     return ""
 
 
-def metrics_line(reply: Reply, chat: bool = False) -> str:
-    """E.g. '9 tokens · first after 21 ms · 304 tokens/s · ended at the end of the Bot's line ·
-    pythia-160m step3000 · CPU int8'."""
+WAIT_WORTH_SAYING_S = 0.05  # a wait in line shorter than this is not mentioned
+
+
+def seconds_words(seconds: float) -> str:
+    """'21 ms', '740 ms', '2.4 s'."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def first_token_words(reply: Reply, since_click: float | None = None) -> str:
+    """When the first text came: counted from the visitor's click when known (the server received it), with the
+    part spent waiting in line (for a turn in the queue, a decoding lane, or the model's load) said apart."""
+    if since_click is None or reply.time_to_first_token is None:
+        return "" if reply.time_to_first_token is None else f"first after {seconds_words(reply.time_to_first_token)}"
+    waited = since_click - reply.time_to_first_token
+    if waited < WAIT_WORTH_SAYING_S:
+        return f"first after {seconds_words(since_click)}"
+    return f"first after {seconds_words(since_click)} ({seconds_words(waited)} of it waiting in line)"
+
+
+def metrics_line(reply: Reply, chat: bool = False, since_click: float | None = None) -> str:
+    """E.g. '9 tokens · first after 740 ms (700 ms of it waiting in line) · 304 tokens/s · ended at the end of the
+    Bot's line · pythia-160m step3000 · CPU int8'. ``since_click``: seconds from the click to the first text."""
     parts = [plural(reply.num_tokens, "token")]
-    if reply.time_to_first_token is not None:
-        parts.append(f"first after {reply.time_to_first_token * 1000:.0f} ms")
+    parts.append(first_token_words(reply, since_click))
     if reply.num_tokens > 1 and reply.tokens_per_second > 0:  # 0: too short to time
         parts.append(f"{reply.tokens_per_second:.0f} tokens/s")
     parts.append(finish_words(reply.finish_reason, chat))
@@ -96,9 +118,9 @@ def empty_reply_note(reply: Reply, chat: bool) -> str | None:
             "temperature, or a prompt that invites a longer answer.")
 
 
-def metrics_markdown(reply: Reply, chat: bool = False) -> str:
+def metrics_markdown(reply: Reply, chat: bool = False, since_click: float | None = None) -> str:
     notes = [n for n in (empty_reply_note(reply, chat), reply.notice) if n]
-    return metrics_line(reply, chat) + "".join(f"\n\nℹ️ {n}" for n in notes)
+    return metrics_line(reply, chat, since_click) + "".join(f"\n\nℹ️ {n}" for n in notes)
 
 
 def column_metrics(column: CompareColumn) -> str:
