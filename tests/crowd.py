@@ -1,0 +1,165 @@
+"""A crowd for a live app: API clients flooding the OpenAI route from many loopback addresses, and a browser
+visitor timing what a person sees (the page's load, a reply's first text). Shared by the slow tests
+(tests/test_crowd.py) and the benchmark (bench/crowd_bench.py).
+
+Each API client binds its own source address (127.0.0.2, 127.0.0.3, ... : all of 127/8 is loopback on Linux), so
+the server sees as many clients as addresses, each within its per-client cap. Like an abuser, a client sends its
+next request as soon as the last one ends or is refused: it does not wait for Retry-After.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+FIRST_TOKEN = ("() => { const rows = document.querySelectorAll('#chatbot .bot-row');"
+               " return rows.length > %d && rows[rows.length-1].innerText.trim().length > 0; }")
+
+
+@dataclass
+class FloodCounts:
+    admitted: int = 0  # requests answered 200 (their stream began)
+    refused: int = 0  # answered 429
+    other: int = 0  # anything else (a failure of the test's own making shows here)
+    tokens: int = 0  # streamed events received
+    streaming: int = 0  # streams being read now
+    # (when, 1 / rows streaming then) per event: each decoding row gets one event a step, so the sum over a
+    # span is the decoding steps in it
+    steps: list[tuple[float, float]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ApiFlood:
+    """``addresses`` clients (127.0.0.2 onwards), each with ``parallel`` streams of ``n`` choices in a loop."""
+
+    def __init__(self, url: str, addresses: int, *, n: int = 8, max_tokens: int = 512, parallel: int = 1,
+                 model: str | None = None, pause_after_refusal_s: float = 0.0):
+        self.url, self.n, self.max_tokens, self.model = url, n, max_tokens, model
+        self.pause = pause_after_refusal_s
+        self.counts = FloodCounts()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(f"127.0.0.{2 + i}",), daemon=True)
+                        for i in range(addresses) for _ in range(parallel)]
+
+    def _client(self, address: str) -> None:
+        body = {"prompt": "Once upon a time", "max_tokens": self.max_tokens, "n": self.n, "stream": True,
+                "temperature": 1.0}
+        if self.model:
+            body["model"] = self.model
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(transport=transport, timeout=120) as http:
+            while not self.stop.is_set():
+                try:
+                    with http.stream("POST", self.url + "/v1/completions", json=body) as r:
+                        if r.status_code == 429:
+                            with self.counts.lock:
+                                self.counts.refused += 1
+                            r.read()
+                            if self.pause:
+                                self.stop.wait(self.pause)
+                            continue
+                        if r.status_code != 200:
+                            with self.counts.lock:
+                                self.counts.other += 1
+                            r.read()
+                            continue
+                        with self.counts.lock:
+                            self.counts.admitted += 1
+                            self.counts.streaming += 1
+                        try:
+                            for line in r.iter_lines():
+                                if line.startswith("data: {"):
+                                    with self.counts.lock:
+                                        self.counts.tokens += 1
+                                        rows = self.counts.streaming * self.n
+                                        self.counts.steps.append((time.monotonic(), 1 / rows))
+                                if self.stop.is_set():
+                                    return
+                        finally:
+                            with self.counts.lock:
+                                self.counts.streaming -= 1
+                except httpx.HTTPError:
+                    with self.counts.lock:
+                        self.counts.other += 1
+                    self.stop.wait(0.05)
+
+    def steps_between(self, start: float, end: float) -> float:
+        """Decoding steps of the flood's rows between two instants."""
+        with self.counts.lock:
+            return sum(share for at, share in self.counts.steps if start <= at <= end)
+
+    def __enter__(self) -> "ApiFlood":
+        for thread in self.threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while self.counts.tokens < 5 * self.n:  # the flood's rows are decoding
+            assert time.monotonic() < deadline, f"the flood never got going: {self.counts}"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def page_load_seconds(browser, url: str) -> float:
+    """A new visitor's page: seconds from the request to the chat box being there (Gradio's page is built by
+    its script from the config it fetches, so this is the whole load)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        start = time.monotonic()
+        page.goto(url)
+        page.wait_for_selector("#chat-input textarea", timeout=120000)
+        return time.monotonic() - start
+    finally:
+        page.close()
+
+
+def first_token_seconds(page, sent_before: int, spans: list | None = None) -> float:
+    """Send a chat message; seconds from the click until the reply's first text shows (then stop it). ``spans``
+    gets (click, first text) as monotonic instants."""
+    page.fill("#chat-input textarea", "Tell me a story.")
+    sent = time.monotonic()
+    page.click("#chat-send")
+    page.wait_for_function(FIRST_TOKEN % sent_before, timeout=120000, polling=10)
+    seconds = time.monotonic() - sent
+    if spans is not None:
+        spans.append((sent, sent + seconds))
+    page.click("#chat-stop")
+    page.wait_for_function("() => document.querySelector('#chat-metrics').innerText.includes('token')",
+                           timeout=120000)  # the reply ended: its metrics line is there
+    return seconds
+
+
+@dataclass
+class VisitorTimes:
+    first_tokens: list[float]
+    page_loads: list[float]
+    spans: list[tuple[float, float]] = field(default_factory=list)  # (click, first text) of each first token
+
+    @property
+    def first_token(self) -> float:
+        return statistics.median(self.first_tokens)
+
+    @property
+    def page_load(self) -> float:
+        return statistics.median(self.page_loads)
+
+
+def visitor_times(browser, url: str, tries: int = 3) -> VisitorTimes:
+    """A visitor's page loads and first tokens, ``tries`` of each (a fresh page per load; one page chats)."""
+    loads = [page_load_seconds(browser, url) for _ in range(tries)]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(url)
+        page.wait_for_selector("#chat-input textarea")
+        spans: list = []
+        firsts = [first_token_seconds(page, i, spans) for i in range(tries)]
+    finally:
+        page.close()
+    return VisitorTimes(firsts, loads, spans)
