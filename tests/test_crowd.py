@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import statistics
 import threading
@@ -77,28 +78,29 @@ def test_api_clients_on_16_addresses_leave_a_page_visitor_its_first_token_and_pa
 
 
 def raw_post(url: str, path: str, headers: dict[str, str], body_chunks=()) -> tuple[int, int, dict]:
-    """POST over a raw socket: the headers, then ``body_chunks`` while the server still reads; returns (status,
-    bytes of body sent before the answer came, the answer's JSON). No client library: one would send the whole
-    body before it read the answer."""
+    """POST over a raw socket: the headers, then ``body_chunks`` for as long as the server reads them; returns
+    (status, bytes of body sent before the answer came, the answer's JSON). No client library: one would send the
+    whole body before it read the answer."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         sock.sendall((head + "\r\n").encode())
-        sent = 0
+        sent, answer = 0, b""
         sock.setblocking(False)
-        answer = b""
         for chunk in body_chunks:
-            try:
-                answer += sock.recv(65536)
-            except BlockingIOError:
-                pass
+            view = memoryview(chunk)
+            while view and not answer:
+                readable, writable, _ = select.select([sock], [sock], [], 30)
+                if readable:
+                    answer = sock.recv(65536) or b"closed"
+                elif writable:
+                    try:
+                        n = sock.send(view)
+                    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                        break
+                    view, sent = view[n:], sent + n
             if answer:
                 break
-            try:
-                sock.sendall(chunk)
-            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(chunk)
         sock.setblocking(True)
         while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
             piece = sock.recv(65536)
