@@ -81,6 +81,7 @@ def build(settings, *, loader=None) -> Built:
     converted model directory becomes a loaded model (the engine's default: CTranslate2)."""
     from fastapi import FastAPI
 
+    from model_utils.api_gate import ApiShareGate
     from model_utils.body_limit import MIB, BodySizeLimit
     from model_utils.core.catalog import Catalog
     from model_utils.engine.configure import resolve
@@ -121,7 +122,9 @@ def build(settings, *, loader=None) -> Built:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # the page's "Use via API" is the docs
     add_openai_routes(app, service, api_key=settings.api_key)  # before the page: these paths are matched first
     app = mount_page(app, demo, mcp=settings.mcp)
-    # every route, the page's and the API's: a body past the cap is refused before it is read
+    # while API clients hold every row they may, their completion requests are refused before they are parsed
+    app.add_middleware(ApiShareGate, limits=service.client_limits)
+    # every route, the page's and the API's: a body past the cap is refused before it is read (added last: first)
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_body_mb * MIB))
     return Built(engine, demo, app)
 

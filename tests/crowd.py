@@ -18,6 +18,7 @@ import httpx
 
 FIRST_TOKEN = ("() => { const rows = document.querySelectorAll('#chatbot .bot-row');"
                " return rows.length > %d && rows[rows.length-1].innerText.trim().length > 0; }")
+REFUSED = "() => document.querySelector('#chat-notice').innerText.includes('⚠️')"  # e.g. "the server is busy"
 
 
 @dataclass
@@ -107,32 +108,62 @@ class ApiFlood:
             thread.join(timeout=30)
 
 
-def page_load_seconds(browser, url: str) -> float:
+# What a page load fetches from the server, in the order the browser asked: the HTML, Gradio's scripts and styles,
+# its config (read from the browser after a load)
+FETCHED = """() => [performance.getEntriesByType('navigation')[0].name,
+                   ...performance.getEntriesByType('resource').map((r) => r.name)]"""
+
+
+def fetch_seconds(urls: list[str]) -> float:
+    """Seconds to fetch ``urls`` one after another, as a browser on another machine would: the server's part of a
+    page load, without the test machine's browser sharing its cores with the server."""
+    with httpx.Client(timeout=120) as http:
+        start = time.monotonic()
+        for url in urls:
+            http.get(url).read()
+        return time.monotonic() - start
+
+
+def page_load_seconds(browser, url: str, served: list | None = None) -> float:
     """A new visitor's page: seconds from the request to the chat box being there (Gradio's page is built by
-    its script from the config it fetches, so this is the whole load)."""
+    its script from the config it fetches, so this is the whole load). ``served`` gets the server's part."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         start = time.monotonic()
         page.goto(url)
         page.wait_for_selector("#chat-input textarea", timeout=120000)
-        return time.monotonic() - start
+        seconds = time.monotonic() - start
+        if served is not None:
+            origin = url.rstrip("/")
+            fetched = [u for u in page.evaluate(FETCHED) if u.startswith(origin) and "/heartbeat" not in u
+                       and "/queue/data" not in u]
+            served.append(fetch_seconds(fetched))
+        return seconds
     finally:
         page.close()
 
 
-def first_token_seconds(page, sent_before: int, spans: list | None = None) -> float:
-    """Send a chat message; seconds from the click until the reply's first text shows (then stop it). ``spans``
-    gets (click, first text) as monotonic instants."""
+def first_token_seconds(page, sent_before: int, spans: list | None = None, timeout_s: float = 120) -> float:
+    """Send a chat message; seconds from the click until the reply's first text shows (then stop it): at most
+    ``timeout_s`` (a first token that takes longer reads as ``timeout_s``). ``spans`` gets (click, first text)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.fill("#chat-input textarea", "Tell me a story.")
     sent = time.monotonic()
     page.click("#chat-send")
-    page.wait_for_function(FIRST_TOKEN % sent_before, timeout=120000, polling=10)
-    seconds = time.monotonic() - sent
+    either = f"() => ({FIRST_TOKEN % sent_before})() || ({REFUSED})()"
+    try:
+        page.wait_for_function(either, timeout=timeout_s * 1000, polling=10)
+    except PlaywrightTimeout:
+        pass
+    refused = page.evaluate(f"({REFUSED})()")  # turned away: it never came, as long as the wait allowed
+    seconds = timeout_s if refused else min(time.monotonic() - sent, timeout_s)
     if spans is not None:
         spans.append((sent, sent + seconds))
-    page.click("#chat-stop")
-    page.wait_for_function("() => document.querySelector('#chat-metrics').innerText.includes('token')",
-                           timeout=120000)  # the reply ended: its metrics line is there
+    if not refused:
+        page.click("#chat-stop")
+        page.wait_for_function(f"() => /token|Stopped/.test(document.querySelector('#chat-metrics').innerText)"
+                               f" || ({REFUSED})()", timeout=120000)  # the reply ended, or never started
     return seconds
 
 
@@ -141,6 +172,7 @@ class VisitorTimes:
     first_tokens: list[float]
     page_loads: list[float]
     spans: list[tuple[float, float]] = field(default_factory=list)  # (click, first text) of each first token
+    served: list[float] = field(default_factory=list)  # the server's part of each page load (fetch_seconds)
 
     @property
     def first_token(self) -> float:
@@ -150,16 +182,26 @@ class VisitorTimes:
     def page_load(self) -> float:
         return statistics.median(self.page_loads)
 
+    @property
+    def page_served(self) -> float:
+        return statistics.median(self.served)
 
-def visitor_times(browser, url: str, tries: int = 3) -> VisitorTimes:
-    """A visitor's page loads and first tokens, ``tries`` of each (a fresh page per load; one page chats)."""
-    loads = [page_load_seconds(browser, url) for _ in range(tries)]
+
+def visitor_times(browser, url: str, tries: int = 3, *, loads: bool = True,
+                  first_token_timeout_s: float = 120) -> VisitorTimes:
+    """A visitor's page loads (unless not ``loads``) and first tokens, ``tries`` of each (a fresh page per load;
+    one page chats; the one sent before is stopped, so each reply is the visitor's only one)."""
+    served: list[float] = []
+    loads = [page_load_seconds(browser, url, served) for _ in range(tries)] if loads else []
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(url)
         page.wait_for_selector("#chat-input textarea")
         spans: list = []
-        firsts = [first_token_seconds(page, i, spans) for i in range(tries)]
+        firsts = []
+        for _ in range(tries):
+            before = page.locator("#chatbot .bot-row").count()
+            firsts.append(first_token_seconds(page, before, spans, first_token_timeout_s))
     finally:
         page.close()
-    return VisitorTimes(firsts, loads, spans)
+    return VisitorTimes(firsts, loads, spans, served)

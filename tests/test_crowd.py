@@ -58,7 +58,10 @@ def test_api_clients_on_16_addresses_leave_a_page_visitor_its_first_token_and_pa
         with launched_chromium() as browser:
             idle = visitor_times(browser, server.url, TRIES)
             with ApiFlood(server.url, ADDRESSES) as flood:
-                loaded = visitor_times(browser, server.url, TRIES)
+                if not flags:
+                    loaded = visitor_times(browser, server.url, TRIES)
+                else:  # one try shows it: the first token waits for whole replies of the flood (or longer)
+                    loaded = visitor_times(browser, server.url, 1, loads=False, first_token_timeout_s=30)
             # seconds per decoding step of the flood's rows, while the visitor waited for its first tokens
             steps = sum(flood.steps_between(click, shown) for click, shown in loaded.spans)
             step = sum(shown - click for click, shown in loaded.spans) / max(steps, 1)
@@ -66,13 +69,15 @@ def test_api_clients_on_16_addresses_leave_a_page_visitor_its_first_token_and_pa
         server.terminate(timeout=30)
     bound = 2 * idle.first_token + POLICY_STEPS * step
     said = (f"first token {loaded.first_tokens} s (idle {idle.first_tokens} s, a step {step * 1000:.0f} ms, bound "
-            f"{bound:.2f} s); page load {loaded.page_loads} s (idle {idle.page_loads} s); API {flood.counts.admitted} "
+            f"{bound:.2f} s); page loads {loaded.page_loads} s (idle {idle.page_loads} s), served in {loaded.served} s "
+            f"(idle {idle.served} s); API {flood.counts.admitted} "
             f"admitted, {flood.counts.refused} refused")
+    print(said)
     assert flood.counts.other == 0, said
     if not flags:
         assert flood.counts.refused > 0, "the clients past the API rows were answered 429"
         assert loaded.first_token <= bound, said
-        assert loaded.page_load <= 1.5 * idle.page_load, said
+        assert loaded.page_served <= 1.5 * idle.page_served, said
     else:  # without the cap the flood's rows fill every lane: the visitor waits for whole replies
         assert loaded.first_token > bound, said
 

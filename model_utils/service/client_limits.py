@@ -26,6 +26,9 @@ class ClientBusy(ServerBusy):
     """This client has as many rows in flight as it may have; it should retry when some finish."""
 
 
+SHARE_FULL = "The server is busy with other API requests right now; please try again in a moment."
+
+
 class ApiShareFull(ServerBusy):
     """All API clients together hold the rows they may; the rest are kept for page visitors."""
 
@@ -58,8 +61,7 @@ class ClientLimits:
             if self.max_api_rows is not None and self._total + rows > self.max_api_rows:
                 self._share_refusals.refused(client, "%d API rows in flight, %d more asked, limit %d", self._total,
                                              rows, self.max_api_rows)
-                raise ApiShareFull("The server is busy with other API requests right now; please try again in a "
-                                   "moment.")
+                raise ApiShareFull(SHARE_FULL)
             self._rows[client] += rows
             self._total += rows
         try:
@@ -70,6 +72,15 @@ class ClientLimits:
                 self._total -= rows
                 if self._rows[client] <= 0:
                     del self._rows[client]
+
+    def refuse_if_full(self, client: str) -> ApiShareFull | None:
+        """The refusal any request of ``client`` would get now because all API clients' rows are taken (logged as
+        hold() logs it), or None: for answering before a request is even read."""
+        with self._lock:
+            if self.max_api_rows is None or self._total < self.max_api_rows:
+                return None
+            self._share_refusals.refused(client, "%d API rows in flight, limit %d", self._total, self.max_api_rows)
+        return ApiShareFull(SHARE_FULL)
 
     def in_flight(self, client: str) -> int:
         with self._lock:
