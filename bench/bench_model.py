@@ -63,8 +63,11 @@ def smoke_dir() -> Path:
     return path
 
 
-def results_path(default: Path, smoke: bool) -> Path:
-    """Where a benchmark writes its results: ``default`` (under bench/results/), or the smoke scratch folder."""
+def results_path(out: Path | None, default: Path, smoke: bool) -> Path:
+    """Where a benchmark writes its results: ``--out`` when given, else ``default`` (under bench/results/), or for a
+    smoke run the scratch folder (removed at exit: pass --out to keep them)."""
+    if out is not None:
+        return Path(out)
     return smoke_dir() / Path(default).name if smoke else Path(default)
 
 

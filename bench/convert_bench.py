@@ -102,7 +102,7 @@ def run(cmd: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shapes", nargs="+", default=["160m", "1.4b"])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "convert.json")
+    parser.add_argument("--out", type=Path, help="default: bench/results/convert.json (--smoke: a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="seconds: one tiny shape, in a temporary folder")
     args = parser.parse_args()
     cache = smoke_dir() if args.smoke else CACHE
@@ -123,7 +123,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             results.append(row)
             shutil.rmtree(out, ignore_errors=True)
-    out = results_path(args.out, args.smoke)
+    out = results_path(args.out, ROOT / "bench" / "results" / "convert.json", args.smoke)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print("wrote", out)

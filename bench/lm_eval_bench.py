@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="default: bench/results/lm_eval.json (--smoke: a temporary folder)")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: a tiny model, one round, kjv_gen only, results in a temporary folder")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "TARGET"), help=argparse.SUPPRESS)
@@ -90,7 +90,7 @@ def main() -> int:
 
     if args.smoke:
         args.rounds, args.tasks = 1, ["kjv_gen"]
-    out = results_path(args.out, args.smoke)
+    out = results_path(args.out, RESULTS, args.smoke)
     checkpoint = bench_hf_dir(args.smoke)  # built beside its CT2 conversion on first use
     port = free_port()
     cache = (smoke_dir() if args.smoke else CACHE) / "lm-eval-app-cache"

@@ -122,7 +122,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path,
+                        help="default: bench/results/openai_stream.json (--smoke: a temporary folder)")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: a tiny model, users 1 and 2, one round, 8 tokens, results in a temporary folder")
     parser.add_argument("--raw", nargs=2, metavar=("MODEL_DIR", "USERS"), help=argparse.SUPPRESS)
@@ -137,7 +138,7 @@ def main() -> int:
         return 0
     if args.smoke:
         args.users, args.rounds, args.tokens = [1, 2], 1, 8
-    out = results_path(args.out, args.smoke)
+    out = results_path(args.out, RESULTS, args.smoke)
     model_dir = bench_model_dir(args.smoke)
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 

@@ -29,7 +29,7 @@ RESULTS = ROOT / "bench" / "results" / "scheduler.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="default: bench/results/scheduler.json (--smoke: a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="seconds: a tiny model, 2 requests of 8 tokens")
     args = parser.parse_args()
     new_tokens, concurrent = (8, 2) if args.smoke else (NEW_TOKENS, 16)
@@ -84,7 +84,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     gen.unload_model()
     del gen
-    out = results_path(args.out, args.smoke)
+    out = results_path(args.out, RESULTS, args.smoke)
     out.write_text(json.dumps(rows, indent=2))
     print("wrote", out)
 

@@ -265,7 +265,7 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", nargs="+", type=int, default=[1, 4, 8, 16, 32])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
+    parser.add_argument("--out", type=Path, help="default: bench/results/serving.json (--smoke: a temporary folder)")
     parser.add_argument("--skip-isa", action="store_true")
     parser.add_argument("--batch-flags", default="", help="extra app flags for the batching run")
     parser.add_argument("--only-batching", action="store_true", help="skip the one-at-a-time and reference runs")
@@ -325,7 +325,7 @@ def main() -> None:
         results["isa_threads"] = isa_and_threads(model_dir, prompt_ids, isas=(None,), thread_counts=(1,))
     elif not args.skip_isa:
         results["isa_threads"] = isa_and_threads(model_dir, prompt_ids)
-    out = results_path(Path(args.out), args.smoke)
+    out = results_path(args.out, ROOT / "bench" / "results" / "serving.json", args.smoke)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print("wrote", out)

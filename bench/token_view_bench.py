@@ -27,7 +27,7 @@ RESULTS = ROOT / "bench" / "results" / "token_view.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="default: bench/results/token_view.json (--smoke: a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="seconds: a tiny model, one round of 8 tokens")
     args = parser.parse_args()
     from model_utils.core.catalog import Catalog
@@ -61,7 +61,7 @@ def main() -> None:
                       "generation_s": round(min(r["generation_s"] for r in rs), 3),
                       "view_s": round(min(r["view_s"] for r in rs), 3)} for mode, rs in rows.items()}
     print(json.dumps(summary, indent=2))
-    out = results_path(args.out, args.smoke)
+    out = results_path(args.out, RESULTS, args.smoke)
     out.write_text(json.dumps(summary, indent=2))
     print("wrote", out)
 

@@ -512,7 +512,8 @@ def main() -> int:
                         help='NAME="app flags": an app configuration to measure (default: app="" , the defaults)')
     parser.add_argument("--gradio-client", action="store_true", help="also measure the page's path via gradio_client")
     parser.add_argument("--skip-vllm", action="store_true", help="leave vLLM out (its venv takes ~4 min to build)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path,
+                        help="default: bench/results/vllm_compare.json (--smoke: a temporary folder)")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: a tiny model, users 1 and 2, one wave, 8 tokens, no vLLM, a temporary folder")
     parser.add_argument("--raw-worker", help=argparse.SUPPRESS)
@@ -522,7 +523,7 @@ def main() -> int:
         return 0
     if args.smoke:
         args.users, args.waves, args.tokens, args.skip_vllm, args.gradio_client = [1, 2], 1, 8, True, True
-    out = results_path(args.out, args.smoke)
+    out = results_path(args.out, RESULTS, args.smoke)
     configs = dict(c.split("=", 1) for c in args.app_config) or {"app": ""}
 
     ct2_dir = bench_model_dir(args.smoke)
