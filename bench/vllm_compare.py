@@ -1,7 +1,7 @@
 """The app against vLLM and raw CTranslate2, like with like, each server alone on the machine.
 
     python bench/vllm_compare.py [--users 1 8 16 32] [--waves 3] [--tokens 64] [--gradio-client]
-                                 [--app-config NAME="--flag value ..."] [--skip-vllm] [--out PATH] [--smoke]
+                                 [--app-config NAME="--flag value ..."] [--skip-vllm] [--out PATH] [--smoke [--vllm]]
 
 One Pythia-160m-shaped random checkpoint (bench_model.py). Three workloads, every user a prompt of its own:
 * ``text, sampled``: text prompts of 16 to 32 words (no two users alike), the app's default sampling
@@ -26,8 +26,8 @@ Each user is a thread with its own HTTP client (connected in an untimed warm-up 
 released at once and a first token counts from that instant. Tokens are counted from each reply's ``usage``
 (the page's path: ``--tokens`` per reply; random weights end a reply early about once in 50,304 tokens). Each
 (way, workload, users) runs ``--waves`` waves; the tables give the median wave's tokens/s and p95 first token,
-and the ratios the issue asks about. ``--smoke``: a tiny model, users 1 and 2, one wave, 8 tokens, no vLLM,
-results in a temporary folder (seconds: the test suite runs it).
+and the ratios the issue asks about. ``--smoke``: a tiny model, users 1 and 2, one wave, 8 tokens, no vLLM (with
+``--vllm``: vLLM too), results in a temporary folder (a minute: the test suite runs it).
 """
 
 from __future__ import annotations
@@ -514,6 +514,7 @@ def main() -> int:
     parser.add_argument("--skip-vllm", action="store_true", help="leave vLLM out (its venv takes ~4 min to build)")
     parser.add_argument("--out", type=Path,
                         help="default: bench/results/vllm_compare.json (--smoke: a temporary folder)")
+    parser.add_argument("--vllm", action="store_true", help="with --smoke: serve the tiny model with vLLM too")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: a tiny model, users 1 and 2, one wave, 8 tokens, no vLLM, a temporary folder")
     parser.add_argument("--raw-worker", help=argparse.SUPPRESS)
@@ -522,7 +523,7 @@ def main() -> int:
         print(json.dumps(raw_worker(json.loads(args.raw_worker))))
         return 0
     if args.smoke:
-        args.users, args.waves, args.tokens, args.skip_vllm, args.gradio_client = [1, 2], 1, 8, True, True
+        args.users, args.waves, args.tokens, args.skip_vllm, args.gradio_client = [1, 2], 1, 8, not args.vllm, True
     out = results_path(args.out, RESULTS, args.smoke)
     configs = dict(c.split("=", 1) for c in args.app_config) or {"app": ""}
 
