@@ -438,6 +438,9 @@ def measure_vllm(hf_dir: Path, args, tokenizer, log: Path) -> list[Row]:
         port = int(base.rsplit(":", 1)[1].split("/")[0])
         pid = next((c.pid for c in psutil.net_connections("tcp")
                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid), None)
+        print(f"vLLM: server process {pid}; every wave waits for it and its children to fall idle" if pid else
+              "vLLM: its server process was not found (no permission?): waves start without waiting for it to "
+              "fall idle", flush=True)
         return measure("vllm /v1", lambda: openai_user(base, "bench", args.tokens), pid, args, tokenizer)
 
 
@@ -525,6 +528,7 @@ def main() -> int:
     if args.smoke:
         args.users, args.waves, args.tokens, args.skip_vllm, args.gradio_client = [1, 2], 1, 8, not args.vllm, True
     out = results_path(args.out, RESULTS, args.smoke)
+    out.parent.mkdir(parents=True, exist_ok=True)
     configs = dict(c.split("=", 1) for c in args.app_config) or {"app": ""}
 
     ct2_dir = bench_model_dir(args.smoke)
@@ -541,7 +545,6 @@ def main() -> int:
         rows += measure_vllm(bench_hf_dir(args.smoke), args, tokenizer, out.with_name(out.stem + "_vllm.log"))
     lines = report(rows, args.users)
     print("\n".join(lines))
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "command": "python bench/vllm_compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "model": "smoke (tiny)" if args.smoke else "bench-160m (Pythia-160m shape, vocabulary 50304, random weights)",
