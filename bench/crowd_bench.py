@@ -14,7 +14,8 @@ request to the chat box. Three conditions, in turn:
 The clients send their next request as soon as the last one ends or is refused (no Retry-After). ``--control``
 adds a run of the N-address flood with ``--max-api-rows 0`` (no cap on API clients together): what the
 mechanism prevents. ``--smoke``: one try of each, 2 addresses, short replies: a check that the script runs
-(tests/test_scripts.py). Writes bench/results/crowd.json (not with --smoke) and prints a table of p50/p95.
+(tests/test_bench_smoke.py). Writes bench/results/crowd.json (``--out``; a smoke writes only where --out says)
+and prints each condition's p50/p95.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-tokens", type=int, default=512, help="max_tokens of each API request")
     parser.add_argument("--control", action="store_true", help="also run the flood with --max-api-rows 0")
     parser.add_argument("--smoke", action="store_true", help="one try each, 2 addresses, short replies")
+    parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS.relative_to(ROOT)}; "
+                                                             "a smoke writes one only when given)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.tries, args.addresses, args.max_tokens = 1, 2, 32
@@ -115,9 +118,10 @@ def main(argv=None) -> int:
                 results["runs"][name] = run
             finally:
                 server.terminate(timeout=30)
-    if not args.smoke:
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"wrote {RESULTS.relative_to(ROOT)}")
+    out = args.out or (None if args.smoke else RESULTS)
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {out}")
     return 0
 
 

@@ -213,15 +213,3 @@ def test_a_30_second_flood_from_one_client_logs_a_few_lines_that_count_every_ref
     assert shown + counted == flood.counts.refused, "the summaries say how many were refused"
     assert re.search(r"more refused from 1 client in the last \d+\.\d s", "\n".join(lines))
 
-
-def test_the_crowd_benchmark_runs_in_its_smoke_mode():
-    import subprocess
-    import sys
-
-    from app_process import ROOT
-
-    done = subprocess.run([sys.executable, "bench/crowd_bench.py", "--smoke"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=280)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if "first token p50" in line]
-    assert [line.split("·")[1].split(":")[0].strip() for line in lines] == ["idle", "one address", "2 addresses"]
