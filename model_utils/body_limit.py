@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from .core.refusal_log import RefusalLog
 
-log = logging.getLogger("model_utils.body_limit")
+log = logging.getLogger(__package__)  # "model_utils"
 
 MIB = 2**20
 DEFAULT_MAX_BODY_MB = 8.0  # --max-body-mb: 64 prompts of 2,048 token ids, or of 20,000 characters, fit easily
