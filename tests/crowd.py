@@ -145,7 +145,8 @@ def page_load_seconds(browser, url: str, served: list | None = None) -> float:
 
 def first_token_seconds(page, sent_before: int, spans: list | None = None, timeout_s: float = 120) -> float:
     """Send a chat message; seconds from the click until the reply's first text shows (then stop it): at most
-    ``timeout_s`` (a first token that takes longer reads as ``timeout_s``). ``spans`` gets (click, first text)."""
+    ``timeout_s`` (a first token that takes longer, or a refusal, reads as ``timeout_s``). ``spans`` gets (click,
+    the first text or the end of the wait)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     page.fill("#chat-input textarea", "Tell me a story.")
@@ -156,10 +157,11 @@ def first_token_seconds(page, sent_before: int, spans: list | None = None, timeo
         page.wait_for_function(either, timeout=timeout_s * 1000, polling=10)
     except PlaywrightTimeout:
         pass
+    waited_until = time.monotonic()
     refused = page.evaluate(f"({REFUSED})()")  # turned away: it never came, as long as the wait allowed
-    seconds = timeout_s if refused else min(time.monotonic() - sent, timeout_s)
-    if spans is not None:
-        spans.append((sent, sent + seconds))
+    seconds = timeout_s if refused else min(waited_until - sent, timeout_s)
+    if spans is not None:  # what the visitor really waited (a refusal may come at once)
+        spans.append((sent, waited_until))
     if not refused:
         page.click("#chat-stop")
         page.wait_for_function(f"() => /token|Stopped/.test(document.querySelector('#chat-metrics').innerText)"
@@ -171,7 +173,7 @@ def first_token_seconds(page, sent_before: int, spans: list | None = None, timeo
 class VisitorTimes:
     first_tokens: list[float]
     page_loads: list[float]
-    spans: list[tuple[float, float]] = field(default_factory=list)  # (click, first text) of each first token
+    spans: list[tuple[float, float]] = field(default_factory=list)  # (click, first text or giving up) of each try
     served: list[float] = field(default_factory=list)  # the server's part of each page load (fetch_seconds)
 
     @property
