@@ -109,7 +109,9 @@ def build(settings, *, loader=None) -> Built:
                                     timeout_s=settings.remote_timeout, tokenizer_loader=hub.tokenizer_file)
         remote.start()  # asks each server for its model id in the background; never fatal
     engine = EngineRouter(local, remote)
-    service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows)
+    service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows,
+                            results_dir=store.root, tasks_dir=settings.tasks_dir)
+    service.benchmarks.warm()  # lm-eval's task registry, built in the background
     demo = build_demo(service, concurrency=resolved.concurrency, notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ def held_out_chapters(listing: str) -> list[list[str]]:
 def documents(listing: str) -> list[dict]:
     docs = []
     for verses in held_out_chapters(listing):
-        for before, verse in zip(verses, verses[1:]):
+        for before, verse in pairwise(verses):
             m = LAST_WORD.match(verse)
             if m and len(m.group(1).split()) >= 4:
                 docs.append({"text": f"{before} {m.group(1)} {m.group(2)}"})

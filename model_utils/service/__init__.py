@@ -7,6 +7,7 @@ the service's vocabulary.
 from ..core.errors import InvalidParameter, ModelTooLarge, ModelUnavailable, PythiaError, ServerBusy, UnknownModel
 from ..core.sampling import Bounds, FinishReason, SamplingParams, bounds, field_bounds
 from ..engine.scoring import TextScore, TokenScore
+from .benchmarks import BenchmarkRow, BenchmarkUpdate, UnitResult
 from .choices import BatchUsage, ChoiceDelta, ChoiceToken
 from .client_limits import ClientBusy
 from .requests import (
@@ -15,6 +16,7 @@ from .requests import (
     MAX_TOP_LOGPROBS,
     BatchChatRequest,
     BatchCompletionRequest,
+    BenchmarkRequest,
     ChatRequest,
     CompareRequest,
     CompletionRequest,
@@ -29,8 +31,9 @@ from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import PythiaService, Reply
 
 __all__ = ["MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest", "BatchCompletionRequest",
-           "BatchUsage", "Bounds", "ChatRequest", "ChoiceDelta", "ChoiceToken", "ClientBusy", "CompareColumn",
-           "CompareRequest", "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter",
-           "MemorizationRequest", "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError",
-           "PythiaService", "Reply", "Request", "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy",
-           "TargetRequest", "TextScore", "TokenScore", "UnknownModel", "bounds", "field_bounds", "message_text"]
+           "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds", "ChatRequest", "ChoiceDelta",
+           "ChoiceToken", "ClientBusy", "CompareColumn", "CompareRequest", "CompletionRequest", "CurvePoint",
+           "FinishReason", "InvalidParameter", "MemorizationRequest", "MemorizationRow", "ModelTooLarge",
+           "ModelUnavailable", "PythiaError", "PythiaService", "Reply", "Request", "SamplingParams",
+           "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore", "TokenScore",
+           "UnitResult", "UnknownModel", "bounds", "field_bounds", "message_text"]

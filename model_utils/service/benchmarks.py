@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import threading
 import time
 from contextlib import ExitStack
@@ -54,13 +55,16 @@ class TaskInfo:
 
 
 class TaskRegistry:
-    """lm-eval's TaskManager over its own tasks plus the local folders; built once (it reads ~15,000 YAML files:
-    seconds), in the background from the start."""
+    """lm-eval's TaskManager over its own tasks plus the local folders; built once, on first use or by
+    :meth:`warm` (it reads ~15,000 YAML files: seconds of CPU)."""
 
     def __init__(self, tasks_dirs: tuple[Path, ...]):
         self.tasks_dirs = tasks_dirs
         self._manager = None
         self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Build the registry in the background, so that the first job does not wait for it."""
         threading.Thread(target=self.manager, name="lm-eval-tasks", daemon=True).start()
 
     def manager(self):
@@ -72,11 +76,18 @@ class TaskRegistry:
             return self._manager
 
     def local_tasks(self) -> list[str]:
-        """Tasks the local folders define (what the page offers next to the published list)."""
-        index = self.manager().task_index
-        return sorted(name for name, entry in index.items()
-                      if entry.yaml_path is not None and entry.cfg is not None and "task" in entry.cfg
-                      and any(Path(entry.yaml_path).is_relative_to(d) for d in self.tasks_dirs))
+        """Tasks the local folders define (what the page offers next to the published list), read from their
+        YAML files' ``task:`` lines without building the registry."""
+        names = set()
+        for folder in self.tasks_dirs:
+            for path in sorted(folder.rglob("*.yaml")) if folder.is_dir() else ():
+                try:
+                    match = re.search(r"^task:\s*['\"]?([\w.-]+)", path.read_text(errors="replace"), re.MULTILINE)
+                except OSError:
+                    continue
+                if match:
+                    names.add(match.group(1))
+        return sorted(names)
 
     def check(self, names: tuple[str, ...]) -> tuple[TaskInfo, ...]:
         """The tasks named, with their versions; a readable refusal for a name lm-eval does not know, or a group."""
@@ -225,6 +236,10 @@ class Benchmarks:
         self.tasks = TaskRegistry(tuple(Path(d).resolve() for d in tasks_dirs))
         self.slots = _Slots(JOBS_AT_ONCE)
 
+    def warm(self) -> None:
+        """Start building lm-eval's task registry now (the server calls this at start)."""
+        self.tasks.warm()
+
     def run(self, models: tuple[PythiaModel, ...], revisions: tuple[str, ...] | None, tasks: tuple[str, ...],
             limit: int | None, num_fewshot: int, cancel: threading.Event | None = None) -> Iterator[BenchmarkUpdate]:
         """Evaluate every (model, checkpoint, task); yield the job as it stands after every change (and while a
@@ -286,8 +301,12 @@ class Benchmarks:
                 if not loaded:
                     state.say(f"{label}: loading the checkpoint")
                     loaded.append(opened.enter_context(self.engine.open(model, revision)))
-                return self._evaluate(loaded[0], key, model.step_of(revision), cancel,
-                                      lambda words: (setattr(flight, "progress", words), state.say(f"{label}: {words}")))
+
+                def say(words: str) -> None:
+                    flight.progress = words  # what a visitor following this unit reads
+                    state.say(f"{label}: {words}")
+
+                return self._evaluate(loaded[0], key, model.step_of(revision), cancel, say)
             finally:
                 self.slots.release(ticket)
 
