@@ -113,8 +113,9 @@ class TaskRegistry:
 def _members(manager, group: str) -> str:
     cfg = manager.task_index[group].cfg or {}
     members = cfg.get("task") if isinstance(cfg.get("task"), list) else []
-    names = [m if isinstance(m, str) else m.get("task", "") for m in members][:3]
-    return ", ".join(n for n in names if n) or "its member tasks"
+    names = [m if isinstance(m, str) else m.get("task", "") for m in members]
+    names += [n for n, entry in manager.task_index.items() if group in (entry.tags or ())]  # a tag's tasks
+    return ", ".join(n for n in names[:3] if n) or "its member tasks"
 
 
 # -- what a job reports --------------------------------------------------------------------------------------

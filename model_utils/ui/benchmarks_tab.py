@@ -22,7 +22,7 @@ from .handlers import Handlers, notice
 from .stopping import queued_with_stop
 
 BENCHMARK = "benchmark"  # the section Stop reaches
-TABLE_HEADER = ["checkpoint", "task", "metric", "value", "± stderr"]
+TABLE_HEADER = ["checkpoint", "task", "metric", "value ± stderr"]  # four columns: readable on a phone
 CSV_HEADER = ["model", "revision", "step", "task", "metric", "value", "stderr"]
 PRIMARY = ("acc", "acc_norm", "exact_match", "word_perplexity", "perplexity")  # the metric a task's chart shows
 LOG_METRICS = ("perplexity", "word_perplexity", "byte_perplexity")
@@ -79,10 +79,10 @@ def table_rows(update) -> list[list]:
         name = u.revision if u.revision != "main" else f"main (step{u.step})"
         name = f"{u.model} {name}" if several else name
         if u.status != "ok":
-            out.append([name, u.task, u.status, "–", u.error or ""])
+            out.append([name, u.task, u.status, u.error or ""])
             continue
         for m in u.metrics:
-            out.append([name, u.task, m.name, _fmt(m.value), _fmt(m.stderr)])
+            out.append([name, u.task, m.name, _fmt(m.value) + (f" ± {_fmt(m.stderr)}" if m.stderr else "")])
     return out
 
 
