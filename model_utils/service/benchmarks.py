@@ -186,8 +186,8 @@ def default_revisions(model: PythiaModel) -> tuple[str, ...]:
     as the demo: all of its checkpoints), oldest first."""
     if model.own_revisions is not None:
         return tuple(sorted(model.revisions, key=model.step_of))
-    wanted = {f"step{s}" for s in PUBLISHED_STEPS}
-    chosen = [r for r in model.revisions if r in wanted or (r == "main" and "step143000" in wanted)]
+    wanted = {f"step{s}" for s in PUBLISHED_STEPS} - {f"step{model.step_of('main')}"}  # that one is main
+    chosen = [r for r in model.revisions if r in wanted or r == "main"]
     return tuple(sorted(dict.fromkeys(chosen), key=model.step_of))
 
 
