@@ -62,10 +62,10 @@ def test_a_scored_prompt_agrees_with_score_and_its_next_token_is_the_top_one(ser
     prompt_part = tokens[1:len(reference.tokens) + 1]
     assert [t.logprob for t in prompt_part] == pytest.approx([t.log_prob for t in reference.tokens], abs=1e-4)
     generated = tokens[-1]
-    assert generated.logprob == generated.top[0][1] == max(lp for _, lp in generated.top)
+    assert generated.logprob == generated.top[0].logprob == max(a.logprob for a in generated.top)
     assert shown.startswith(text) and usage == BatchUsage(len(reference.tokens) + 1, 1)
     for token in tokens[1:]:
-        assert token.logprob <= token.top[0][1]  # the top alternative is at least as likely as the token
+        assert token.logprob <= token.top[0].logprob  # the top alternative is at least as likely as the token
 
 
 def test_a_prompt_that_fills_the_context_is_scored_and_says_what_could_not_be_generated(service):
@@ -95,7 +95,7 @@ def test_decoded_log_probs_line_up_with_the_text(service):
     text, tokens = whole(choices[0])
     assert tokens[0].offset == 0 and [t.offset for t in tokens] == sorted(t.offset for t in tokens)
     assert all(text[t.offset:].startswith(t.text) for t in tokens if t.text.isascii())
-    assert all(t.logprob == t.top[0][1] for t in tokens[-10:])  # greedy
+    assert all(t.logprob == t.top[0].logprob for t in tokens[-10:])  # greedy
 
 
 def test_stop_strings_end_a_choice_and_are_not_returned(service):

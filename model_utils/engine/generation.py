@@ -29,6 +29,7 @@ class GenerationChunk:
     elapsed: float  # seconds since the request started
     time_to_first_token: float | None
     finish_reason: FinishReason | None = None  # set on the last chunk only
+    ended_by_eos: bool = False  # on the last chunk: the model wrote <|endoftext|> (not counted in num_tokens)
 
     @property
     def tokens_per_second(self) -> float:
@@ -70,7 +71,7 @@ def stream(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingPar
     start = time.perf_counter()
     detok = StreamingDetokenizer(model.tokenizer)
     stops = StopStringFilter(stop)
-    count, first = 0, None
+    count, first, eos = 0, None, False
     # CT2 decodes ahead of a slow consumer; the scheduler checks ``cancel`` in CT2's own
     # callback, so a cancel stops decoding at the next step, not when the consumer catches up.
     steps = model.steps(prompt.ids, params, cancel=cancel)
@@ -81,7 +82,7 @@ def stream(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingPar
                 finish = FinishReason.CANCELLED
                 break
             if step.token_id == model.eos_id:
-                finish = FinishReason.STOP
+                finish, eos = FinishReason.STOP, True
                 break
             count += 1
             now = time.perf_counter() - start
@@ -98,12 +99,14 @@ def stream(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingPar
                 finish = FinishReason.CANCELLED
             else:
                 finish = FinishReason.LENGTH if count >= params.max_new_tokens else FinishReason.STOP
+                eos = finish == FinishReason.STOP  # the scheduler ended the row at the end token
     finally:
         steps.close()
     tail = "" if stops.stopped else stops.push(detok.flush()) + stops.finish()
     if stops.stopped and finish != FinishReason.CANCELLED:
         finish = FinishReason.STOP
-    yield GenerationChunk(tail, None, None, count, time.perf_counter() - start, first, finish)
+    yield GenerationChunk(tail, None, None, count, time.perf_counter() - start, first, finish,
+                          eos and not stops.stopped and finish == FinishReason.STOP)
 
 
 class ReplyBuilder:

@@ -34,3 +34,24 @@ def token_piece(tokenizer, token_id: int) -> str:
     if entry is None or any(c not in _BYTE_OF for c in entry):
         return text  # not a byte-level entry: keep what the tokenizer's decoder said
     return bytes(_BYTE_OF[c] for c in entry).decode("utf-8", errors="backslashreplace")
+
+
+def token_bytes(tokenizer, token_id: int) -> bytes:
+    """The token's own bytes: a fragment of a multi-byte character is that fragment (``e4`` for a byte of "中"),
+    a special token its text (``<|endoftext|>``)."""
+    text = tokenizer.decode([token_id], skip_special_tokens=False)
+    if "\ufffd" not in text:
+        return text.encode("utf-8")
+    entry = tokenizer.id_to_token(token_id)
+    if entry is None or any(c not in _BYTE_OF for c in entry):
+        return text.encode("utf-8")
+    return bytes(_BYTE_OF[c] for c in entry)
+
+
+def api_token_text(raw: bytes) -> str:
+    """A token as OpenAI's and vLLM's APIs write it: its text, or, when its bytes are not text on their own
+    (a fragment of a character), ``bytes:`` followed by each byte as ``\\xNN`` -- which a client can reverse."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in raw)

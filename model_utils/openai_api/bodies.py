@@ -1,9 +1,9 @@
 """The OpenAI request bodies: OpenAI's field names and defaults, nothing else.
 
-A body only says which fields exist (an unknown one is refused, naming it) and what OpenAI means when one is
-left out. Every value is then validated by the service's own declarations (service/requests.py,
-core/sampling.py) -- the same bounds and the same words as the Gradio API -- and each field's description
-here is read from that declaration.
+A body only says which fields this server honours and what OpenAI means when one is left out; any other
+field is kept aside (``model_extra``) for ``tolerance.check_extra``, which accepts it when it changes nothing.
+Every value is then validated by the service's own declarations (service/requests.py, core/sampling.py) --
+the same bounds and the same words as the Gradio API -- and each field's description is read from them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..service import BatchChatRequest, BatchCompletionRequest, field_bounds
+from ..service import CONTEXT_LENGTH, MAX_PROMPTS, BatchChatRequest, BatchCompletionRequest, field_bounds
 
 
 def declared(request: type, name: str, default: Any = None, note: str = "") -> Any:
@@ -23,13 +23,13 @@ def declared(request: type, name: str, default: Any = None, note: str = "") -> A
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     include_usage: bool = Field(False, strict=True)
 
 
 class _Body(BaseModel):
-    # unknown fields are refused (a 400 that names the field), not silently ignored
-    model_config = ConfigDict(extra="forbid")
+    # other fields are kept for tolerance.check_extra: accepted when neutral, refused when they would change the answer
+    model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(None, description=(
         "NAME, NAME@REVISION (e.g. pythia-160m@step1000) or a Hub id (EleutherAI/pythia-160m[@REVISION]); "
@@ -46,7 +46,6 @@ class _Body(BaseModel):
     stream: bool = Field(False, strict=True,
                          description="Send the choices as server-sent events, ending with `data: [DONE]`.")
     stream_options: StreamOptions | None = None
-    user: str | None = Field(None, description="Accepted for compatibility; not used.")
 
 
 class CompletionBody(_Body):
@@ -70,12 +69,19 @@ class ChatBody(_Body):
     top_logprobs: Any = declared(BatchChatRequest, "logprobs", None, "; needs logprobs true")
 
 
+# lm-eval's remote tokenizer sends whole documents to /tokenize (a rolling-perplexity document is split into
+# windows after tokenizing), so its text may be longer than one prompt; both stay bounded, and run off the event loop.
+MAX_TOKENIZE_CHARS = 200_000
+MAX_DETOKENIZE_IDS = MAX_PROMPTS * CONTEXT_LENGTH  # a whole request's prompts
+
+
 class TokenizeBody(BaseModel):
     """POST /tokenize (vLLM's)."""
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = None
-    prompt: str
+    prompt: str = Field(..., max_length=MAX_TOKENIZE_CHARS, description=(
+        f"The text to tokenize (at most {MAX_TOKENIZE_CHARS:,} characters)."))
     add_special_tokens: bool = Field(False, strict=True, description="Pythia adds none: it has no BOS token.")
 
 
@@ -84,4 +90,5 @@ class DetokenizeBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = None
-    tokens: list[int]
+    tokens: list[int] = Field(..., max_length=MAX_DETOKENIZE_IDS, description=(
+        f"Token ids to turn back into text (at most {MAX_DETOKENIZE_IDS:,})."))

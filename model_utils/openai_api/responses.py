@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..service import BatchUsage, ChoiceDelta, ChoiceToken
+from ..service import BatchUsage, ChoiceDelta, ChoiceToken, FinishReason, TokenText
 
 
 @dataclass
@@ -38,17 +38,35 @@ def usage(u: BatchUsage) -> dict:
             "total_tokens": u.prompt_tokens + u.completion_tokens}
 
 
+FLOOR = -9999.0  # what a log-prob of -inf is written as (JSON has no infinity; vLLM's convention)
+
+
+def _logprob(value: float | None) -> float | None:
+    return None if value is None else max(value, FLOOR)
+
+
 def completion_logprobs(tokens: tuple[ChoiceToken, ...]) -> dict:
-    return {"tokens": [t.text for t in tokens], "token_logprobs": [t.logprob for t in tokens],
-            "top_logprobs": [None if t.top is None else dict(t.top) for t in tokens],
-            "text_offset": [t.offset for t in tokens]}
+    """OpenAI's legacy shape. ``top_logprobs`` holds the asked-for alternatives and, as in vLLM, the chosen token
+    too when it is not among them (so ``logprobs: 0`` gives the chosen token alone)."""
+    def top(t: ChoiceToken) -> dict | None:
+        if t.top is None:
+            return None
+        entries = {a.token.text: _logprob(a.logprob) for a in t.top}
+        if all(a.token_id != t.token_id for a in t.top):
+            entries.setdefault(t.text, _logprob(t.logprob))
+        return entries
+
+    return {"tokens": [t.text for t in tokens], "token_logprobs": [_logprob(t.logprob) for t in tokens],
+            "top_logprobs": [top(t) for t in tokens], "text_offset": [t.offset for t in tokens]}
 
 
 def chat_logprobs(tokens: tuple[ChoiceToken, ...]) -> dict:
-    def entry(text: str, logprob: float) -> dict:
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+    """OpenAI's chat shape: each token's text, log-prob and its own bytes (a fragment of a character is its
+    byte), with the asked-for alternatives."""
+    def entry(token: TokenText, logprob: float | None) -> dict:
+        return {"token": token.text, "logprob": _logprob(logprob), "bytes": list(token.raw)}
 
-    return {"content": [{**entry(t.text, t.logprob), "top_logprobs": [entry(a, lp) for a, lp in t.top or ()]}
+    return {"content": [{**entry(t.token, t.logprob), "top_logprobs": [entry(a.token, a.logprob) for a in t.top or ()]}
                         for t in tokens]}
 
 
@@ -91,11 +109,15 @@ class Assembler:
                 "usage": usage(self.counts) if self.counts else None}
 
 
+# OpenAI has no word for a request the server stopped (it is shutting down, or the client left): vLLM's is "abort"
+REASONS = {FinishReason.STOP: "stop", FinishReason.LENGTH: "length", FinishReason.CANCELLED: "abort"}
+
+
 def _reason(delta: ChoiceDelta | None) -> str | None:
-    return None if delta is None or delta.finish_reason is None else str(delta.finish_reason)
+    return None if delta is None or delta.finish_reason is None else REASONS[delta.finish_reason]
 
 
-def stream_event(meta: Meta, item: ChoiceDelta, logprobs: bool, first: bool) -> dict:
+def stream_event(meta: Meta, item: ChoiceDelta, logprobs: bool, first: bool, include_usage: bool) -> dict:
     """One server-sent event for one delta (chat: the first of a choice also says its role)."""
     if meta.kind == "chat":
         delta: dict[str, Any] = {"role": "assistant"} if first else {}
@@ -109,12 +131,27 @@ def stream_event(meta: Meta, item: ChoiceDelta, logprobs: bool, first: bool) -> 
     choice["finish_reason"] = _reason(item)
     if item.notice:
         choice["notice"] = item.notice
-    return {**meta.head(streamed=True), "choices": [choice]}
+    event = {**meta.head(streamed=True), "choices": [choice]}
+    if include_usage:
+        event["usage"] = None  # OpenAI's shape: every chunk has it, the last (usage) event fills it
+    return event
 
 
 def usage_event(meta: Meta, counts: BatchUsage) -> dict:
     return {**meta.head(streamed=True), "choices": [], "usage": usage(counts)}
 
 
+# The characters JSON leaves raw in a string (json.dumps escapes those below U+0020) that line readers (Python's
+# str.splitlines, httpx's iter_lines) take for line ends: written raw, one would cut its `data:` line in two.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def encode(body: dict) -> bytes:
+    """A whole answer as JSON (log-probs are clamped, so it is always valid JSON)."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
 def sse(data: dict | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+    """One server-sent event: a single line of JSON, whatever the text holds."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False)
+    return f"data: {text.translate(_LINE_BREAKS)}\n\n"

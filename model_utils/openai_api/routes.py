@@ -23,7 +23,7 @@ from contextlib import closing
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from ..service import (
     BatchChatRequest,
@@ -37,6 +37,7 @@ from ..service import (
 from . import responses
 from .bodies import ChatBody, CompletionBody, DetokenizeBody, TokenizeBody
 from .errors import OpenAIError, from_service, unexpected
+from .tolerance import STREAM_OPTIONS_NEUTRAL, check_extra
 
 log = logging.getLogger(__package__)
 
@@ -62,10 +63,13 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
         """Who is asking, for the per-client limit; refuses a missing or wrong key when the server has one."""
         if api_key is not None:
             given = request.headers.get("authorization", "")
-            token = given[7:] if given.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(token.encode(), api_key.encode()):
+            token = given[7:].strip() if given.lower().startswith("bearer ") else ""
+            if not token:
                 raise OpenAIError(401, "This server needs an API key: send it as 'Authorization: Bearer <key>'.",
-                                  "authentication_error", None, "invalid_api_key")
+                                  "authentication_error", None, "missing_api_key")
+            if not hmac.compare_digest(token.encode(), api_key.encode()):
+                raise OpenAIError(401, "The API key sent is not this server's key.", "authentication_error", None,
+                                  "invalid_api_key")
             return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
         return "address:" + client_address(request)
 
@@ -88,16 +92,23 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
     # -- models ------------------------------------------------------------------------------------------
     async def list_models(request: Request, model_path: str | None = None) -> dict:
         caller(request)
+        if model_path is not None:  # a model's own address serves that model alone, under the name it was given
+            name, revision = target(None, model_path)
+            chosen = parse(TargetRequest, COMPLETION_PARAMS, model=name, revision=revision)
+            return {"object": "list", "data": [model_entry(chosen.model, model_path)]}
         models = sorted(service.catalog.models(), key=lambda m: m.name != service.default_model)
-        return {"object": "list", "data": [
-            {"id": m.name, "object": "model", "created": 0,
-             "owned_by": "EleutherAI" if m.repo_id else "this server's operator", "root": m.repo_id or m.name,
-             "parent": None, "max_model_len": CONTEXT, "revisions": list(m.revisions),
-             "default": m.name == service.default_model} for m in models]}
+        return {"object": "list", "data": [model_entry(m, m.name) for m in models]}
+
+    def model_entry(model, shown: str) -> dict:
+        return {"id": shown, "object": "model", "created": 0,
+                "owned_by": "EleutherAI" if model.repo_id else "this server's operator",
+                "root": model.repo_id or model.name, "parent": None, "max_model_len": CONTEXT,
+                "revisions": list(model.revisions), "default": model.name == service.default_model}
 
     # -- completions ---------------------------------------------------------------------------------------
     async def completions(request: Request, body: CompletionBody, model_path: str | None = None):
         client = caller(request)
+        tolerate(body)
         name, revision = target(body.model, model_path)
         parsed = parse(BatchCompletionRequest, COMPLETION_PARAMS, model=name, revision=revision, prompt=body.prompt,
                        max_tokens=_given(body.max_tokens, 16), echo=_given(body.echo, False),
@@ -108,11 +119,12 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
 
     async def chat(request: Request, body: ChatBody, model_path: str | None = None):
         client = caller(request)
+        tolerate(body)
         name, revision = target(body.model, model_path)
         system, history, message = split_messages(body.messages)
         if body.top_logprobs not in (None, 0) and not body.logprobs:
             raise OpenAIError(400, "top_logprobs needs logprobs set to true.", param="top_logprobs")
-        max_tokens = _given(body.max_tokens, body.max_completion_tokens)
+        max_tokens = _given(body.max_completion_tokens, body.max_tokens)  # the newer name wins, as in OpenAI
         parsed = parse(BatchChatRequest, CHAT_PARAMS, model=name, revision=revision, system=system,
                        history=history, message=message, n=_given(body.n, 1), stop=body.stop,
                        logprobs=_given(body.top_logprobs, 0) if body.logprobs else None,
@@ -146,7 +158,9 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
             while item is not None:
                 assembler.add(item)
                 item = await next_item(request, pump, keep_alive=False)
-            return JSONResponse(assembler.body())
+            # a whole answer can be megabytes of log-probs: encoded off the event loop
+            encoded = await asyncio.to_thread(responses.encode, assembler.body())
+            return Response(encoded, media_type="application/json")
         except ClientGone:
             log.info("an API client closed its connection; its request was stopped")
             return Response(status_code=499)
@@ -166,7 +180,8 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
                     if include_usage:
                         yield responses.sse(responses.usage_event(meta, item))
                 else:
-                    yield responses.sse(responses.stream_event(meta, item, logprobs, item.index not in started))
+                    yield responses.sse(responses.stream_event(meta, item, logprobs, item.index not in started,
+                                                               include_usage))
                     started.add(item.index)
                 try:
                     item = await next_item(None, pump, keep_alive=True)
@@ -198,7 +213,9 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
     async def tokenize(request: Request, body: TokenizeBody, model_path: str | None = None) -> dict:
         caller(request)
         tokenizer = await tokenizer_of(body.model, model_path)
-        tokens = tokenizer.encode(message_text(body.prompt), add_special_tokens=body.add_special_tokens).ids
+        # bounded (the body's declaration) and off the event loop: other requests keep moving meanwhile
+        tokens = await asyncio.to_thread(
+            lambda: tokenizer.encode(body.prompt, add_special_tokens=body.add_special_tokens).ids)
         return {"count": len(tokens), "max_model_len": CONTEXT, "tokens": tokens, "token_strs": None}
 
     async def detokenize(request: Request, body: DetokenizeBody, model_path: str | None = None) -> dict:
@@ -209,7 +226,17 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
         if wrong is not None:
             raise OpenAIError(400, f"tokens holds {wrong}, which is not a token of this model's vocabulary "
                                    f"(0 to {size - 1}).", param="tokens")
-        return {"prompt": tokenizer.decode(body.tokens, skip_special_tokens=False)}
+        text = await asyncio.to_thread(tokenizer.decode, body.tokens, skip_special_tokens=False)
+        return {"prompt": text}
+
+    async def not_found(request: Request, rest: str = "", model_path: str | None = None):
+        """Any other path under /v1 or a model's address: OpenAI's error shape, not the page's."""
+        known = {route.path for route in router.routes if getattr(route, "methods", None) and
+                 request.method not in route.methods and route.path_regex.match(request.url.path)}
+        if known:
+            raise OpenAIError(405, f"{request.method} is not allowed on {request.url.path}.", code="method_not_allowed")
+        raise OpenAIError(404, f"There is no route {request.url.path} on this server: see /v1/models, "
+                               "/v1/completions and /v1/chat/completions.", code="not_found")
 
     for prefix in ("", "/m/{model_path}"):
         router.add_api_route(f"{prefix}/v1/models", list_models, methods=["GET"])
@@ -218,6 +245,12 @@ def openai_router(service: PythiaService, *, api_key: str | None = None) -> APIR
         router.add_api_route(f"{prefix}/tokenizer_info", tokenizer_info, methods=["GET"])
         router.add_api_route(f"{prefix}/tokenize", tokenize, methods=["POST"])
         router.add_api_route(f"{prefix}/detokenize", detokenize, methods=["POST"])
+    every = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    for prefix in ("", "/m/{model_path}"):  # after the routes above: only what none of them took
+        router.add_api_route(prefix + "/v1/{rest:path}", not_found, methods=every, include_in_schema=False)
+        for path in ("/tokenizer_info", "/tokenize", "/detokenize"):
+            router.add_api_route(prefix + path, not_found, methods=every, include_in_schema=False)
+    router.add_api_route("/m/{model_path}/{rest:path}", not_found, methods=every, include_in_schema=False)
     return router
 
 
@@ -252,6 +285,15 @@ def split_messages(messages: Any) -> tuple[str, list[dict], Any]:
         raise OpenAIError(400, "The last message must be the user's: the model writes the assistant's next turn.",
                           param="messages")
     return "\n".join(system), turns[:-1], turns[-1]["content"]
+
+
+def tolerate(body) -> None:
+    """Fields this server does not use: accepted when neutral (logged once), refused when they would matter."""
+    check_extra(body.model_extra)
+    if body.stream_options is not None:
+        if not body.stream:
+            raise OpenAIError(400, "stream_options can only be given when stream is true.", param="stream_options")
+        check_extra(body.stream_options.model_extra, STREAM_OPTIONS_NEUTRAL, "stream_options.")
 
 
 def _canonical(name: str) -> str:

@@ -4,11 +4,12 @@ The UI, the Gradio API and the OpenAI routes import from here and from nothing b
 the service's vocabulary.
 """
 
+from ..core.catalog import CONTEXT_LENGTH
 from ..core.errors import InvalidParameter, ModelTooLarge, ModelUnavailable, PythiaError, ServerBusy, UnknownModel
 from ..core.sampling import Bounds, FinishReason, SamplingParams, bounds, field_bounds
 from ..engine.scoring import TextScore, TokenScore
 from .benchmarks import BenchmarkRow, BenchmarkUpdate, UnitResult
-from .choices import BatchUsage, ChoiceDelta, ChoiceToken
+from .choices import BatchUsage, ChoiceDelta, ChoiceToken, TokenText
 from .client_limits import ClientBusy
 from .requests import (
     MAX_CHOICES,
@@ -30,10 +31,10 @@ from .requests import (
 from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import PythiaService, Reply
 
-__all__ = ["MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest", "BatchCompletionRequest",
-           "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds", "ChatRequest", "ChoiceDelta",
-           "ChoiceToken", "ClientBusy", "CompareColumn", "CompareRequest", "CompletionRequest", "CurvePoint",
-           "FinishReason", "InvalidParameter", "MemorizationRequest", "MemorizationRow", "ModelTooLarge",
-           "ModelUnavailable", "PythiaError", "PythiaService", "Reply", "Request", "SamplingParams",
-           "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore", "TokenScore",
-           "UnitResult", "UnknownModel", "bounds", "field_bounds", "message_text"]
+__all__ = ["CONTEXT_LENGTH", "MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest",
+           "BatchCompletionRequest", "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds",
+           "ChatRequest", "ChoiceDelta", "ChoiceToken", "ClientBusy", "CompareColumn", "CompareRequest",
+           "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter", "MemorizationRequest",
+           "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError", "PythiaService", "Reply", "Request",
+           "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore",
+           "TokenText", "TokenScore", "UnitResult", "UnknownModel", "bounds", "field_bounds", "message_text"]

@@ -26,20 +26,47 @@ from ..engine.detokenizer import StopStringFilter
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import PromptScores, ServedModel, TokenChoices
 from ..engine.prompts import PreparedPrompt
-from ..engine.token_pieces import token_piece
+from ..engine.token_pieces import api_token_text, token_bytes
 
 _DONE = object()
 
 
 @dataclass(frozen=True)
-class ChoiceToken:
-    """One token of a choice's text, with its log-prob and the likeliest alternatives when asked for."""
+class TokenText:
+    """A token as the API writes it: its text (``bytes:\\xe4`` for a fragment of a character) and its own bytes."""
+
+    text: str
+    raw: bytes
+
+    @classmethod
+    def of(cls, tokenizer, token_id: int) -> "TokenText":
+        raw = token_bytes(tokenizer, token_id)
+        return cls(api_token_text(raw), raw)
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One of the likeliest tokens at a position."""
 
     token_id: int
-    text: str  # the token read on its own (a fragment of a character reads as its bytes)
+    token: TokenText
+    logprob: float
+
+
+@dataclass(frozen=True)
+class ChoiceToken:
+    """One token of a choice (echoed prompt, generated text, or the end-of-text token that ended it), with its
+    log-prob and the likeliest alternatives when asked for."""
+
+    token_id: int
+    token: TokenText
     offset: int  # where it starts in the choice's text (echoed prompt included)
     logprob: float | None = None  # None for the first prompt token: nothing came before it
-    top: tuple[tuple[str, float], ...] | None = None  # (token text, log-prob), best first
+    top: tuple[Alternative, ...] | None = None  # best first
+
+    @property
+    def text(self) -> str:
+        return self.token.text
 
 
 @dataclass(frozen=True)
@@ -130,11 +157,11 @@ def _scored_choice(model: ServedModel, prompt: PreparedPrompt, scores: PromptSco
     generated: list[int] = []
     finish = FinishReason.LENGTH
     if job.max_tokens:
-        best = scores.next_tokens[0][0]
-        if best == model.eos_id:
+        # the end-of-text token is a generated token like any other (it has its log-prob entry and is counted),
+        # only its text is empty: lm-eval drops the last entry as the generated one, whatever it is
+        generated.append(scores.next_tokens[0][0])
+        if generated[-1] == model.eos_id:
             finish = FinishReason.STOP
-        else:
-            generated.append(best)
     text, cut = _generated_text(tokenizer, generated, job.stop)
     if cut:
         finish = FinishReason.STOP
@@ -144,7 +171,7 @@ def _scored_choice(model: ServedModel, prompt: PreparedPrompt, scores: PromptSco
         positions = [None, *scores.positions]
         shown = list(prompt.ids) if job.echo else []
         choices = positions[:len(shown)] + ([_next_choice(scores)] if generated else [])
-        tokens = _tokens(tokenizer, shown + generated, choices, job.logprobs, prompt_text + text)
+        tokens = _tokens(tokenizer, shown + generated, choices, job.logprobs, prompt_text + text, model.eos_id)
     return ChoiceDelta(0, prompt_text + _shown(text, job.strip_leading), tokens, finish, prompt.notice,
                        len(generated))
 
@@ -209,16 +236,19 @@ def _decode_one(model: ServedModel, index: int, prompt: PreparedPrompt, job: Bat
     last = reply.last
     text = _shown(reply.text, job.strip_leading)
     notice = _notice(prompt.notice, notice)
+    # the end-of-text token that ended a choice is one of its tokens (counted, and with its log-prob entry)
+    generated = [*reply.token_ids, *([model.eos_id] if last.ended_by_eos else [])]
     if live:
-        yield ChoiceDelta(index, text[len(sent):], (), last.finish_reason, notice, last.num_tokens)
+        yield ChoiceDelta(index, text[len(sent):], (), last.finish_reason, notice, len(generated))
         return
-    ids = (list(prompt.ids) if job.echo else []) + list(reply.token_ids)
-    (scores,) = model.score_prompts([[*prompt.ids, *reply.token_ids]], job.logprobs)
+    ids = (list(prompt.ids) if job.echo else []) + generated
+    (scores,) = model.score_prompts([[*prompt.ids, *generated]], job.logprobs)
     choices = [None, *scores.positions]
     start = 0 if job.echo else len(prompt.ids)
     # offsets over the text as generated (a chat reply's leading space included), cut where the stop string began
-    tokens = _tokens(tokenizer, ids, choices[start:start + len(ids)], job.logprobs, prompt_text + reply.text)
-    yield ChoiceDelta(index, prompt_text + text, tokens, last.finish_reason, notice, last.num_tokens)
+    tokens = _tokens(tokenizer, ids, choices[start:start + len(ids)], job.logprobs, prompt_text + reply.text,
+                     model.eos_id)
+    yield ChoiceDelta(index, prompt_text + text, tokens, last.finish_reason, notice, len(generated))
 
 
 def _shown(text: str, strip_leading: bool) -> str:
@@ -232,19 +262,21 @@ def _generated_text(tokenizer, ids: list[int], stop: Sequence[str]) -> tuple[str
     return text + stops.finish(), stops.stopped
 
 
-def _tokens(tokenizer, ids: Sequence[int], choices: Sequence, top: int, text: str) -> tuple[ChoiceToken, ...]:
-    """Each token with its offset in ``text`` (tokens past the end of a text cut at a stop string are left out),
-    its log-prob (None where nothing came before it) and ``top`` alternatives."""
+def _tokens(tokenizer, ids: Sequence[int], choices: Sequence, top: int, text: str,
+            eos_id: int) -> tuple[ChoiceToken, ...]:
+    """Each token with its offset in ``text`` (tokens past the end of a text cut at a stop string are left out;
+    an end-of-text token, whose text is empty, never is), its log-prob (None where nothing came before it) and
+    ``top`` alternatives."""
     from tokenizers.decoders import DecodeStream
 
     decoder, offset, tokens = DecodeStream(skip_special_tokens=True), 0, []
     for token_id, choice in zip(ids, choices, strict=True):
-        if tokens and offset >= len(text):
+        if offset >= len(text) and token_id != eos_id:
             break
         alternatives = None
         if choice is not None:
-            alternatives = tuple((token_piece(tokenizer, i), lp) for i, lp in choice.alternatives[:top])
-        tokens.append(ChoiceToken(token_id, token_piece(tokenizer, token_id), offset,
+            alternatives = tuple(Alternative(i, TokenText.of(tokenizer, i), lp) for i, lp in choice.alternatives[:top])
+        tokens.append(ChoiceToken(token_id, TokenText.of(tokenizer, token_id), offset,
                                   None if choice is None else choice.log_prob, alternatives))
         offset += len(decoder.step(tokenizer, token_id) or "")
     return tuple(tokens)

@@ -371,7 +371,7 @@ class CompareRequest(Request):
 # -- batches: several prompts, several choices each (what OpenAI-style clients and lm-eval send) -----
 MAX_PROMPTS = 64  # prompts in one request (lm-eval sends its batch_size prompts as one request)
 MAX_CHOICES = 16  # choices per prompt (`n`)
-MAX_STOPS = 4  # stop strings (OpenAI's limit)
+MAX_STOPS = 32  # stop strings: lm-eval sends a task's whole `until` list and the end-of-text token
 MAX_STOP_CHARS = 200
 MAX_TOP_LOGPROBS = 5  # alternatives per token (OpenAI's limit for completions)
 
