@@ -28,7 +28,8 @@ from model_utils.store.disk import ModelStore
 
 pytestmark = pytest.mark.slow  # lm-eval's hf model in a subprocess, twice (about a minute)
 
-TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
+ROOT = Path(__file__).resolve().parent.parent
+TASKS_DIR = ROOT / "tests" / "lm_eval_tasks"
 TASKS = ("kjv_lambada", "kjv_mc", "kjv_ppl", "kjv_gen")
 REVISIONS = ("step256", "main")
 LIMIT = 60  # kjv_lambada's first 60 documents (the test tasks have fewer)
@@ -40,7 +41,7 @@ def hf_results(revision: str, output: Path, tasks_dir: Path) -> dict:
                f"pretrained={DEMO_DIR / revision},dtype=float32,max_length=2047", "--tasks", ",".join(TASKS),
                "--include_path", str(tasks_dir), "--limit", str(LIMIT), "--device", "cpu",
                "--batch_size", "4", "--output_path", str(output)]
-    done = subprocess.run(command, cwd=tasks_dir, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (path,) = output.rglob("results_*.json")
     return json.loads(path.read_text())["results"]
@@ -61,7 +62,7 @@ def both(tmp_path_factory):
                     store=ModelStore(out / "models", precision="float32"), memory_budget_bytes=2**30)
     service = PythiaService(engine, catalog, DEMO_MODEL, results_dir=out, tasks_dir=TASKS_DIR)
     cwd = os.getcwd()
-    os.chdir(TASKS_DIR)  # the test tasks' data_files are relative, as lm-eval reads them (kjv_lambada's are not)
+    os.chdir(ROOT)  # the test tasks' data_files are relative to the repository root (kjv_lambada's are not)
     try:
         request = service.parse(BenchmarkRequest, model=DEMO_MODEL, revisions=list(REVISIONS), tasks=list(TASKS),
                                 limit=LIMIT)
