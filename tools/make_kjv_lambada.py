@@ -16,7 +16,7 @@ from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 OUT = ROOT / "model_utils" / "store" / "data" / "demo" / "tasks" / "kjv_lambada.jsonl"
 HELD_OUT_EVERY = 40  # as tools/train_demo.py
 LAST_WORD = re.compile(r"^(.*\S) ([A-Za-z]+)[.,;:?!)]*$")
@@ -46,7 +46,7 @@ def main() -> None:
     if len(sys.argv) > 1:
         listing = Path(sys.argv[1]).read_text()
     else:
-        from tools.train_demo import fetch_corpus  # noqa: PLC0415  (needs apt-get and the network)
+        from train_demo import fetch_corpus  # needs apt-get and the network
 
         listing = fetch_corpus(ROOT / "tools" / ".work")
     docs = documents(listing)
