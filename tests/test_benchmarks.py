@@ -247,3 +247,51 @@ def test_the_benchmark_endpoint_takes_exactly_its_declared_arguments():
     (endpoint,) = [e for e in ENDPOINTS if e.name == "benchmark"]
     assert list(argument_declarations(endpoint)) == ["model", "revisions", "tasks", "limit", "num_fewshot"]
     assert endpoint.streams
+
+
+# -- a real lm-eval task definition, its dataset downloaded through `datasets` from the (fake) Hub --------------
+LAMBADA_README = b"""---
+configs:
+- config_name: default
+  data_files:
+  - split: test
+    path: default/test.jsonl
+---
+LAMBADA's shape (one "text" per document, the last word to predict), eight documents for the tests.
+"""
+
+
+@pytest.mark.slow  # datasets downloads through HF_ENDPOINT: the test session's fake Hub
+def test_lambada_openai_runs_end_to_end_from_the_hub(served, hub, tmp_path, monkeypatch):
+    import datasets
+
+    from model_utils.store.demo_model import DEMO_DIR
+
+    from hub_server import Revision
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    texts = (DEMO_DIR / "tasks" / "kjv_lambada.jsonl").read_text().splitlines()[:8]
+    hub.state.repos["EleutherAI/lambada_openai"] = {"main": Revision(
+        "0" * 39 + "1", {"README.md": LAMBADA_README, "default/test.jsonl": "\n".join(texts).encode()})}
+    hub.state.requests.clear()
+    service, _, _ = served
+    last = _run(service, model=DEMO_MODEL, revisions=["step256", "main"], tasks=["lambada_openai"], limit=None)
+    assert [u.status for u in last.units] == ["ok", "ok"], [u.error for u in last.units]
+    assert {r.metric for r in last.rows} == {"acc", "perplexity"}
+    assert last.units[0].results["n-samples"]["lambada_openai"]["effective"] == 8
+    assert "GET /datasets/EleutherAI/lambada_openai/resolve/" + "0" * 39 + "1/default/test.jsonl" in hub.state.requests
+    # the same documents through the shipped kjv_lambada (the same task shape): the same numbers
+    ours = _run(service, model=DEMO_MODEL, revisions=["step256", "main"], tasks=["kjv_lambada"], limit=8)
+    assert [(r.metric, r.value) for r in ours.rows] == pytest.approx([(r.metric, r.value) for r in last.rows])
+
+
+@pytest.mark.slow
+def test_a_task_whose_dataset_the_hub_lacks_fails_in_words(served, hub, tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    service, _, _ = served
+    last = _run(service, model=DEMO_MODEL, revisions=["main"], tasks=["piqa"], limit=4)
+    (unit,) = last.units
+    assert unit.status == "failed" and unit.error.startswith("lm-eval could not run this task:")
+    assert "piqa" in unit.error
