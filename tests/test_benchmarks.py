@@ -295,3 +295,19 @@ def test_a_task_whose_dataset_the_hub_lacks_fails_in_words(served, hub, tmp_path
     (unit,) = last.units
     assert unit.status == "failed" and unit.error.startswith("lm-eval could not run this task:")
     assert "piqa" in unit.error
+
+
+def test_the_chart_draws_eleutherais_published_curve_dashed_beside_ours():
+    from model_utils.service.benchmarks import BenchmarkUpdate, UnitResult
+    from model_utils.ui.benchmarks_tab import charts_html
+
+    units = tuple(UnitResult("pythia-160m", f"step{s}", s, "lambada_openai", "ok",
+                             (Metric("perplexity", 1000 / (1 + s), 5.0), Metric("acc", a, 0.006)))
+                  for s, a in ((0, 0.0), (1000, 0.2), (143000, 0.33)))
+    html = charts_html(BenchmarkUpdate(units, 3, done=True), shots=0)
+    assert "lambada_openai: acc over training" in html
+    assert html.count('stroke-dasharray="6 4"') == 2  # the published line, in the wide and the narrow drawing
+    assert "pythia-160m (EleutherAI)" in html and html.count('class="error-bar"') == 6  # 3 points x 2 drawings
+    assert charts_html(BenchmarkUpdate(units, 3, done=True), shots=5).count("stroke-dasharray") == 2  # 5-shot too
+    none = tuple(UnitResult("pythia-14m", u.revision, u.step, u.task, "ok", u.metrics) for u in units)
+    assert "stroke-dasharray" not in charts_html(BenchmarkUpdate(none, 3, done=True), shots=0)  # none published
