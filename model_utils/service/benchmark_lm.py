@@ -77,6 +77,10 @@ class ServiceLM(TemplateLM):
         if self.progress is not None:
             self.progress(done, total)
 
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        # lm-eval's tokenizing progress bar would print to the server's log for every task and checkpoint
+        return super().loglikelihood(requests, disable_tqdm=True)
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         """Each (context, continuation) token pair: the continuation's log-likelihood and whether greedy decoding
         would have produced it. Longest first, so a batch holds sequences of similar length."""
