@@ -72,7 +72,8 @@ def choose_default_model(settings, catalog, store) -> tuple[str, str | None]:
                     "be fetched: %s Visitors are told why. To serve %s, make the Hub reachable (HF_ENDPOINT, "
                     "HF_TOKEN, proxy settings) and restart; or start with --default-model NAME of a model on disk, "
                     "--model-dir PATH, or --demo.", DEMO_MODEL, model.name, exc, model.name)
-        return DEMO_MODEL, default_fallback_notice(model.name, str(exc))
+        usable = [m.name for m in catalog.models() if m.local_path is not None or store.cached_path(m, "main")]
+        return DEMO_MODEL, default_fallback_notice(model.name, str(exc), usable)
     return model.name, None
 
 

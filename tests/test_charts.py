@@ -125,7 +125,9 @@ def test_pastel_cells_carry_their_own_dark_text():
 
 
 def test_the_alternatives_table_writes_a_chosen_token_as_it_writes_its_alternatives():
-    chosen = TokenScore(" the", 262, math.log(0.073), alternatives=((" P", math.log(0.078)), (" the", math.log(0.073))))
+    alternatives = tuple((text, math.log(p)) for text, p in ((" P", 0.468), (" the", 0.2098), (",", 0.031),
+                                                              ("x", 0.004)))
+    chosen = TokenScore(" the", 262, math.log(0.2098), alternatives=alternatives)
     [[position, token, probability, alternatives]] = alternatives_table([chosen])
-    assert (position, token, probability) == (0, "' the'", 0.073)  # the leading space shows
-    assert alternatives == "' P' 0.078, ' the' 0.073"
+    assert (position, token, probability) == (0, "' the'", "0.21")  # the leading space shows
+    assert alternatives == "' P' 0.47, ' the' 0.21, ',' 0.03, 'x' 4e-3"  # one precision, as the heatmap writes them

@@ -38,13 +38,22 @@ def test_each_surface_imports_only_the_service_and_its_own_helpers(surface):
                 assert name.startswith(allowed), f"{surface}/{path.name} imports {name}"
 
 
+# Lowest first; the surfaces (the page, the OpenAI routes) share the top rank and never import each other.
+ORDER = [("core",), ("store",), ("engine",), ("service",), ("ui", "openai_api")]
+
+
+def test_every_package_has_its_place_in_the_order():
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages == {layer for rank in ORDER for layer in rank}, "add a new package to ORDER"
+
+
 def test_no_layer_imports_one_above_it():
-    order = ["core", "store", "engine", "service", "ui"]
-    for rank, layer in enumerate(order):
-        for path in (PACKAGE / layer).glob("*.py"):
-            for name in imported_modules(path):
-                above = [f"model_utils.{upper}" for upper in order[rank + 1:]]
-                assert not name.startswith(tuple(above)), f"{layer}/{path.name} imports {name}"
+    for rank, layers in enumerate(ORDER):
+        above = tuple(f"model_utils.{upper}" for higher in ORDER[rank + 1:] for upper in higher)
+        for layer in layers:
+            for path in (PACKAGE / layer).glob("*.py"):
+                for name in imported_modules(path):
+                    assert not name.startswith(above), f"{layer}/{path.name} imports {name}"
 
 
 def test_settings_import_nothing_above_core():

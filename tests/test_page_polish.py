@@ -251,3 +251,17 @@ def test_every_tab_is_reachable_in_a_narrow_embed(browser, url, shots):
         page.screenshot(path=str(shots / "embed-300.png"))
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_picker_filters_by_what_is_typed_into_it(browser, url, viewport):
+    """Typing into the checkpoint picker replaces its shown value and filters the list (it used to append to
+    "main", which matched nothing), and the value stays until an option is picked."""
+    with opened(browser, url, viewport) as page:
+        page.click("#checkpoint input")
+        page.keyboard.type("step1")
+        page.wait_for_function("document.querySelectorAll('[role=option]').length === 3")
+        assert page.locator("[role=option]").all_inner_texts() == ["step1", "step16", "step1000"]
+        page.locator("[role=option]", has_text="step1000").click()
+        page.wait_for_function("document.querySelector('#checkpoint input').value === 'step1000'")
+        page.wait_for_function("document.querySelector('#model-status').innerText.includes('step1000')")

@@ -78,6 +78,8 @@ def test_a_default_model_neither_on_disk_nor_reachable_gives_way_to_the_demo(fre
     assert default == DEMO_MODEL
     assert "The demo model is selected" in notice and "pythia-160m" in notice and "cannot be reached" in notice
     assert "--" not in notice and "`" not in notice and "python" not in notice, "visitors pass no flags"
+    assert "can be used now: **demo-pythia-kjv**." in notice  # what is on this server, not "any model"
+    assert "Any model" not in notice
     told = " ".join(r.getMessage() for r in caplog.records if r.name == "app")
     assert "demo-pythia-kjv instead of pythia-160m" in told and "--default-model" in told, "the operator is told"
     assert black_hole.accepted == 1, "one question, bounded by --hub-timeout"

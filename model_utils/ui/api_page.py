@@ -54,13 +54,27 @@ _MCP_OFF_SCRIPT = """<script>
 </script>"""
 
 
-def page_head(mcp: bool) -> str | None:
-    """Extra <head> content for the page: with MCP off, the script above."""
+# A single-choice picker (a model, a checkpoint of 154) shows its value in its text box: typing there appended to
+# it ("main1430"), so the list filtered to nothing. Focusing it selects that text, so what is typed replaces it
+# and filters the list; the value stays until an option is picked.
+PICKER_SCRIPT = """<script>
+document.addEventListener("focusin", (event) => {
+  const box = event.target;
+  if (box.matches && box.matches("input[role=combobox]") && !box.closest(".token")
+      && !box.closest("[class*=multiselect]")) {
+    setTimeout(() => box.select(), 0);  // after the picker's own focus handling
+  }
+});
+</script>"""
+
+
+def page_head(mcp: bool) -> str:
+    """Extra <head> content for the page: the pickers' script and, with MCP off, the script above."""
     if mcp:
-        return None
+        return PICKER_SCRIPT
     import json
 
-    return _MCP_OFF_SCRIPT % {"schema": json.dumps(MCP_SCHEMA)}
+    return PICKER_SCRIPT + _MCP_OFF_SCRIPT % {"schema": json.dumps(MCP_SCHEMA)}
 
 
 def add_api_page_routes(app: Any) -> None:

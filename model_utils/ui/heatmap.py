@@ -45,9 +45,10 @@ def token_heatmap(tokens: Sequence[TokenScore], prefix: str = "") -> str:
 
 def alternatives_table(tokens: Sequence[TokenScore]) -> list[list]:
     """Rows for a table: position, token, probability, then the top alternatives. Tokens are quoted, the
-    chosen one as its alternatives are: a table cell would drop a leading space (' the' and 'the' differ)."""
-    return [[i, repr(token.text), round(token.probability, 4),
-             ", ".join(f"{alt!r} {math.exp(lp):.3f}" for alt, lp in token.alternatives)]
+    chosen one as its alternatives are: a table cell would drop a leading space (' the' and 'the' differ).
+    Every probability is written alike (short_probability), the chosen token's and its alternatives'."""
+    return [[i, repr(token.text), short_probability(token.probability),
+             ", ".join(f"{alt!r} {short_probability(math.exp(lp))}" for alt, lp in token.alternatives)]
             for i, token in enumerate(tokens)]
 
 

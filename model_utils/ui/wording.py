@@ -125,8 +125,11 @@ def progress_text(p, model: str = "", revision: str = "main") -> str:
     return f"{p.stage.capitalize()}{percent}"
 
 
-def default_fallback_notice(wanted: str, reason: str) -> str:
+def default_fallback_notice(wanted: str, reason: str, usable: list[str]) -> str:
     """Above the page when the server could not fetch its usual default model at start and opened on the demo
-    model instead. For visitors: it names no flag or command (the server's log tells the operator)."""
+    model instead: why, and which models can be used now (those on this server). For visitors: it names no flag
+    or command (the server's log tells the operator)."""
+    names = ", ".join(f"**{name}**" for name in usable)
     return (f"ℹ️ **The demo model is selected instead of {wanted}**, the model this page usually opens with. "
-            f"{reason} Any model can still be picked above.")
+            f"{reason} Models on this server can be used now: {names}. The others download from the Hub on "
+            "first use, and cannot while it is out of reach.")
