@@ -111,7 +111,8 @@ def build(settings, *, loader=None) -> Built:
         remote.start()  # asks each server for its model id in the background; never fatal
     engine = EngineRouter(local, remote)
     service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows,
-                            results_dir=store.root, tasks_dir=settings.tasks_dir)
+                            results_dir=store.root, tasks_dir=settings.tasks_dir,
+                            benchmark_jobs=settings.benchmark_jobs)
     service.benchmarks.warm()  # lm-eval's task registry, built in the background
     demo = build_demo(service, concurrency=resolved.concurrency, notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);

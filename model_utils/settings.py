@@ -160,6 +160,8 @@ class Settings:
         10.0, "seconds the Hugging Face Hub may stay silent (connecting, or between two pieces of an answer) before "
               "the request is given up (huggingface_hub retries a few times; a download resumes where it stopped)",
         parse=_positive_float, metavar="SECONDS")
+    benchmark_jobs: int = option(1, "lm-eval evaluations (Benchmarks tab, /benchmark) running at once; the others wait "
+                                    "their turn and are told their place", parse=_positive_int, metavar="N")
     tasks_dir: str | None = option(None, "a folder of lm-eval task YAMLs (lm-eval's include_path) the Benchmarks "
                                          "tab and /benchmark offer beside lm-eval's own tasks", metavar="DIR",
                                    parse=_tasks_folder,

@@ -311,3 +311,28 @@ def test_the_chart_draws_eleutherais_published_curve_dashed_beside_ours():
     assert charts_html(BenchmarkUpdate(units, 3, done=True), shots=5).count("stroke-dasharray") == 2  # 5-shot too
     none = tuple(UnitResult("pythia-14m", u.revision, u.step, u.task, "ok", u.metrics) for u in units)
     assert "stroke-dasharray" not in charts_html(BenchmarkUpdate(none, 3, done=True), shots=0)  # none published
+
+
+def test_evaluations_beyond_the_limit_wait_their_turn_and_are_told_their_place():
+    from model_utils.service.benchmarks import _Slots
+
+    slots, cancel = _Slots(1), threading.Event()
+    first, second, told = object(), object(), []
+    asked = threading.Event()
+    slots.acquire(first, cancel, lambda ahead: None)
+
+    def wait_turn():
+        slots.acquire(second, cancel, lambda ahead: (told.append(ahead), asked.set()))
+
+    waiter = threading.Thread(target=wait_turn)
+    waiter.start()
+    assert asked.wait(30)
+    assert told[0] == 1 and waiter.is_alive()  # one evaluation ahead of it, and it waits
+    slots.release(first)
+    waiter.join(30)
+    assert not waiter.is_alive()  # its turn came
+    third_cancel = threading.Event()
+    third_cancel.set()
+    with pytest.raises(EvaluationStopped):  # Stop while waiting: it never starts
+        slots.acquire(object(), third_cancel, lambda ahead: None)
+    slots.release(second)

@@ -4,8 +4,8 @@ models (through :class:`~.benchmark_lm.ServiceLM`) at each checkpoint, results k
 The harness owns the task registry, prompts, few-shot sampling and metrics; nothing here defines any of them.
 A job is (models x checkpoints x tasks); each (model, checkpoint, task) is one *unit*, looked up in the store first
 (a curve already computed comes back at once), otherwise evaluated once however many visitors ask (single-flight:
-the others follow its progress), at most ``JOBS_AT_ONCE`` units evaluating at a time on this server (the rest are
-told their place). Stop ends the job at its next scoring batch; finished units are kept.
+the others follow its progress), at most ``--benchmark-jobs`` units evaluating at a time on this server (the rest
+are told their place). Stop ends the job at its next scoring batch; finished units are kept.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ log = logging.getLogger(__package__)
 # process pool, which a server must not fork. 1,000 draws in this process give the error bars to two digits.
 os.environ.setdefault("DISABLE_MULTIPROC", "1")
 BOOTSTRAP_ITERS = 1000
-JOBS_AT_ONCE = 1  # units evaluating at once on this server (each uses every core it is given)
 SHIPPED_TASKS_DIR = Path(__file__).resolve().parent.parent / "store" / "data" / "demo" / "tasks"
 QUICK_STEPS = ("step0", "step16", "step128", "step512", "step1000", "step13000", "step63000", "main")
 POLL_S = 0.5  # how often a follower re-reads the progress of a unit another visitor evaluates
@@ -230,12 +229,13 @@ class _Slots:
 class Benchmarks:
     """Runs benchmark jobs for every surface: the store, the single-flight table and the task registry."""
 
-    def __init__(self, engine: ModelEngine, store_path: Path, tasks_dirs: tuple[Path, ...] = (SHIPPED_TASKS_DIR,)):
+    def __init__(self, engine: ModelEngine, store_path: Path, tasks_dirs: tuple[Path, ...] = (SHIPPED_TASKS_DIR,),
+                 jobs_at_once: int = 1):
         self.engine = engine
         self.store = ResultsStore(store_path)
         self.flights = SingleFlight()
         self.tasks = TaskRegistry(tuple(Path(d).resolve() for d in tasks_dirs))
-        self.slots = _Slots(JOBS_AT_ONCE)
+        self.slots = _Slots(jobs_at_once)  # each evaluation uses every core it is given: one at a time by default
 
     def warm(self) -> None:
         """Start building lm-eval's task registry now (the server calls this at start)."""

@@ -76,13 +76,13 @@ class PythiaService:
 
     def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str, *,
                  max_client_rows: int = DEFAULT_CLIENT_ROWS, results_dir: str | Path | None = None,
-                 tasks_dir: str | Path | None = None):
+                 tasks_dir: str | Path | None = None, benchmark_jobs: int = 1):
         self.engine = engine
         self.catalog = catalog
         self.default_model = default_model
         self.context = ParseContext(catalog, default_model, engine.capabilities)
         self.client_limits = ClientLimits(max_client_rows)
-        self._benchmarks_at = (results_dir, tasks_dir)  # the benchmarks are built on first use
+        self._benchmarks_at = (results_dir, tasks_dir, benchmark_jobs)  # the benchmarks are built on first use
         self._benchmarks: Benchmarks | None = None
         self._benchmarks_lock = threading.Lock()
 
@@ -198,9 +198,9 @@ class PythiaService:
         """lm-eval jobs, their results store (``benchmarks.sqlite3`` under the cache dir) and the task registry."""
         with self._benchmarks_lock:
             if self._benchmarks is None:
-                results_dir, tasks_dir = self._benchmarks_at
+                results_dir, tasks_dir, jobs = self._benchmarks_at
                 self._benchmarks = Benchmarks(self.engine, Path(results_dir or default_cache_dir()) / STORE_FILE,
-                                              (SHIPPED_TASKS_DIR, *((Path(tasks_dir),) if tasks_dir else ())))
+                                              (SHIPPED_TASKS_DIR, *((Path(tasks_dir),) if tasks_dir else ())), jobs)
             return self._benchmarks
 
     def benchmark(self, r: BenchmarkRequest, cancel: threading.Event | None = None) -> Iterator[BenchmarkUpdate]:
