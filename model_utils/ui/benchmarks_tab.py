@@ -167,7 +167,7 @@ def build_benchmarks_tab(service: PythiaService, h: Handlers, concurrency: int) 
                     names = list(model_names or [])
                     parsed = service.parse(BenchmarkRequest, model=names[0] if names else None,
                                            models=names or None, revisions=revision_names or None,
-                                           tasks=task_names or None, num_fewshot=int(num_shots or 0),
+                                           tasks=list(task_names or []), num_fewshot=int(num_shots or 0),
                                            limit=None if doc_limit in (None, "") else doc_limit)
                     last = None
                     for update in service.benchmark(parsed, cancel=job.stop):
