@@ -15,7 +15,9 @@ from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server and a browser
 
-LIMIT = "120"  # documents per checkpoint: about a second each, so Stop lands while checkpoints remain
+# documents per checkpoint: a few seconds each, so that Stop, which reaches the server through Gradio's queue (seconds
+# on a loaded 2-core machine), lands while checkpoints remain
+LIMIT = "600"
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,9 @@ def test_run_grows_the_chart_stop_keeps_it_and_a_reload_brings_it_back(browser, 
         page.click("#benchmark-run")
         page.wait_for_selector("#benchmark-charts svg.wide circle.point", timeout=120000)  # the first checkpoint
         page.click("#benchmark-stop")
-        page.wait_for_function("document.querySelector('#benchmark-status').innerText.includes('stopped')",
-                               timeout=120000)
+        status = "document.querySelector('#benchmark-status').innerText"
+        page.wait_for_function(f"{status}.includes('stopped') || {status}.includes('done')", timeout=120000)
+        assert "stopped" in page.locator("#benchmark-status").inner_text(), "every checkpoint finished before Stop"
         kept = finished(page)
         assert 1 <= kept < 9, page.locator("#benchmark-status").inner_text()
         assert page.locator("#benchmark-charts svg.wide circle.point").count() == kept  # acc of each finished one
@@ -61,7 +64,7 @@ def test_run_grows_the_chart_stop_keeps_it_and_a_reload_brings_it_back(browser, 
                                timeout=300000)
         assert finished(page) == 9
         assert page.locator("#benchmark-charts svg.wide circle.point").count() == 9
-        # +-1 standard error at each checkpoint that got anything right (step0's accuracy is 0 +- 0)
+        # +-1 standard error at each checkpoint that got anything right (0 +- 0 has no bar)
         assert page.locator("#benchmark-charts svg.wide line.error-bar").count() >= 5
         with page.expect_download() as download:
             page.click("#benchmark-csv")
@@ -70,7 +73,8 @@ def test_run_grows_the_chart_stop_keeps_it_and_a_reload_brings_it_back(browser, 
         with page.expect_download() as download:
             page.click("#benchmark-json")
         results = json.load(open(download.value.path()))
-        assert len(results) == 9 and results[0]["results"]["acc,none"] == 0.0  # step0 knows nothing
+        assert [r["revision"] for r in results][::8] == ["step0", "main"]
+        assert results[0]["results"]["acc,none"] < 0.01 < 0.1 < results[-1]["results"]["acc,none"]  # it learned
         with page.expect_download() as download:
             page.click("#benchmark-png")
         assert open(download.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
