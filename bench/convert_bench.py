@@ -4,7 +4,10 @@ Generates Pythia-160m- and Pythia-1.4b-shaped random float16 checkpoints (cached
 ~/.cache/pythia-bench, never committed), converts each with both converters in fresh
 subprocesses, and reports wall time and peak RSS (ru_maxrss of the child).
 
-Usage: python bench/convert_bench.py [--shapes 160m 1.4b] [--out bench/results/convert.json]
+Usage: python bench/convert_bench.py [--shapes 160m 1.4b] [--out bench/results/convert.json] [--smoke]
+
+``--smoke``: one tiny shape (2 layers, 64 wide, Pythia's vocabulary), both converters (official_converter.py run
+as a script, as above), in a temporary folder.
 """
 
 from __future__ import annotations
@@ -23,10 +26,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_model import SMOKE_SHAPE, VOCAB, results_path, smoke_dir  # noqa: E402
+
 from model_utils.core.catalog import Catalog  # noqa: E402
 from model_utils.store.tiny_model import TinyShape, copy_tiny_tokenizer, gpt_neox_config  # noqa: E402
 
 CACHE = Path(os.environ.get("PYTHIA_BENCH_CACHE", Path.home() / ".cache" / "pythia-bench"))
+SMOKE = "smoke"  # the --smoke shape's name
 # Peak RSS is the child's VmHWM, printed by the child itself at exit: ru_maxrss would
 # also count the parent's memory inherited at fork, before exec.
 PEAK = ("import atexit, re, sys;"
@@ -39,22 +47,25 @@ OFFICIAL = PEAK + ("import runpy; sys.argv = [sys.argv[0]] + sys.argv[1:];"
                    "runpy.run_path({script!r}, run_name='__main__')")
 
 
-def make_checkpoint(size: str) -> Path:
-    """A random float16 safetensors checkpoint with the exact shape of pythia-<size>."""
+def make_checkpoint(size: str, cache: Path = CACHE) -> Path:
+    """A random float16 safetensors checkpoint with the exact shape of pythia-<size> (or the smoke shape)."""
     from safetensors.numpy import save_file
 
-    target = CACHE / f"random-pythia-{size}"
+    target = cache / f"random-pythia-{size}"
     if (target / "model.safetensors").is_file():
         return target
-    info = Catalog().get(f"pythia-{size}")
-    shape = TinyShape(info.num_layers, info.hidden_size, info.num_heads, weight_std=0.02)
+    if size == SMOKE:
+        shape, vocab = SMOKE_SHAPE, VOCAB
+    else:
+        info = Catalog().get(f"pythia-{size}")
+        shape, vocab = TinyShape(info.num_layers, info.hidden_size, info.num_heads, weight_std=0.02), info.vocab_size
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     copy_tiny_tokenizer(tmp)
-    (tmp / "config.json").write_text(json.dumps(gpt_neox_config(shape, info.vocab_size)))
+    (tmp / "config.json").write_text(json.dumps(gpt_neox_config(shape, vocab)))
     rng = np.random.default_rng(0)
-    d, v = info.hidden_size, info.vocab_size
+    d, v = shape.hidden_size, vocab
 
     def w(*dims):
         return (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(np.float16)
@@ -62,7 +73,7 @@ def make_checkpoint(size: str) -> Path:
     state = {"gpt_neox.embed_in.weight": w(v, d), "embed_out.weight": w(v, d),
              "gpt_neox.final_layer_norm.weight": np.ones(d, np.float16),
              "gpt_neox.final_layer_norm.bias": np.zeros(d, np.float16)}
-    for i in range(info.num_layers):
+    for i in range(shape.num_layers):
         p = f"gpt_neox.layers.{i}"
         for norm in ("input_layernorm", "post_attention_layernorm"):
             state[f"{p}.{norm}.weight"] = np.ones(d, np.float16)
@@ -91,17 +102,20 @@ def run(cmd: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shapes", nargs="+", default=["160m", "1.4b"])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "convert.json"))
+    parser.add_argument("--out", type=Path, help="default: bench/results/convert.json (--smoke: a temporary folder)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: one tiny shape, in a temporary folder")
     args = parser.parse_args()
+    cache = smoke_dir() if args.smoke else CACHE
+    shapes = [SMOKE] if args.smoke else args.shapes
     results = []
-    for size in args.shapes:
-        src = make_checkpoint(size)
+    for size in shapes:
+        src = make_checkpoint(size, cache)
         for name, cmd in [
             ("ours (numpy, mmap)", [sys.executable, "-c", OURS.format(root=str(ROOT))]),
             ("ctranslate2 (torch)", [sys.executable, "-c",
                                      OFFICIAL.format(script=str(ROOT / "bench" / "official_converter.py"))]),
         ]:
-            out = CACHE / f"out-{size}"
+            out = cache / f"out-{size}"
             shutil.rmtree(out, ignore_errors=True)
             extra = [str(src), str(out)] + (["float16"] if "torch" in name else [])
             row = {"shape": size, "converter": name, **run(cmd + extra),
@@ -109,8 +123,10 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             results.append(row)
             shutil.rmtree(out, ignore_errors=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    out = results_path(args.out, ROOT / "bench" / "results" / "convert.json", args.smoke)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print("wrote", out)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,19 @@
 
 Checks: device auto-selection picks CUDA with int8_float16; int8_float16 generation
 streams the same text as the non-streamed call; int8_float16 agrees with float32;
-the memory guard reads free VRAM and refuses what cannot fit. Writes JSON to argv[1].
+the memory guard reads free VRAM and refuses what cannot fit.
+
+    python bench/gpu_check.py OUT.json            # on a machine with a CUDA GPU
+    python bench/gpu_check.py --smoke [OUT.json]  # anywhere: every stage on the CPU, a tiny model
+
+Writes every stage's result to OUT.json (``--smoke``: a temporary folder unless given) and exits 1 when a stage
+failed. ``--smoke`` runs the same stages with the CPU's precisions (int8 for int8_float16, no CUDA comparison) on a
+2-layer model: what can break without a GPU (the app's APIs this script calls) breaks there too.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -35,7 +43,7 @@ def stage(name):
     return wrap
 
 
-def main(out: Path) -> None:
+def main(out: Path, smoke: bool = False) -> int:
     import ctranslate2
 
     from model_utils.core.catalog import Catalog
@@ -54,17 +62,18 @@ def main(out: Path) -> None:
 
     @stage("device")
     def _():
-        cfg = resolve_device("auto")
+        cfg = resolve_device("cpu" if smoke else "auto")
         state["cfg"] = cfg
         return {"ct2": ctranslate2.__version__, "cuda_devices": ctranslate2.get_cuda_device_count(),
-                "supported": sorted(supported_compute_types("cuda")), "auto": [cfg.device, cfg.compute_type],
-                "free_vram_gib": round(available_memory("cuda") / 2**30, 2)}
+                "supported": sorted(supported_compute_types(cfg.device)), "auto": [cfg.device, cfg.compute_type],
+                "free_memory_gib": round(available_memory(cfg.device) / 2**30, 2)}
 
     @stage("build")
     def _():
         # HF's initializer scale (0.02): random weights at 0.3 overflow fp16 activations in 12 layers.
-        hf = write_tiny_checkpoint(work / "hf", TinyShape(num_layers=12, hidden_size=768, num_heads=12, seed=5,
-                                                          weight_std=0.02))
+        shape = (TinyShape(num_layers=2, hidden_size=64, num_heads=2, seed=5, weight_std=0.02) if smoke else
+                 TinyShape(num_layers=12, hidden_size=768, num_heads=12, seed=5, weight_std=0.02))
+        hf = write_tiny_checkpoint(work / "hf", shape)
         state["ct2"] = convert_checkpoint(hf, work / "ct2", precision="float16")
         return {}
 
@@ -74,7 +83,7 @@ def main(out: Path) -> None:
         catalog.add(describe_local_dir(state["ct2"], name="gpu-check"))
         engine = Engine(state["cfg"], catalog=catalog, store=ModelStore(work / "store"))
         state["engine"] = engine
-        params = SamplingParams(greedy=True, max_new_tokens=256, repetition_penalty=1.0)
+        params = SamplingParams(greedy=True, max_new_tokens=16 if smoke else 256, repetition_penalty=1.0)
         with engine.open("gpu-check") as model:
             whole = generate(model, "Once upon a time", params)
             streamed = "".join(c.text for c in stream(model, "Once upon a time", params))
@@ -94,6 +103,8 @@ def main(out: Path) -> None:
         tokens = [tok.id_to_token(i) for i in tok.encode(text).ids][:300]
         logits = {}
         runs = [("cuda", "float32"), ("cuda", "int8_float16"), ("cpu", "float32"), ("cpu", "int8")]
+        if smoke:  # no GPU: the CPU pair stands in for the CUDA pair
+            runs[:2] = runs[2:]
         for device, ct in runs:
             g = ctranslate2.Generator(str(state["ct2"]), device=device, compute_type=ct)
             out = g.forward_batch([tokens]).to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
@@ -125,8 +136,25 @@ def main(out: Path) -> None:
 
     if "engine" in state:
         state["engine"].close()
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
+    print("wrote", out)
+    failed = [name for name, stage_report in report.items() if not stage_report["ok"]]
+    if failed:
+        print("failed:", ", ".join(failed))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, nargs="?", help="where the JSON report goes (required without --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="every stage on the CPU with a tiny model")
+    args = parser.parse_args()
+    if args.out is None and not args.smoke:
+        parser.error("give the report's path (OUT.json)")
+    if args.out is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_model import smoke_dir
+
+        args.out = smoke_dir() / "gpu_check.json"
+    sys.exit(main(args.out, args.smoke))

@@ -1,6 +1,6 @@
 """Streaming through the OpenAI route against the Gradio API and raw CTranslate2, at 1, 8 and 16 users, one run.
 
-    python bench/openai_bench.py [--users 1 8 16] [--rounds 2] [--tokens 128]
+    python bench/openai_bench.py [--users 1 8 16] [--rounds 2] [--tokens 128] [--out PATH] [--smoke]
 
 The model is bench_model.py's Pythia-160m-shaped random model (int8 on CPU). Each user streams one greedy reply
 of ``--tokens`` tokens after a 32-token prompt, all users released at the same instant:
@@ -13,6 +13,7 @@ of ``--tokens`` tokens after a 32-token prompt, all users released at the same i
 Scaling is each mode's aggregate tokens/s at N users over its own at 1 user; the target is the OpenAI route's
 8-user scaling at least 0.8 of raw CT2's batch-8 scaling. Time to first token is from the common release to the
 first text. Rounds run every mode once each, in turn. Writes bench/results/openai_stream.json.
+``--smoke``: bench_model.py's tiny-shaped model, users 1 and 2, one round, 8 tokens, results in a temporary folder.
 """
 
 from __future__ import annotations
@@ -121,17 +122,25 @@ def main() -> int:
     parser.add_argument("--users", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--out", type=Path,
+                        help="default: bench/results/openai_stream.json (--smoke: a temporary folder)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds: a tiny model, users 1 and 2, one round, 8 tokens, results in a temporary folder")
     parser.add_argument("--raw", nargs=2, metavar=("MODEL_DIR", "USERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from bench_model import bench_model_dir
+    from bench_model import bench_model_dir, results_path
     from tokenizers import Tokenizer
 
-    model_dir = bench_model_dir()
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     if args.raw:
         n = int(args.raw[1])
+        tokenizer = Tokenizer.from_file(str(Path(args.raw[0]) / "tokenizer.json"))
         print(json.dumps(raw_ct2(args.raw[0], [prompt_ids(i, tokenizer) for i in range(n)], args.tokens)))
         return 0
+    if args.smoke:
+        args.users, args.rounds, args.tokens = [1, 2], 1, 8
+    out = results_path(args.out, RESULTS, args.smoke)
+    model_dir = bench_model_dir(args.smoke)
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
     import httpx
 
@@ -167,13 +176,16 @@ def main() -> int:
                     users_together(gradio_user, n, args.tokens, lambda i, t=texts: (url, t[i])))
                 done = subprocess.run([sys.executable, __file__, "--raw", str(model_dir), str(n), "--tokens",
                                        str(args.tokens)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+                if done.returncode != 0:
+                    raise SystemExit(f"raw CT2 failed:\n{done.stderr[-3000:]}")
                 rows["raw CT2"].setdefault(n, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"round {round_ + 1}, {n} users:",
                       {mode: round(r[n][-1]["aggregate_tok_s"], 1) for mode, r in rows.items()}, flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    summary = {"model": "bench-160m (Pythia-160m shape, vocabulary 50304), int8, CPU", "tokens": args.tokens,
+    shape = "tiny" if args.smoke else "Pythia-160m"
+    summary = {"model": f"{model_dir.name} ({shape} shape, vocabulary 50304), int8, CPU", "tokens": args.tokens,
                "prompt_tokens": PROMPT_TOKENS, "rounds": args.rounds, "modes": {}}
     for mode, by_users in rows.items():
         summary["modes"][mode] = {
@@ -187,8 +199,9 @@ def main() -> int:
     if 8 in args.users and base == 1:
         summary["openai_8_scaling_over_raw"] = (summary["modes"]["openai"]["8"]["scaling"]
                                                 / summary["modes"]["raw CT2"]["8"]["scaling"])
-    RESULTS.write_text(json.dumps(summary, indent=1))
+    out.write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
+    print("wrote", out)
     return 0
 
 

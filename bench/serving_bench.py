@@ -10,8 +10,10 @@ All in one run on one machine, with a Pythia-160m-shaped random model (bench_mod
   non-streamed greedy reply;
 * CT2_FORCE_CPU_ISA and thread settings for raw CT2.
 
-Usage: python bench/serving_bench.py [--users 1 4 8 16 32] [--out bench/results/serving.json]
+Usage: python bench/serving_bench.py [--users 1 4 8 16 32] [--out bench/results/serving.json] [--smoke]
 Writes JSON and a PNG plot next to it (the plot needs bench/requirements.txt); BENCHMARKS.md quotes them.
+``--smoke``: bench_model.py's tiny-shaped model, 8 new tokens, users 1 and 2, the batching server only, one ISA
+run, results in a temporary folder.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from at_once import users_at_once  # noqa: E402
-from bench_model import bench_model_dir  # noqa: E402
+from bench_model import bench_hf_dir, bench_model_dir, results_path  # noqa: E402
 from plotting import pyplot  # noqa: E402
 
 NEW_TOKENS = 128
@@ -193,19 +195,19 @@ def concurrency(server: Server, prompts: list[str], expected: list[str], n: int)
             "error_samples": [r["error"] for r in records if "error" in r][:3]}
 
 
-def isa_and_threads(model_dir: Path, prompt_ids) -> list[dict]:
+def isa_and_threads(model_dir: Path, prompt_ids, isas=(None, "AVX2", "AVX512"), thread_counts=(1, 2)) -> list[dict]:
     """Raw CT2 single stream in fresh processes: the ISA and thread count are fixed at start-up."""
     rows = []
-    for isa in (None, "AVX2", "AVX512"):
-        for threads in (1, 2):
+    for isa in isas:
+        for threads in thread_counts:
             env = {**os.environ}
             env.pop("CT2_FORCE_CPU_ISA", None)
             if isa:
                 env["CT2_FORCE_CPU_ISA"] = isa
-            code = ("import sys, json; sys.path.insert(0, %r); from serving_bench import raw_ct2; "
-                    "from pathlib import Path;"
-                    "print(json.dumps(raw_ct2(Path(%r), %r, %d)))") % (str(ROOT / "bench"), str(model_dir),
-                                                                    list(prompt_ids), threads)
+            code = ("import sys, json; sys.path.insert(0, %r); import serving_bench; "
+                    "from pathlib import Path; serving_bench.NEW_TOKENS = %d;"
+                    "print(json.dumps(serving_bench.raw_ct2(Path(%r), %r, %d)))") % (
+                str(ROOT / "bench"), NEW_TOKENS, str(model_dir), list(prompt_ids), threads)
             out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
             row = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
                    else {"error": out.stderr[-300:]})
@@ -263,14 +265,19 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", nargs="+", type=int, default=[1, 4, 8, 16, 32])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
+    parser.add_argument("--out", type=Path, help="default: bench/results/serving.json (--smoke: a temporary folder)")
     parser.add_argument("--skip-isa", action="store_true")
     parser.add_argument("--batch-flags", default="", help="extra app flags for the batching run")
     parser.add_argument("--only-batching", action="store_true", help="skip the one-at-a-time and reference runs")
+    parser.add_argument("--smoke", action="store_true", help="seconds: a tiny model, 8 tokens, users 1 and 2, "
+                        "the batching server only, one ISA run, results in a temporary folder")
     args = parser.parse_args()
+    global NEW_TOKENS
+    if args.smoke:
+        NEW_TOKENS, args.users = 8, [1, 2]
     from tokenizers import Tokenizer
 
-    model_dir = bench_model_dir()
+    model_dir = bench_model_dir(args.smoke)
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     prompts = [prompt_text(i, tok) for i in range(max(args.users))]
     prompt_ids = tok.encode(prompts[0]).ids
@@ -284,7 +291,7 @@ def main() -> None:
     expected = expected_replies(model_dir, prompts)
     configs = [("batching (max batch 16)" + (f" {args.batch_flags}" if args.batch_flags else ""),
                 args.batch_flags.split())]
-    if not args.only_batching:
+    if not (args.only_batching or args.smoke):
         # What a plain Gradio LLM demo does: one request decoding at a time, on all cores.
         configs.append(("one at a time", ["--max-batch-size", "1", "--workers", "1"]))
     for name, extra in configs:
@@ -312,11 +319,13 @@ def main() -> None:
         finally:
             server.stop()
     if not args.only_batching:
-        results["single_stream"]["transformers"] = transformers_ref(model_dir.parent / "bench-160m-hf", prompt_ids)
+        results["single_stream"]["transformers"] = transformers_ref(bench_hf_dir(args.smoke), prompt_ids)
     print(json.dumps(results["single_stream"]), flush=True)
-    if not args.skip_isa:
+    if args.smoke:
+        results["isa_threads"] = isa_and_threads(model_dir, prompt_ids, isas=(None,), thread_counts=(1,))
+    elif not args.skip_isa:
         results["isa_threads"] = isa_and_threads(model_dir, prompt_ids)
-    out = Path(args.out)
+    out = results_path(args.out, ROOT / "bench" / "results" / "serving.json", args.smoke)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print("wrote", out)

@@ -1,15 +1,16 @@
 """How much a sweep costs: one text over 9 checkpoints, against 9 times one checkpoint.
 
-    python bench/sweep_bench.py
+    python bench/sweep_bench.py [--smoke]
 
 The offline demo model's nine checkpoints, converted first (conversions are excluded, as the target says),
 scored and tested for memorization through the service, as the app does. Both sides run in this one
 process, side by side; the ratio is written to BENCHMARKS.md by hand from what this prints.
-Target: sweep time <= 1.2 x 9 x one checkpoint.
+Target: sweep time <= 1.2 x 9 x one checkpoint. ``--smoke``: two checkpoints, one round (it writes nothing).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -21,6 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds: two checkpoints, one round")
+    args = parser.parse_args()
     from model_utils.core.catalog import Catalog
     from model_utils.engine.devices import resolve_device
     from model_utils.engine.engine import Engine
@@ -30,6 +34,8 @@ def main() -> int:
 
     text = HELD_OUT_TEXT.read_text()
     revisions = list(demo_model().revisions)
+    if args.smoke:
+        revisions = [revisions[0], revisions[-1]]
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Catalog()
         catalog.add(demo_model())
@@ -53,7 +59,7 @@ def main() -> int:
             return time.perf_counter() - start
 
         singles, sweeps = [], []
-        for _ in range(3):  # interleaved, median of three
+        for _ in range(1 if args.smoke else 3):  # interleaved, median of three
             singles.append(statistics.median(one(r) for r in revisions))
             sweeps.append(sweep())
         engine.close()

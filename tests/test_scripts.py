@@ -118,8 +118,9 @@ def test_every_script_imports_cleanly():
             "failed = {}\n"
             "for path in sys.argv[1:]:\n"
             "    spec = importlib.util.spec_from_file_location('script_under_test', path)\n"
-            "    try:\n"
-            "        spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "    module = sys.modules['script_under_test'] = importlib.util.module_from_spec(spec)\n"
+            "    try:\n"  # registered first, as Python registers an imported module (dataclasses look it up)
+            "        spec.loader.exec_module(module)\n"
             "    except BaseException:\n"
             "        failed[path] = traceback.format_exc(limit=3)\n"
             "print(json.dumps(failed))\n")

@@ -2,14 +2,16 @@
 in the light and the dark colour scheme, and the README's picture.
 
     python tools/screenshots.py [OUTPUT_DIR]     # default: test-output/screens
+    python tools/screenshots.py --smoke [OUTPUT_DIR]   # seconds: the Chat tab at 1280 px, light (default: a temp dir)
 
 Starts `app.py --demo` in-process (offline), drives Debian's chromium with Playwright, uses each tab
 once, and writes OUTPUT_DIR/{desktop,phone}-{light,dark}-{tab}.png, plus docs/screenshot.png (the
-README's picture: the whole Compare tab at 1280 px, light).
+README's picture: the whole Compare tab at 1280 px, light). ``--smoke`` never writes docs/screenshot.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -41,6 +43,14 @@ def plot_curve(page, memorization: bool = False) -> None:
         page.get_by_text("Memorization: does the model reproduce this text?").click()
         page.click("#memo-button")
         page.wait_for_selector("#memo-table .virtual-row", timeout=120000)
+
+
+def use_chat(page, shot) -> None:
+    """One Chat turn, then ``shot("chat")``: what --smoke takes."""
+    page.fill("#chat-input textarea", "Who was Joseph?")
+    page.click("#chat-send")
+    page.wait_for_function("document.querySelector('#chat-metrics').innerText.includes('tokens')", timeout=60000)
+    shot("chat")
 
 
 def use_tabs(page, shot) -> None:
@@ -85,16 +95,23 @@ def main() -> int:
     import app
     from model_utils.settings import Settings
 
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "test-output" / "screens"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, nargs="?", help="where the pictures go (default: test-output/screens; "
+                        "--smoke: a temporary folder)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: the Chat tab at 1280 px, light only")
+    args = parser.parse_args()
+    smoke = args.smoke
+    out = args.out or (Path(tempfile.mkdtemp(prefix="pythia-smoke-")) if smoke else ROOT / "test-output" / "screens")
     out.mkdir(parents=True, exist_ok=True)
     HERO.parent.mkdir(exist_ok=True)
+    sizes = {"desktop": SIZES["desktop"]} if smoke else SIZES
     with tempfile.TemporaryDirectory() as cache:
         with app.running(Settings(demo=True, device="cpu", cache_dir=cache)) as (url, _):
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
                                             args=CHROMIUM_ARGS)
-                for size, (w, h) in SIZES.items():
-                    for theme in THEMES:
+                for size, (w, h) in sizes.items():
+                    for theme in THEMES[:1] if smoke else THEMES:
                         page = browser.new_page(viewport={"width": w, "height": h}, color_scheme=theme)
                         page.goto(url)
                         page.wait_for_selector("#chat-input textarea")
@@ -103,16 +120,16 @@ def main() -> int:
                         def shot(name, page=page, prefix=f"{size}-{theme}", overflow=overflow):
                             page.screenshot(path=str(out / f"{prefix}-{name}.png"), full_page=True)
                             overflow[name] = page.evaluate("document.documentElement.scrollWidth - innerWidth")
-                            if (prefix, name) == ("desktop-light", "compare"):  # whole or not at all
+                            if (prefix, name) == ("desktop-light", "compare") and not smoke:  # whole or not at all
                                 partial = HERO.with_suffix(".part")
                                 shutil.copy(out / f"{prefix}-{name}.png", partial)
                                 os.replace(partial, HERO)
 
-                        use_tabs(page, shot)
+                        (use_chat if smoke else use_tabs)(page, shot)
                         print(size, theme, "sideways overflow (px):", overflow)
                         page.close()
                 browser.close()
-    print("wrote", out, "and", HERO)
+    print("wrote", out, *([] if smoke else ["and", HERO]))
     return 0
 
 

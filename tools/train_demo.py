@@ -1,7 +1,8 @@
 """Train the offline demo model: a tiny GPT-NeoX with Pythia's architecture, on the King James Bible,
 saved at Pythia-named checkpoints. Dev only (torch, transformers); the app never imports this.
 
-    python tools/train_demo.py            # about 20 minutes on 2 CPU cores; rewrites model_utils/store/data/demo/
+    python tools/train_demo.py            # about 17 minutes on 2 CPU cores; rewrites model_utils/store/data/demo/
+    python tools/train_demo.py --smoke OUT_DIR   # seconds: 4 steps on the shipped passages, into OUT_DIR
 
 The corpus comes from Debian's packages ``bible-kjv`` and ``bible-kjv-text`` (the KJV text is in the
 public domain; the package's retrieval program is GPL-2+ and is only run here, never shipped):
@@ -18,6 +19,7 @@ held-out perplexity at each checkpoint (torch, float32, the app's scoring window
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +52,31 @@ CHECKPOINTS = (0, 1, 16, 64, 256, 512, 1000, 2000, STEPS)
 HELD_OUT_EVERY = 40  # every 40th chapter is never trained on
 HELD_OUT_SAMPLE_CHARS = 1600  # the shipped held-out passage: under SEQ_LEN tokens
 TRAIN_SAMPLE_CHARS = 1600  # a shipped passage the model did train on (memorization studies)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run trains: the shipped model's plan, or --smoke's few steps on the shipped passages."""
+
+    out: Path = OUT
+    steps: int = STEPS
+    checkpoints: tuple[int, ...] = CHECKPOINTS
+    seq_len: int = SEQ_LEN
+    batch: int = BATCH
+    vocab: int = VOCAB
+    smoke: bool = False
+
+
+SMOKE = Plan(steps=4, checkpoints=(0, 1, 4), seq_len=32, batch=2, vocab=300, smoke=True)
+
+
+def smoke_corpus() -> str:
+    """A verse listing made of the demo's shipped passages (80 chapters of short verses), in the format the Debian
+    program prints: what --smoke trains on, offline."""
+    demo = OUT
+    sentences = [t.strip() for f in ("heldout.txt", "trained_passage.txt")
+                 for t in re.split(r"(?<=[.:;])\s+", (demo / f).read_text()) if t.strip()]
+    return "".join(f"Sm{i // 4 + 1}:{i % 4 + 1} {sentences[i % len(sentences)]}\n" for i in range(320))
 
 
 def fetch_corpus(work: Path) -> str:
@@ -121,15 +149,14 @@ def held_out_perplexity(model, ids: list[int], eos_id: int) -> float:
     return math.exp(total / count)
 
 
-def main() -> int:
+def main(plan: Plan = Plan()) -> int:
     from tokenizers import Tokenizer
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(SEED)
     torch.set_num_threads(2)
     rng = np.random.default_rng(SEED)
-    work = ROOT / "tools" / ".work"
-    verses = fetch_corpus(work)
+    verses = smoke_corpus() if plan.smoke else fetch_corpus(ROOT / "tools" / ".work")
     corpus_sha = hashlib.sha256(verses.encode()).hexdigest()
     docs = chapters(verses)
     train_docs = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
@@ -139,7 +166,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = Path(tmp)
         (tok_dir / "train.txt").write_text("\n".join(train_docs))
-        vocab_size = train_tokenizer(tok_dir, VOCAB, corpus=tok_dir / "train.txt")
+        vocab_size = train_tokenizer(tok_dir, plan.vocab, corpus=tok_dir / "train.txt")
         tokenizer = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
         eos = tokenizer.token_to_id("<|endoftext|>")
         assert eos == 0, "GPT-NeoX style: <|endoftext|> is id 0"
@@ -160,27 +187,27 @@ def main() -> int:
         def lr_at(step: int) -> float:
             if step < WARMUP:
                 return LR * (step + 1) / WARMUP
-            progress = (step - WARMUP) / max(1, STEPS - WARMUP)
+            progress = (step - WARMUP) / max(1, plan.steps - WARMUP)
             return LR * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
 
-        if OUT.exists():
-            shutil.rmtree(OUT)
+        if plan.out.exists():
+            shutil.rmtree(plan.out)
         records, started, loss_value = [], time.time(), float("nan")
-        for step in range(STEPS + 1):
-            if step in CHECKPOINTS:
-                revision = "main" if step == STEPS else f"step{step}"
+        for step in range(plan.steps + 1):
+            if step in plan.checkpoints:
+                revision = "main" if step == plan.steps else f"step{step}"
                 model.eval()
-                save_revision(model, tok_dir, config, OUT / revision)
+                save_revision(model, tok_dir, config, plan.out / revision)
                 ppl = held_out_perplexity(model, held_ids, eos)
                 model.train()
                 records.append({"revision": revision, "step": step, "held_out_perplexity": ppl,
                                 "train_loss": loss_value})
                 print(f"step {step}: held-out perplexity {ppl:.2f} (train loss {loss_value:.3f}, "
                       f"{time.time() - started:.0f} s)", flush=True)
-            if step == STEPS:
+            if step == plan.steps:
                 break
-            starts = rng.integers(0, len(data) - SEQ_LEN - 1, size=BATCH)
-            batch = torch.from_numpy(np.stack([data[s:s + SEQ_LEN + 1] for s in starts]))
+            starts = rng.integers(0, len(data) - plan.seq_len - 1, size=plan.batch)
+            batch = torch.from_numpy(np.stack([data[s:s + plan.seq_len + 1] for s in starts]))
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             logits = model(input_ids=batch[:, :-1]).logits
@@ -189,24 +216,30 @@ def main() -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
 
-    (OUT / "heldout.txt").write_text(held_text)
-    (OUT / "words.txt").write_text(corpus_words(docs))
-    (OUT / "trained_passage.txt").write_text(train_text)
-    (OUT / "TRAINING.json").write_text(json.dumps({
+    (plan.out / "heldout.txt").write_text(held_text)
+    (plan.out / "words.txt").write_text(corpus_words(docs))
+    (plan.out / "trained_passage.txt").write_text(train_text)
+    (plan.out / "TRAINING.json").write_text(json.dumps({
         "command": "python tools/train_demo.py", "seed": SEED,
         "corpus": {"source": "Debian packages bible-kjv + bible-kjv-text (King James Version, public domain)",
                    "sha256_of_verse_listing": corpus_sha, "chapters": len(docs), "held_out_every": HELD_OUT_EVERY},
         "shape": {"num_layers": SHAPE.num_layers, "hidden_size": SHAPE.hidden_size, "num_heads": SHAPE.num_heads,
                   "vocab_size": vocab_size, "parameters": sum(p.numel() for p in model.parameters())},
-        "training": {"steps": STEPS, "sequence_length": SEQ_LEN, "batch_size": BATCH, "learning_rate": LR,
-                     "warmup": WARMUP, "torch": torch.__version__},
+        "training": {"steps": plan.steps, "sequence_length": plan.seq_len, "batch_size": plan.batch,
+                     "learning_rate": LR, "warmup": WARMUP, "torch": torch.__version__},
         "checkpoints": records,
     }, indent=2))
-    print(f"wrote {OUT}", flush=True)
+    print(f"wrote {plan.out}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", type=Path, metavar="OUT_DIR",
+                        help="train 4 steps on the shipped passages into OUT_DIR (never the shipped model's folder)")
+    args = parser.parse_args()
+    if args.smoke and args.smoke.resolve() == OUT.resolve():
+        parser.error(f"--smoke writes a toy model: not into {OUT}")
+    sys.exit(main(replace(SMOKE, out=args.smoke) if args.smoke else Plan()))
