@@ -115,7 +115,10 @@ def build(settings, *, loader=None) -> Built:
     shared_rows = api_rows(settings, resolved)
     service = PythiaService(engine, catalog, default_model, max_client_rows=settings.max_client_rows,
                             max_api_rows=shared_rows,
-                            capacity=Capacity(resolved.concurrency, settings.max_queue, shared_rows))
+                            capacity=Capacity(resolved.concurrency, settings.max_queue, shared_rows),
+                            results_dir=store.root, tasks_dir=settings.tasks_dir,
+                            benchmark_jobs=settings.benchmark_jobs)
+    service.benchmarks.warm()  # lm-eval's task registry, built in the background
     demo = build_demo(service, concurrency=resolved.concurrency, notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.

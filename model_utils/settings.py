@@ -104,6 +104,15 @@ def secret(help: str, *, env: str) -> Any:
     return field(default=None, repr=False, metadata={"help": help, "secret": True, "env": env})
 
 
+def _tasks_folder(text: str) -> str:
+    """A folder of lm-eval task YAMLs: it must exist (a typo would otherwise only show as tasks missing)."""
+    import os
+
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return os.path.abspath(text)
+
+
 def _remote_spec(text: str):
     """``NAME[@REVISION]=URL`` -> RemoteSpec; the catalog checks NAME and REVISION when the app builds."""
     from .core.remote_spec import RemoteSpec
@@ -185,6 +194,12 @@ class Settings:
         10.0, "seconds the Hugging Face Hub may stay silent (connecting, or between two pieces of an answer) before "
               "the request is given up (huggingface_hub retries a few times; a download resumes where it stopped)",
         parse=_positive_float, metavar="SECONDS")
+    benchmark_jobs: int = option(1, "lm-eval evaluations (Benchmarks tab, /benchmark) running at once; the others wait "
+                                    "their turn and are told their place", parse=_positive_int, metavar="N")
+    tasks_dir: str | None = option(None, "a folder of lm-eval task YAMLs (lm-eval's include_path) the Benchmarks "
+                                         "tab and /benchmark offer beside lm-eval's own tasks", metavar="DIR",
+                                   parse=_tasks_folder,
+                                   shown_default="none (the demo model's kjv_lambada always ships)")
     log_level: str = option("info", "what the server logs: info = downloads, conversions, loads, evictions, "
                                     "Hub failures and busy refusals, and every failure with its traceback; other "
                                     "libraries log warnings only", parse=str.lower, choices=LOG_LEVELS)

@@ -103,13 +103,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(503, b"down", head_only=head_only)
         if self.state.answer_all is not None:
             return self._send(self.state.answer_all, b"no", head_only=head_only)
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
+        # model repos, and dataset repos (what `datasets` asks for: the same routes under api/datasets, datasets/)
+        m = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/revision/(.+)", path)
         if m:
             return self._repo_info(m.group(1), m.group(2), head_only)
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path)
+        m = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path)
         if m:
-            return self._tree(m.group(1), m.group(2), head_only)
-        m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+            return self._tree(m.group(1), m.group(2), head_only, (m.group(3) or "").strip("/"))
+        m = re.fullmatch(r"/(?:datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m:
             return self._resolve(m.group(1), m.group(2), m.group(3), head_only)
         self._error(404, "EntryNotFound", head_only)
@@ -130,11 +131,15 @@ class _Handler(BaseHTTPRequestHandler):
                                "siblings": [{"rfilename": f} for f in rev.files]}).encode()
             self._send(200, body, {"Content-Type": "application/json"}, head_only, route="revision")
 
-    def _tree(self, repo_id: str, ref: str, head_only: bool):
+    def _tree(self, repo_id: str, ref: str, head_only: bool, under: str = ""):
         rev = self._lookup(repo_id, ref, head_only)
         if rev:
             entries = [{"type": "file", "path": name, "size": len(data),
-                        "oid": hashlib.sha1(data).hexdigest()} for name, data in rev.files.items()]
+                        "oid": hashlib.sha1(data).hexdigest()} for name, data in rev.files.items()
+                       if not under or name.startswith(under + "/")]
+            folders = {name.split("/")[0] for name in rev.files if "/" in name and not under}
+            entries += [{"type": "directory", "path": f, "oid": hashlib.sha1(f.encode()).hexdigest()}
+                        for f in sorted(folders)]
             self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, head_only,
                        route="tree")
 

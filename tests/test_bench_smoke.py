@@ -146,6 +146,7 @@ SMOKES = {
     "bench/sweep_bench.py": Smoke(lambda t: ["--smoke"], check_printed(r"sweep of 2: \d+ ms")),
     "bench/token_view_bench.py": Smoke(out("token_view.json"), check_rows("view on")),
     "bench/vllm_compare.py": Smoke(out("vllm_compare.json"), check_vllm_compare),
+    "tools/make_kjv_lambada.py": Smoke(lambda t: ["--smoke", str(t / "kjv.jsonl")], check_printed(r"^\d+ documents")),
     "tools/demo_report.py": Smoke(lambda t: ["--smoke"], check_printed(r"\| main \| 3,000 \| [\d.]+ \|")),
     "tools/screenshots.py": Smoke(lambda t: ["--smoke", str(t / "shots")], check_screenshots),
     "tools/train_demo.py": Smoke(lambda t: ["--smoke", str(t / "demo")], check_train_demo),

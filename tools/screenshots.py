@@ -82,6 +82,11 @@ def use_tabs(page, shot) -> None:
         "[0,1,2].every(i => document.querySelector('#compare-metrics-' + i).innerText.includes('tokens'))",
         timeout=120000)
     shot("compare")
+    page.get_by_role("tab", name="Benchmarks").click()  # the demo's own task, 100 documents per checkpoint
+    page.fill("#benchmark-limit input", "100")
+    page.click("#benchmark-run")
+    page.wait_for_function("document.querySelector('#benchmark-status').innerText.includes('done')", timeout=300000)
+    shot("benchmarks")
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ from ..core.catalog import CONTEXT_LENGTH
 from ..core.errors import InvalidParameter, ModelTooLarge, ModelUnavailable, PythiaError, ServerBusy, UnknownModel
 from ..core.sampling import Bounds, FinishReason, SamplingParams, bounds, field_bounds
 from ..engine.scoring import TextScore, TokenScore
+from .benchmarks import BenchmarkRow, BenchmarkUpdate, UnitResult
 from .choices import BatchUsage, ChoiceDelta, ChoiceToken, TokenText
 from .client_limits import ClientBusy
 from .requests import (
@@ -16,6 +17,7 @@ from .requests import (
     MAX_TOP_LOGPROBS,
     BatchChatRequest,
     BatchCompletionRequest,
+    BenchmarkRequest,
     ChatRequest,
     CompareRequest,
     CompletionRequest,
@@ -30,9 +32,10 @@ from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import Capacity, PythiaService, Reply
 
 __all__ = ["CONTEXT_LENGTH", "MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest",
-           "BatchCompletionRequest", "BatchUsage", "Bounds", "Capacity", "ChatRequest", "ChoiceDelta", "ChoiceToken",
-           "ClientBusy", "CompareColumn", "CompareRequest", "CompletionRequest", "CurvePoint", "FinishReason",
-           "InvalidParameter", "MemorizationRequest", "MemorizationRow", "ModelTooLarge", "ModelUnavailable",
-           "PythiaError", "PythiaService", "Reply", "Request", "SamplingParams", "ScoreAcrossRequest",
-           "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore", "TokenText", "TokenScore", "UnknownModel",
-           "bounds", "field_bounds", "message_text"]
+           "BatchCompletionRequest", "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds",
+           "Capacity", "ChatRequest", "ChoiceDelta", "ChoiceToken", "ClientBusy", "CompareColumn", "CompareRequest",
+           "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter", "MemorizationRequest",
+           "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError", "PythiaService", "Reply",
+           "Request", "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest",
+           "TextScore", "TokenText", "TokenScore", "UnitResult", "UnknownModel", "bounds", "field_bounds",
+           "message_text"]

@@ -490,3 +490,71 @@ class BatchChatRequest(_Batch):
     @property
     def rows(self) -> int:
         return self.n
+
+
+# -- benchmarks: lm-eval tasks at several checkpoints --------------------------------------------------------
+MAX_TASKS = 8  # tasks in one benchmark job
+MAX_BENCHMARK_REVISIONS = 160  # every checkpoint of a Pythia model (154) fits
+MAX_FEWSHOT = 25
+
+
+def _benchmark_revisions(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+    """Checkpoints every model of the job has; () means each model's published checkpoints."""
+    models = info.data.get("models")
+    if value is None or not models:
+        return ()
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _Carrier(InvalidParameter("Choose at least one checkpoint, or leave revisions empty for the "
+                                        "checkpoints EleutherAI published results for."))
+    if len(value) > MAX_BENCHMARK_REVISIONS:
+        raise _Carrier(InvalidParameter(f"Choose at most {MAX_BENCHMARK_REVISIONS} checkpoints."))
+    canonical = [tuple(dict.fromkeys(_rule(resolve_revision, model, r) for r in value)) for model in models]
+    return canonical[0]
+
+
+def _tasks(value: Any) -> tuple[str, ...]:
+    """lm-eval task names (whether lm-eval knows them is checked against its registry when the job starts)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_TASKS:
+        raise _Carrier(InvalidParameter(f"Choose 1 to {MAX_TASKS} tasks, e.g. ['lambada_openai', 'piqa']."))
+    names = []
+    for name in value:
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise _Carrier(InvalidParameter("Each task must be an lm-eval task name, e.g. 'lambada_openai'."))
+        names.append(name.strip())
+    return tuple(dict.fromkeys(names))
+
+
+def _limit(value: Any) -> int | None:
+    value = _integer(value)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _Carrier(InvalidParameter(f"limit must be a whole number of documents of at least 1, or null for "
+                                        f"every document (it was {value!r:.40})."))
+    return value
+
+
+BenchmarkRevisions = Annotated[
+    tuple[str, ...], BeforeValidator(_benchmark_revisions), WithJsonSchema(_nullable(_STRINGS)),
+    Field(description=f"Up to {MAX_BENCHMARK_REVISIONS} checkpoints the model has, e.g. ['step1000', 'main'] "
+                      "(default: the checkpoints EleutherAI published results for that the model has).")]
+Tasks = Annotated[tuple[str, ...], BeforeValidator(_tasks), WithJsonSchema(_STRINGS), Field(
+    description=f"1 to {MAX_TASKS} lm-eval task names, e.g. ['lambada_openai', 'piqa'] (EleutherAI published "
+                "lambada_openai, piqa, arc_easy, arc_challenge, sciq, winogrande, wsc, logiqa), or local tasks.")]
+Limit = Annotated[int | None, BeforeValidator(_limit), WithJsonSchema(_nullable({"type": "integer"})), Field(
+    description="Evaluate only each task's first N documents (wider error bars), or null for all of them.")]
+
+
+class BenchmarkRequest(Request):
+    """lm-eval tasks evaluated at several checkpoints, of one model or several."""
+
+    model: Model = None
+    models: Models = None
+    revisions: BenchmarkRevisions = None
+    tasks: Tasks = ("lambada_openai",)
+    limit: Limit = None
+    num_fewshot: Annotated[int, BeforeValidator(_integer)] = Field(
+        0, ge=0, le=MAX_FEWSHOT, strict=True,
+        description="Examples shown before each question (EleutherAI published 0 and 5).")

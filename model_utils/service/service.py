@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.catalog import Catalog, PythiaModel
@@ -21,12 +22,16 @@ from ..engine.interface import ModelEngine
 from ..engine.model_status import ModelStatus
 from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
 from ..engine.scoring import TextScore, TokenScore, score_text, token_probabilities
+from ..store.disk import default_cache_dir
 from . import research
+from .benchmark_store import FILE_NAME as STORE_FILE
+from .benchmarks import SHIPPED_TASKS_DIR, Benchmarks, BenchmarkUpdate
 from .choices import BatchJob, BatchUsage, ChoiceDelta, run_batch
 from .client_limits import ClientLimits
 from .requests import (
     BatchChatRequest,
     BatchCompletionRequest,
+    BenchmarkRequest,
     ChatRequest,
     CompareRequest,
     CompletionRequest,
@@ -80,13 +85,17 @@ class PythiaService:
 
     def __init__(self, engine: ModelEngine, catalog: Catalog, default_model: str, *,
                  max_client_rows: int = DEFAULT_CLIENT_ROWS, max_api_rows: int | None = None,
-                 capacity: Capacity | None = None):
+                 capacity: Capacity | None = None, results_dir: str | Path | None = None,
+                 tasks_dir: str | Path | None = None, benchmark_jobs: int = 1):
         self.engine = engine
         self.catalog = catalog
         self.default_model = default_model
         self.context = ParseContext(catalog, default_model, engine.capabilities)
         self.client_limits = ClientLimits(max_client_rows, max_api_rows)
         self.capacity = capacity
+        self._benchmarks_at = (results_dir, tasks_dir, benchmark_jobs)  # the benchmarks are built on first use
+        self._benchmarks: Benchmarks | None = None
+        self._benchmarks_lock = threading.Lock()
 
     def parse(self, request: type[R], **raw: Any) -> R:
         """Validate raw arguments (from the UI, the Gradio API, MCP or the OpenAI routes) into ``request``;
@@ -194,6 +203,21 @@ class PythiaService:
                      cancel: threading.Event | None = None) -> list[research.MemorizationRow]:
         """Does greedy decoding reproduce the text after its prefix, at each checkpoint (and model)?"""
         return research.memorization(self.engine, r, progress, cancel)
+
+    @property
+    def benchmarks(self) -> Benchmarks:
+        """lm-eval jobs, their results store (``benchmarks.sqlite3`` under the cache dir) and the task registry."""
+        with self._benchmarks_lock:
+            if self._benchmarks is None:
+                results_dir, tasks_dir, jobs = self._benchmarks_at
+                self._benchmarks = Benchmarks(self.engine, Path(results_dir or default_cache_dir()) / STORE_FILE,
+                                              (SHIPPED_TASKS_DIR, *((Path(tasks_dir),) if tasks_dir else ())), jobs)
+            return self._benchmarks
+
+    def benchmark(self, r: BenchmarkRequest, cancel: threading.Event | None = None) -> Iterator[BenchmarkUpdate]:
+        """Evaluate lm-eval tasks at each checkpoint (of each model); stream the job as it stands. Stored results
+        come back at once; setting ``cancel`` (or leaving the stream) ends it at its next batch."""
+        return self.benchmarks.run(r.models, r.revisions or None, r.tasks, r.limit, r.num_fewshot, cancel)
 
     def compare(self, r: CompareRequest, *, cancel: threading.Event | None = None
                 ) -> Iterator[list[research.CompareColumn]]:

@@ -17,9 +17,11 @@ import gradio as gr
 from pydantic import TypeAdapter
 
 from ..service import (
+    BenchmarkRequest,
     ChatRequest,
     CompareRequest,
     CompletionRequest,
+    InvalidParameter,
     MemorizationRequest,
     PythiaService,
     Reply,
@@ -91,6 +93,16 @@ class CompareResult(TypedDict):
     done: bool
 
 
+class BenchmarkResultRow(TypedDict):
+    model: str
+    revision: str
+    step: int
+    task: str
+    metric: str  # as lm-eval names it, without the ",none" filter suffix: acc, acc_norm, perplexity ...
+    value: float
+    stderr: float | None
+
+
 class ModelRow(TypedDict):
     model: str
     parameters: int
@@ -142,6 +154,10 @@ ENDPOINTS = (
     Endpoint("compare", CompareRequest, ("prompt", "pairs", *SAMPLING, "greedy"),
              "Stream `prompt` through each [model, revision] pair side by side: each update has one entry per pair.",
              list[CompareResult], True),
+    Endpoint("benchmark", BenchmarkRequest, ("model", "revisions", "tasks", "limit", "num_fewshot"),
+             "Evaluate lm-eval tasks (EleutherAI's lm-evaluation-harness) at each checkpoint of `model`, streamed: "
+             "each update is every {model, revision, step, task, metric, value, stderr} row finished so far. "
+             "Results already computed on this server come back at once.", list[BenchmarkResultRow], True),
 )
 
 
@@ -241,6 +257,21 @@ def _completion_output(reply: Reply) -> str | CompletionWithLogprobs:
         for t in reply.token_scores]}
 
 
+def _benchmark_rows(service: PythiaService, request) -> Any:
+    """The rows finished so far, sent again each time more finish; a job of which nothing could be evaluated
+    (an unknown dataset, a model that cannot be had) is refused with the first reason."""
+    sent = -1
+    for update in service.benchmark(request):
+        rows = [row.as_dict() for row in update.rows]
+        if update.done and not rows:
+            failed = next((u for u in update.units if u.status == "failed"), None)
+            if failed is not None:
+                raise InvalidParameter(f"{failed.task} at {failed.model} {failed.revision}: {failed.error}")
+        if len(rows) != sent or update.done:
+            sent = len(rows)
+            yield rows
+
+
 def register_api(service: PythiaService, concurrency: int) -> None:
     """Declare the endpoints (call inside the Blocks context)."""
     runs: dict[str, Callable[[Any], Any]] = {
@@ -249,6 +280,7 @@ def register_api(service: PythiaService, concurrency: int) -> None:
         "score": lambda r: service.score(r).as_dict(),
         "score_across": lambda r: [p.as_dict() for p in service.score_across(r)],
         "memorization": lambda r: [row.as_dict() for row in service.memorization(r)],
+        "benchmark": lambda r: _benchmark_rows(service, r),
         "compare": lambda r: ([{"model": c.model, "revision": c.revision, "text": c.text, "error": c.error,
                                 "metrics": column_metrics(c), "done": c.done} for c in columns]
                               for columns in service.compare(r)),

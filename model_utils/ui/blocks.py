@@ -9,6 +9,7 @@ from ..service import PythiaService, SamplingParams, bounds
 from . import chat_clicks
 from .api import register_api
 from .api_page import add_api_page_routes, page_head
+from .benchmarks_tab import build_benchmarks_tab
 from .common import declared_slider
 from .handlers import COMPLETION, Handlers, toggle_token_view
 from .research_tabs import build_research_tabs
@@ -151,6 +152,7 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
                 probs_table = gr.Dataframe(headers=["#", "token", "probability", "top alternatives"],
                                            visible=False, interactive=False, elem_id="completion-alternatives")
             build_research_tabs(service, h, model, revision, controls, concurrency)
+            build_benchmarks_tab(service, h, concurrency)
 
         common = dict(concurrency_limit=concurrency, concurrency_id="generate",
                       api_visibility="private")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime
 import html
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 COLORS = ("#4f46e5", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#65a30d")
 GRID = "#e5e7eb"
@@ -43,6 +43,9 @@ LAYOUTS = (WIDE, NARROW)
 class Series:
     name: str
     points: Sequence[tuple[int, float]]  # (training step, value), value > 0
+    errors: Mapping[int, float] = field(default_factory=dict)  # step -> standard error: drawn as +-1 bars
+    dashed: bool = False  # a reference (e.g. EleutherAI's published numbers), drawn dashed without points
+    color: int | None = None  # index into COLORS (default: the series' own position), to pair a reference with
 
 
 def _x(step: int) -> float:
@@ -135,17 +138,27 @@ def _svg(series: Sequence[Series], y_label: str, title: str, log_y: bool, layout
                f'<text class="y-title" x="{font}" y="{mid_y:.1f}" text-anchor="middle" '
                f'transform="rotate(-90 {font} {mid_y:.1f})">{html.escape(y_title)}</text>')
     for i, (s, pts) in enumerate(zip(series, pts_by_series, strict=True)):
-        color = COLORS[i % len(COLORS)]
+        color = COLORS[(i if s.color is None else s.color) % len(COLORS)]
         if len(pts) > 1:
             path = " ".join(f"{px(st):.1f},{py(v):.1f}" for st, v in pts)
-            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            dash = ' stroke-dasharray="6 4" class="reference"' if s.dashed else ""
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
         for st, v in pts:
+            error = s.errors.get(st)
+            if error and not s.dashed:  # +-1 standard error, clipped to what the axis shows
+                hi, lo = v + error, v - error
+                y_hi_px = py(min(hi, 10 ** y_hi if log_y else y_hi))
+                y_lo_px = py(lo) if (lo > 0 or not log_y) else H - bottom
+                out.append(f'<line class="error-bar" x1="{px(st):.1f}" x2="{px(st):.1f}" y1="{y_hi_px:.1f}" '
+                           f'y2="{min(y_lo_px, H - bottom):.1f}" stroke="{color}" stroke-width="1.5" opacity="0.6"/>')
+        for st, v in ([] if s.dashed else pts):
             out.append(f'<circle class="point" cx="{px(st):.1f}" cy="{py(v):.1f}" r="4" fill="{color}">'
                        f'<title>{html.escape(s.name)} · step {st:,}: {v:,.2f}</title></circle>')
     if len(series) > 1:
         for i, s in enumerate(series):
-            out.append(f'<text x="{left + 8}" y="{top + font + (font + 2) * i}" fill="{COLORS[i % len(COLORS)]}">'
-                       f'● {html.escape(s.name)}</text>')
+            color = COLORS[(i if s.color is None else s.color) % len(COLORS)]
+            out.append(f'<text x="{left + 8}" y="{top + font + (font + 2) * i}" fill="{color}">'
+                       f'{"┄" if s.dashed else "●"} {html.escape(s.name)}</text>')
     out.append("</svg>")
     return "".join(out)
 

@@ -1,0 +1,174 @@
+"""EleutherAI's lm-evaluation-harness sees a served model (local CTranslate2 or remote vLLM) as one of its own
+``LM``s: the harness owns tasks, prompts, few-shot sampling and metrics; this class only scores and generates.
+
+- ``loglikelihood``: lm-eval's own ``TemplateLM`` encodes (context, continuation) pairs; every batch of sequences
+  is scored in one pass by ``score_prompts``, the path ``/v1/completions`` takes for ``echo`` + ``logprobs``, and
+  is_greedy is whether each continuation token was the likeliest one at its position.
+- ``loglikelihood_rolling``: lm-eval's rolling windows (``get_rolling_token_windows``), scored the same way.
+- ``generate_until``: greedy decoding through the model's batch scheduler (the rows of a batch are submitted
+  together and share decoding batches with visitors), cut at the task's stop strings by lm-eval's own helper.
+
+Windows: a scored sequence holds at most ``CONTEXT_LENGTH`` tokens *including* the last continuation token (the
+engines return log-probs of tokens they were given), so ``max_length`` is ``CONTEXT_LENGTH - 1``; lm-eval's ``hf``
+model with ``max_length=2047`` scores exactly the same windows (tests/test_benchmarks_parity.py).
+
+Stop: ``cancel`` is checked before every batch; a set event raises :class:`EvaluationStopped` there, so the
+evaluation ends at its next batch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Callable, Sequence
+
+from lm_eval.api.model import TemplateLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+from ..core.catalog import CONTEXT_LENGTH
+from ..core.errors import InvalidParameter, PythiaError
+from ..core.sampling import MAX_NEW_TOKENS, SamplingParams
+from ..engine.generation import ReplyBuilder, stream
+from ..engine.interface import ServedModel
+from ..engine.prompts import PreparedPrompt
+
+SCORE_BATCH = 32  # sequences scored per pass (score_prompts splits further to bound the log-prob memory)
+GENERATE_BATCH = 8  # generations submitted together to the batch scheduler
+DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default when a task does not say
+
+
+class EvaluationStopped(PythiaError):
+    """The evaluation was stopped (Stop, a closed page) before this batch."""
+
+
+Progress = Callable[[int, int], None]  # (requests done, requests in all) of the current lm-eval call
+
+
+class ServiceLM(TemplateLM):
+    """An lm-eval model over one loaded (model, revision)."""
+
+    def __init__(self, model: ServedModel, cancel: threading.Event | None = None, progress: Progress | None = None):
+        super().__init__()
+        self.model = model
+        self.cancel = cancel or threading.Event()
+        self.progress = progress
+
+    # -- what TemplateLM needs --------------------------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        return self.model.eos_id
+
+    @property
+    def max_length(self) -> int:
+        return CONTEXT_LENGTH - 1
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        return self.model.tokenizer.encode(string, add_special_tokens=False).ids
+
+    def tok_decode(self, tokens: Sequence[int]) -> str:
+        return self.model.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def _check_stop(self) -> None:
+        if self.cancel.is_set():
+            raise EvaluationStopped("The evaluation was stopped.")
+
+    def _report(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        # lm-eval's tokenizing progress bar would print to the server's log for every task and checkpoint
+        return super().loglikelihood(requests, disable_tqdm=True)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        """Each (context, continuation) token pair: the continuation's log-likelihood and whether greedy decoding
+        would have produced it. Longest first, so a batch holds sequences of similar length."""
+        sequences = []
+        for _, context, continuation in requests:
+            if not continuation:
+                raise InvalidParameter("The task asked to score an empty continuation.")
+            if len(continuation) > self.max_length:
+                raise InvalidParameter(f"A continuation of the task is {len(continuation):,} tokens long; the "
+                                       f"model's context holds {CONTEXT_LENGTH:,}.")
+            # as lm-eval's hf model: the context is cut from the left to fit
+            whole = (list(context) + list(continuation))[-(self.max_length + 1):]
+            sequences.append((whole, len(continuation)))
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
+        results: list[tuple[float, bool] | None] = [None] * len(sequences)
+        for start in range(0, len(order), SCORE_BATCH):
+            self._check_stop()
+            batch = order[start:start + SCORE_BATCH]
+            scored = self.model.score_prompts([sequences[i][0] for i in batch], 1)
+            for i, scores in zip(batch, scored, strict=True):
+                ids, n = sequences[i]
+                positions = scores.positions[-n:]  # position p scores token p + 1
+                tokens = ids[-n:]
+                results[i] = (float(sum(p.log_prob for p in positions)),
+                              all(p.alternatives[0][0] == t for p, t in zip(positions, tokens, strict=True)))
+            self._report(min(start + SCORE_BATCH, len(order)), len(order))
+        return results  # type: ignore[return-value]
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """The log-likelihood of each whole text, in lm-eval's rolling windows of ``max_length`` tokens."""
+        windows, owners = [], []
+        for index, (text,) in enumerate(req.args for req in requests):
+            for context, continuation in map(make_disjoint_window, get_rolling_token_windows(
+                    token_list=self.tok_encode(text), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1)):
+                windows.append((None, context, continuation))
+                owners.append(index)
+        totals = [0.0] * len(requests)
+        for owner, (log_likelihood, _) in zip(owners, self._loglikelihood_tokens(windows), strict=True):
+            totals[owner] += log_likelihood
+        return totals
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy continuations, ended at the task's stop strings (and the end-of-text token)."""
+        eos = self.model.tokenizer.decode([self.eot_token_id], skip_special_tokens=False)
+        jobs = []
+        for context, gen_kwargs in (req.args for req in requests):
+            kwargs = normalize_gen_kwargs(dict(gen_kwargs), DEFAULT_MAX_GEN_TOKS)
+            if kwargs.get("do_sample"):
+                raise InvalidParameter("The task samples its generations (do_sample); only greedy generation "
+                                       "tasks can be evaluated here.")
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+            max_gen = min(int(kwargs.pop("max_gen_toks")), MAX_NEW_TOKENS)
+            if max_gen >= self.max_length:
+                raise InvalidParameter(f"The task asks for {max_gen:,} generated tokens; the context holds "
+                                       f"{CONTEXT_LENGTH:,}.")
+            ids = self.tok_encode(context)[-(CONTEXT_LENGTH - max_gen):]  # left-truncated, as lm-eval's hf model
+            jobs.append((ids, max_gen, until))
+        out: list[str] = []
+        for start in range(0, len(jobs), GENERATE_BATCH):
+            self._check_stop()
+            out += self._generate_batch(jobs[start:start + GENERATE_BATCH])
+            self._report(len(out), len(jobs))
+        return out
+
+    def _generate_batch(self, jobs) -> list[str]:
+        """Submit every row at once (they share decoding batches), collect each row's text."""
+        texts: list[str | None] = [None] * len(jobs)
+        errors: queue.Queue = queue.Queue()
+
+        def run(i: int, ids: list[int], max_gen: int, until: list[str]) -> None:
+            try:
+                params = SamplingParams(greedy=True, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                                        max_new_tokens=max_gen)
+                reply = ReplyBuilder()
+                # the stop strings end decoding early; the text is cut by lm-eval's own rule below
+                for chunk in stream(self.model, PreparedPrompt(tuple(ids)), params, stop=until, cancel=self.cancel):
+                    reply.add(chunk)
+                texts[i] = postprocess_generated_text(self.tok_decode(reply.token_ids), until, None)
+            except BaseException as exc:  # handed to the caller's thread
+                errors.put(exc)
+
+        threads = [threading.Thread(target=run, args=(i, *job), daemon=True) for i, job in enumerate(jobs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if not errors.empty():
+            raise errors.get()
+        self._check_stop()  # a stopped decoding returns early: its text is not a result
+        return texts  # type: ignore[return-value]

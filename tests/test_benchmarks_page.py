@@ -1,0 +1,98 @@
+"""The Benchmarks tab in a real browser, on the offline demo model: Run grows the chart checkpoint by checkpoint,
+Stop keeps the finished points, a reload gets them back at once, the CSV, PNG and results JSON download, and a phone
+shows it without sideways scrolling."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from model_utils.settings import Settings
+
+from live_app import running_app
+
+pytestmark = pytest.mark.slow  # a live server and a browser
+
+# documents per checkpoint: a few seconds each, so that Stop, which reaches the server through Gradio's queue (seconds
+# on a loaded 2-core machine), lands while checkpoints remain
+LIMIT = "600"
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory):
+    with running_app(Settings(demo=True, cache_dir=str(tmp_path_factory.mktemp("bench-page")), device="cpu")) as (
+            url, _):
+        yield url
+
+
+def open_tab(page, url):
+    page.goto(url)
+    page.get_by_role("tab", name="Benchmarks", exact=True).click()
+    page.wait_for_selector("#benchmark-run")
+    page.fill("#benchmark-limit input", LIMIT)
+
+
+def finished(page) -> int:
+    match = re.search(r"(\d+) of (\d+)", page.locator("#benchmark-status").inner_text())
+    return int(match.group(1)) if match else 0
+
+
+def test_run_grows_the_chart_stop_keeps_it_and_a_reload_brings_it_back(browser, demo_url, output_dir):
+    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    try:
+        open_tab(page, demo_url)
+        page.click("#benchmark-run")
+        page.wait_for_selector("#benchmark-charts svg.wide circle.point", timeout=120000)  # the first checkpoint
+        page.click("#benchmark-stop")
+        status = "document.querySelector('#benchmark-status').innerText"
+        page.wait_for_function(f"{status}.includes('stopped') || {status}.includes('done')", timeout=120000)
+        assert "stopped" in page.locator("#benchmark-status").inner_text(), "every checkpoint finished before Stop"
+        kept = finished(page)
+        assert 1 <= kept < 9, page.locator("#benchmark-status").inner_text()
+        assert page.locator("#benchmark-charts svg.wide circle.point").count() == kept  # acc of each finished one
+        table = page.locator("#benchmark-table").inner_text()
+        assert "step0" in table and "kjv_lambada" in table and "stopped" in table
+        page.screenshot(path=str(output_dir / "benchmarks-stopped.png"), full_page=True)
+
+        open_tab(page, demo_url)  # a reload: the kept points come back before anything is evaluated
+        page.click("#benchmark-run")
+        page.wait_for_function(f"document.querySelector('#benchmark-status').innerText.includes('{kept} from "
+                               "earlier runs')", timeout=60000)
+        page.wait_for_function("document.querySelector('#benchmark-status').innerText.includes('done')",
+                               timeout=300000)
+        assert finished(page) == 9
+        assert page.locator("#benchmark-charts svg.wide circle.point").count() == 9
+        # +-1 standard error at each checkpoint that got anything right (0 +- 0 has no bar)
+        assert page.locator("#benchmark-charts svg.wide line.error-bar").count() >= 5
+        with page.expect_download() as download:
+            page.click("#benchmark-csv")
+        rows = open(download.value.path()).read().splitlines()
+        assert rows[0] == "model,revision,step,task,metric,value,stderr" and len(rows) == 1 + 9 * 2
+        with page.expect_download() as download:
+            page.click("#benchmark-json")
+        results = json.load(open(download.value.path()))
+        assert [r["revision"] for r in results][::8] == ["step0", "main"]
+        assert results[0]["results"]["acc,none"] < 0.01 < 0.1 < results[-1]["results"]["acc,none"]  # it learned
+        with page.expect_download() as download:
+            page.click("#benchmark-png")
+        assert open(download.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        page.screenshot(path=str(output_dir / "benchmarks-done.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_the_tab_fits_a_phone(browser, demo_url, output_dir):
+    """(After the test above: the same curve, kept, comes back at once.)"""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        open_tab(page, demo_url)
+        page.click("#benchmark-run")
+        page.wait_for_function("document.querySelector('#benchmark-status').innerText.includes('done')",
+                               timeout=300000)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{overflow}px sideways"
+        page.screenshot(path=str(output_dir / "benchmarks-phone.png"), full_page=True)
+    finally:
+        page.close()
