@@ -131,3 +131,24 @@ def test_the_alternatives_table_writes_a_chosen_token_as_it_writes_its_alternati
     [[position, token, probability, alternatives]] = alternatives_table([chosen])
     assert (position, token, probability) == (0, "' the'", "0.21")  # the leading space shows
     assert alternatives == "' P' 0.47, ' the' 0.21, ',' 0.03, 'x' 4e-3"  # one precision, as the heatmap writes them
+
+
+def test_the_legend_covers_no_point_and_leaves_out_series_with_none():
+    """Learning curves start highest at step0 (top left): the legend goes where no line is, and a model whose rows
+    all failed is named under the chart, not in the legend."""
+    steps = (0, 16, 256, 1000, 143000)
+    falling = [Series(f"pythia-{n}", [(st, 5000 / (1 + k) ** (1 + i)) for k, st in enumerate(steps)])
+               for i, n in enumerate(("70m", "160m", "410m"))]
+    failed = Series("pythia-12b", [(st, float("nan")) for st in steps])
+    html_out = line_chart([*falling, failed], "perplexity", "t")
+    assert "No point to draw for pythia-12b" in html_out
+    for svg in re.findall(r"<svg.*?</svg>", html_out, re.S):
+        labels = re.findall(r'<text class="legend" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>', svg)
+        assert [name for *_, name in labels] == ["● pythia-70m", "● pythia-160m", "● pythia-410m"]
+        font = int(re.search(r'data-font="(\d+)"', svg).group(1))
+        x0, y_first, y_last = float(labels[0][0]), float(labels[0][1]), float(labels[-1][1])
+        width = max(len(name) for *_, name in labels) * 0.65 * font
+        circles = re.findall(r'<circle class="point" cx="([\d.]+)" cy="([\d.]+)"', svg)
+        points = [(float(x), float(y)) for x, y in circles]
+        assert not [p for p in points if x0 <= p[0] <= x0 + width and y_first - font <= p[1] <= y_last + 2], \
+            "the legend covers a point"

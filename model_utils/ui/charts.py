@@ -154,13 +154,41 @@ def _svg(series: Sequence[Series], y_label: str, title: str, log_y: bool, layout
         for st, v in ([] if s.dashed else pts):
             out.append(f'<circle class="point" cx="{px(st):.1f}" cy="{py(v):.1f}" r="4" fill="{color}">'
                        f'<title>{html.escape(s.name)} · step {st:,}: {v:,.2f}</title></circle>')
-    if len(series) > 1:
-        for i, s in enumerate(series):
+    shown = [(i, s) for i, (s, pts) in enumerate(zip(series, pts_by_series, strict=True)) if pts]
+    if len(shown) > 1:  # a series with no point (all its rows failed) is named under the chart, not here
+        labels = [f'{"┄" if s.dashed else "●"} {s.name}' for _, s in shown]
+        box_w = max(_text_width(label, font) for label in labels) + 8
+        box_h = (font + 2) * len(labels) + 4
+        drawn = [xy for pts in pts_by_series for xy in _dense([(px(st), py(v)) for st, v in pts])]
+        x0, y0 = _legend_corner(drawn, box_w, box_h, left + 8, W - right - 8, top + 2, H - bottom - 4)
+        for row, ((i, s), label) in enumerate(zip(shown, labels, strict=True)):
             color = COLORS[(i if s.color is None else s.color) % len(COLORS)]
-            out.append(f'<text x="{left + 8}" y="{top + font + (font + 2) * i}" fill="{color}">'
-                       f'{"┄" if s.dashed else "●"} {html.escape(s.name)}</text>')
+            out.append(f'<text class="legend" x="{x0:.1f}" y="{y0 + font + (font + 2) * row:.1f}" fill="{color}">'
+                       f'{html.escape(label)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _dense(xys: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A drawn line's points and eight more along each of its segments, in SVG units: what a legend must not
+    cover."""
+    out = list(xys)
+    for (x0, y0), (x1, y1) in zip(xys, xys[1:], strict=False):
+        out += [(x0 + (x1 - x0) * k / 9, y0 + (y1 - y0) * k / 9) for k in range(1, 9)]
+    return out
+
+
+def _legend_corner(drawn: Sequence[tuple[float, float]], w: float, h: float, x_lo: float, x_hi: float,
+                   y_lo: float, y_hi: float) -> tuple[float, float]:
+    """The top-left of the legend: the corner of the plot where its box covers the fewest drawn points (the
+    curves start high at step0, so the top-left corner is often the worst); top-right first on a tie."""
+    corners = [(x_hi - w, y_lo), (x_lo, y_lo), (x_hi - w, y_hi - h), (x_lo, y_hi - h)]
+
+    def covered(corner: tuple[float, float]) -> int:
+        x0, y0 = corner
+        return sum(1 for x, y in drawn if x0 - 6 <= x <= x0 + w + 6 and y0 - 6 <= y <= y0 + h + 6)
+
+    return min(corners, key=covered)
 
 
 def chart_caption(title: str, models: Sequence[str], text: str, when: datetime.date | None = None,
@@ -179,7 +207,10 @@ def line_chart(series: Sequence[Series], y_label: str, title: str = "", log_y: b
     if not any(_usable(v, log_y) for s in series for _, v in s.points):
         return '<div class="chart-empty">Nothing to plot yet.</div>'
     drawings = "".join(_svg(series, y_label, title, log_y, layout, caption or title) for layout in LAYOUTS)
-    return f'<div class="chart">{drawings}</div>'
+    empty = [s.name for s in series if not any(_usable(v, log_y) for _, v in s.points)]
+    note = (f'<div class="chart-note">No point to draw for {html.escape(", ".join(empty))}: see the table for '
+            "why.</div>" if empty else "")
+    return f'<div class="chart">{drawings}</div>{note}'
 
 
 def png_download_js(selector: str, filename: str) -> str:
