@@ -238,13 +238,13 @@ def test_the_phone_footer_offers_the_api_and_no_stray_dot(browser, url):
 
 
 def test_every_tab_is_reachable_in_a_narrow_embed(browser, url, shots):
-    """In a Space embed 300 px wide, the Compare tab hid behind a '…' menu."""
+    """In a Space embed 300 px wide, the Compare tab (then also Benchmarks) hid behind a "…" menu."""
     page = browser.new_page(viewport={"width": 800, "height": 900})
     try:
         page.set_content(f'<iframe id="space" src="{url}" width="300" height="800"></iframe>')
         frame = page.frame_locator("#space")
         frame.locator("#chat-input textarea").wait_for()
-        for tab in ("Chat", "Completion", "Score", "Compare"):
+        for tab in ("Chat", "Completion", "Score", "Compare", "Benchmarks"):
             assert frame.get_by_role("tab", name=tab, exact=True).is_visible(), tab
         frame.get_by_role("tab", name="Compare", exact=True).click()
         frame.locator("#compare-button").wait_for()

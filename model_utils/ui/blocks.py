@@ -112,7 +112,7 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
             greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info,
                                  elem_id="greedy")
         controls = [*sliders, greedy]
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # a narrow embed shows every tab, on two lines
             with gr.Tab("Chat", id="chat"):
                 gr.Markdown(BASE_MODEL_NOTE)
                 chatbot = gr.Chatbot(label="Chat", height=420, elem_id="chatbot")
