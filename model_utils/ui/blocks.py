@@ -51,6 +51,10 @@ footer .show-api { display: flex !important; }
 footer > .divider:last-child { display: none; }
 @media (max-width: 640px) {
   .tab-wrapper button, [role="tab"] { padding-left: 6px; padding-right: 6px; }
+  /* the chat's box takes the whole width; Send and Stop share the row under it, at the same size */
+  .row:has(#chat-input) { flex-wrap: wrap; }
+  .row:has(#chat-input) > :has(#chat-input), #chat-input { flex: 1 1 100% !important; min-width: 100% !important; }
+  #chat-send, #chat-stop { flex: 1 1 0 !important; min-width: 0 !important; }
   .table-wrap .header-table, .table-wrap .virtual-row { font-size: 12px; }
   .table-wrap .cell-wrap { padding: 4px; }
 }
