@@ -18,6 +18,7 @@ from model_utils.engine.engine import Engine
 from model_utils.service import ChatRequest, CompletionRequest, PythiaService
 from model_utils.store.disk import ModelStore
 from model_utils.store.local_dirs import describe_local_dir
+from model_utils.ui.controls import ControlValues
 from model_utils.ui.handlers import COMPLETION, Handlers
 
 from fake_generator import fake_loader
@@ -109,8 +110,8 @@ def test_handlers_stream_then_show_metrics(service):
     request = SimpleNamespace(session_hash="visitor")
     history, (update, notice, pending, metrics) = send(h, "Hello", [], request)
     assert (update, notice) == (gr.update(), "") and pending, "the accepted message holds a ticket until its reply ends"
-    outputs = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 64, False, False, request,
-                               progress=lambda *a, **k: None))
+    outputs = list(h.bot_reply(pending, history, "tiny", "main", ControlValues.defaults(max_new_tokens=64), False,
+                               request, progress=lambda *a, **k: None))
     chatbot, update, metrics, heat, table, notice, pending = outputs[-1]
     assert chatbot == gr.update(), "the page owns the chat: the handler sends updates for its turn"
     assert apply(update, history, "")[0][-1] == {"role": "assistant", "content": WORDS.strip()}
@@ -128,7 +129,7 @@ def test_a_refused_message_stays_in_the_box_and_out_of_the_chat(service, message
     assert apply(update, shown, "" if message.strip() else message) == (history, message), "back in the box"
     # the next message works
     history, (update, notice, pending, metrics) = send(h, "Hello again", history)
-    final = list(h.bot_reply(pending, history, "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
+    final = list(h.bot_reply(pending, history, "tiny", "main", ControlValues.defaults(max_new_tokens=8), False, None,
                              progress=lambda *a, **k: None))[-1]
     assert "reply" in final[1] and final[1]["at"] == 3 and final[6] == ""
 
@@ -137,8 +138,8 @@ def test_a_failed_reply_gives_the_message_back_with_the_reason(service, fresh_hu
     h = Handlers(service)
     history, (_, _, pending, _) = send(h, "Hi", [])
     # pythia-410m is on no (fake) Hub: its download fails
-    final = list(h.bot_reply(pending, history, "pythia-410m", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
-                             progress=lambda *a, **k: None))[-1]
+    final = list(h.bot_reply(pending, history, "pythia-410m", "main", ControlValues.defaults(max_new_tokens=8), False,
+                             None, progress=lambda *a, **k: None))[-1]
     chatbot, update, metrics, heat, table, notice, pending = final
     assert apply(update, history, "") == ([], "Hi") and notice.startswith("⚠️") and "pythia-410m" in notice
     assert apply(update, history, "typed meanwhile") == ([], "Hi\ntyped meanwhile"), "nothing typed is lost"
@@ -152,7 +153,7 @@ def test_undo_retry_and_clear_reset_what_came_from_the_conversation(service):
     metrics, heat, table, notice = h.undo(click())
     assert (metrics, notice) == ("", "") and heat["visible"] is False and table["visible"] is False
     assert len(h.runs) == 1, "only the page's click numbers stay, until the page closes"
-    assert list(h.bot_reply(pending, history[:1], "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 8, False, False, None,
+    assert list(h.bot_reply(pending, history[:1], "tiny", "main", ControlValues.defaults(max_new_tokens=8), False, None,
                             progress=lambda *a, **k: None)) == [(gr.update(),) * 7], "Undo dropped the retry"
     metrics, heat, table, notice = h.clear(click())
     assert (metrics, notice) == ("", "") and heat["visible"] is False
@@ -168,8 +169,8 @@ def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_dev
         for i in range(5000):
             request = SimpleNamespace(session_hash=f"visitor-{i}")
             ticket = h.runs.accept(request.session_hash, COMPLETION)
-            for _ in h.completion(ticket, "Hi", "tiny", "main", 0.7, 50, 0.95, 1.1, 0, 2, False, False, request,
-                                  progress=lambda *a, **k: None):
+            for _ in h.completion(ticket, "Hi", "tiny", "main", ControlValues.defaults(max_new_tokens=2), False,
+                                  request, progress=lambda *a, **k: None):
                 pass
             h.runs.stop(request.session_hash, COMPLETION)  # a late Stop after the reply ended
             if i + 1 in (100, 5000):

@@ -21,6 +21,7 @@ from model_utils.engine.generation import stream
 from model_utils.service import PythiaService, SamplingParams
 from model_utils.store.disk import ModelStore
 from model_utils.store.local_dirs import describe_local_dir
+from model_utils.ui.controls import ControlValues
 from model_utils.ui.handlers import Handlers
 from model_utils.ui.wording import STILL_REPLYING, STOPPED_BEFORE_REPLY
 
@@ -49,8 +50,9 @@ def loaded(service):
 
 def reply(h: Handlers, pending: str, history: list, max_new_tokens: int = 200):
     """The chat's queued handler, as the page calls it (greedy: the tiny model's reply runs to the limit)."""
-    return h.bot_reply(pending, history, "tiny", "main", 1.0, 0, 1.0, 1.0, 0, max_new_tokens, True, False,
-                       VISITOR, progress=NO_PROGRESS)
+    controls = ControlValues.defaults(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0,
+                                      max_new_tokens=max_new_tokens, greedy=True)
+    return h.bot_reply(pending, history, "tiny", "main", controls, False, VISITOR, progress=NO_PROGRESS)
 
 
 class Reader(threading.Thread):

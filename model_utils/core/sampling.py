@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, get_args
+from typing import Any, Callable, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -45,20 +45,19 @@ class SamplingParams(BaseModel):
     max_new_tokens: int = Field(128, ge=1, le=MAX_NEW_TOKENS, description="Maximum number of tokens to generate.")
     greedy: bool = Field(False, description=(
         "Always pick the most likely token (deterministic), whatever the temperature, top-k and top-p."))
+    min_tokens: int = Field(0, ge=0, le=MAX_NEW_TOKENS, description=(
+        "Generate at least this many tokens before the end of the text or a stop string may end the reply "
+        "(0 = off; at most the tokens asked for)."))
 
-    @field_validator("top_k", "no_repeat_ngram_size", "max_new_tokens", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _integral_float(cls, value: Any) -> Any:
-        # JSON clients and Gradio sliders send 50.0 for 50; 3.7 stays a float and is refused.
-        if type(value) is float and value.is_integer():
+    def _json_number(cls, value: Any, info) -> Any:
+        # JSON has one number type and Gradio sliders send 50.0 for 50: an integral float is a fine integer
+        # (3.7 stays a float and is refused) and an integer a fine float (but True is neither).
+        kind = cls.model_fields[info.field_name].annotation
+        if kind is int and type(value) is float and value.is_integer():
             return int(value)
-        return value
-
-    @field_validator("temperature", "top_p", "repetition_penalty", mode="before")
-    @classmethod
-    def _integral_number(cls, value: Any) -> Any:
-        # JSON has one number type: 1 is a fine temperature (but True is not).
-        if type(value) is int:
+        if kind is float and type(value) is int:
             return float(value)
         return value
 
@@ -78,8 +77,15 @@ class SamplingParams(BaseModel):
         """The most likely token at every step: asked for outright, or by temperature 0."""
         return self.greedy or self.temperature == 0
 
+    def check_length(self, max_tokens: int) -> None:
+        """Refuse a minimum length above the tokens asked for (``max_tokens``: the request's own maximum, which is
+        max_new_tokens except on the OpenAI completions route)."""
+        if self.min_tokens > max_tokens:
+            raise InvalidParameter(f"min_tokens is {self.min_tokens}, more than the {max_tokens} tokens asked "
+                                   "for.").naming("min_tokens")
+
     def ct2_options(self) -> dict[str, Any]:
-        """Keyword arguments for ctranslate2 Generator.generate_* calls."""
+        """Keyword arguments for ctranslate2 Generator.generate_* calls (besides max_length)."""
         greedy = self.is_greedy
         return {
             "sampling_topk": 1 if greedy else self.top_k,
@@ -87,7 +93,57 @@ class SamplingParams(BaseModel):
             "sampling_temperature": 1.0 if greedy else self.temperature,
             "repetition_penalty": self.repetition_penalty,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "min_length": self.min_tokens,
         }
+
+    def vllm_options(self) -> dict[str, Any]:
+        """Fields of a vLLM request, by each control's declared vLLM name (greedy is vLLM's temperature 0)."""
+        values = self.model_dump()
+        if self.is_greedy:
+            values.update(temperature=0.0, top_p=1.0, top_k=0)
+        return {c.vllm: values[c.name] for c in CONTROLS if c.vllm}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Control:
+    """Where one sampling option appears, and under what name (its range, default and help are its Field above).
+
+    The table below is the one list of the controls, in the order the Gradio endpoints take them: the page's
+    sliders, the handlers' and endpoints' arguments, the OpenAI bodies, the remote vLLM engine's request and the
+    README's table all derive from it."""
+
+    name: str  # the SamplingParams field
+    label: str  # the page's label
+    row: int  # the page's row of controls (three to a row: every label and value stays readable)
+    step: float | None = 1  # the slider's step; None: a checkbox
+    gradio_api: bool = True  # an argument of /chat, /complete and /compare
+    openai: str | None = None  # the field of the OpenAI routes' bodies (None: not offered there)
+    openai_default: Any = None  # what the OpenAI routes assume when the field is left out
+    openai_note: str = ""  # said after the default on the OpenAI routes' description
+    from_openai: Callable[[Any], Any] = _same  # an OpenAI value in this server's terms
+    vllm: str | None = None  # the field of a vLLM request that carries it (None: none, or folded into another)
+    remote: bool = True  # the remote vLLM engine can honour it (else a value other than the default is refused)
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("temperature", "Temperature", 0, step=0.05, openai="temperature", openai_default=1.0,
+            openai_note=" (OpenAI's)", vllm="temperature"),
+    Control("top_k", "Top k", 0, openai="top_k", openai_default=0,
+            openai_note=" (no limit; -1 also means no limit, as in vLLM)", from_openai=lambda v: 0 if v == -1 else v,
+            vllm="top_k"),
+    Control("top_p", "Top p", 0, step=0.01, openai="top_p", openai_default=1.0, vllm="top_p"),
+    Control("repetition_penalty", "Repetition penalty", 1, step=0.01, openai="repetition_penalty",
+            openai_default=1.0, openai_note=" (off)", vllm="repetition_penalty"),
+    # the OpenAI routes' max_tokens is the request's own field (its 0 scores a prompt, with echo)
+    Control("max_new_tokens", "Max new tokens", 1, vllm="max_tokens"),
+    Control("greedy", "Greedy", 2, step=None),  # vLLM's and OpenAI's temperature 0
+    Control("no_repeat_ngram_size", "No repeat ngram size", 1, remote=False),  # vLLM has no equivalent
+    Control("min_tokens", "Min tokens", 2, openai="min_tokens", openai_default=0, vllm="min_tokens"),
+)
 
 
 @dataclass(frozen=True)

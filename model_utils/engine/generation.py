@@ -87,7 +87,9 @@ def stream(model: ServedModel, prompt: PreparedPrompt | str, params: SamplingPar
             count += 1
             now = time.perf_counter() - start
             first = now if first is None else first
-            text = stops.push(detok.step(step.token_id))
+            # as in vLLM, stop strings are looked for only once the minimum length is generated
+            text = detok.step(step.token_id)
+            text = stops.push(text) if count > params.min_tokens else text
             yield GenerationChunk(text, step.token_id, step.log_prob, count, now, first)
             if stops.stopped:
                 finish = FinishReason.STOP

@@ -23,6 +23,7 @@ from ..core.catalog import EOS_TOKEN, PythiaModel
 from ..core.errors import ModelUnavailable
 from ..core.progress import ProgressCallback
 from ..core.remote_spec import RemoteSpec
+from ..core.sampling import CONTROLS
 from .interface import Capabilities, PromptScores, TokenChoices
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
@@ -30,8 +31,7 @@ from .vllm_client import RemoteProblem, VLLMClient
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 SERVED_BY = "remote vLLM engine"
-# vLLM has no equivalent of CT2's no_repeat_ngram_size
-CAPABILITIES = Capabilities(SERVED_BY, unsupported=("no_repeat_ngram_size",))
+CAPABILITIES = Capabilities(SERVED_BY, unsupported=tuple(c.name for c in CONTROLS if not c.remote))
 RETRY_S = 15.0  # a server found down is asked again at most this often by status checks
 TOKEN_PREFIX = "token_id:"  # how vLLM names tokens when return_tokens_as_token_ids is on
 
@@ -139,14 +139,8 @@ class RemoteModel:
         return SERVED_BY
 
     def steps(self, prompt_ids: Sequence[int], params, cancel: threading.Event | None = None) -> Iterator[RemoteStep]:
-        # no_repeat_ngram_size was refused when the request was parsed (CAPABILITIES)
-        body = {
-            "prompt": list(prompt_ids), "max_tokens": params.max_new_tokens,
-            # greedy is temperature 0 in vLLM; top-k 0 means "no limit" in both
-            "temperature": 0.0 if params.is_greedy else params.temperature,
-            "top_p": 1.0 if params.is_greedy else params.top_p, "top_k": 0 if params.is_greedy else params.top_k,
-            "repetition_penalty": params.repetition_penalty, "logprobs": 0,
-        }
+        # an option vLLM has no equivalent for was refused when the request was parsed (CAPABILITIES)
+        body = {"prompt": list(prompt_ids), "logprobs": 0, **params.vllm_options()}
         return self._steps(body, cancel)
 
     def _steps(self, body: dict, cancel: threading.Event | None) -> Iterator[RemoteStep]:

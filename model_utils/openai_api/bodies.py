@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ..service import CONTEXT_LENGTH, MAX_PROMPTS, BatchChatRequest, BatchCompletionRequest, field_bounds
+from ..service import (
+    CONTEXT_LENGTH,
+    CONTROLS,
+    MAX_PROMPTS,
+    BatchChatRequest,
+    BatchCompletionRequest,
+    field_bounds,
+)
 
 
 def declared(request: type, name: str, default: Any = None, note: str = "") -> Any:
@@ -27,17 +34,13 @@ class StreamOptions(BaseModel):
     include_usage: bool = Field(False, strict=True)
 
 
-class _Body(BaseModel):
+class _Fields(BaseModel):
     # other fields are kept for tolerance.check_extra: accepted when neutral, refused when they would change the answer
     model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(None, description=(
         "NAME, NAME@REVISION (e.g. pythia-160m@step1000) or a Hub id (EleutherAI/pythia-160m[@REVISION]); "
         "default: the address's model, else this server's default model."))
-    temperature: Any = declared(BatchCompletionRequest, "temperature", 1.0, "; OpenAI's default 1")
-    top_p: Any = declared(BatchCompletionRequest, "top_p", 1.0)
-    top_k: Any = declared(BatchCompletionRequest, "top_k", 0, "; -1 also means no limit, as in vLLM")
-    repetition_penalty: Any = declared(BatchCompletionRequest, "repetition_penalty", 1.0, "; default 1 (off)")
     stop: Any = declared(BatchCompletionRequest, "stop")
     n: Any = declared(BatchCompletionRequest, "n", 1)
     seed: int | None = Field(None, strict=True, description=(
@@ -46,6 +49,13 @@ class _Body(BaseModel):
     stream: bool = Field(False, strict=True,
                          description="Send the choices as server-sent events, ending with `data: [DONE]`.")
     stream_options: StreamOptions | None = None
+
+
+# the sampling controls the OpenAI routes offer, under their OpenAI names (core/sampling.py's CONTROLS)
+_Body = create_model("_Body", __base__=_Fields, **{
+    c.openai: (Any, declared(BatchCompletionRequest, c.name, c.openai_default,
+                             f"; default {c.openai_default:g}{c.openai_note}"))
+    for c in CONTROLS if c.openai})
 
 
 class CompletionBody(_Body):

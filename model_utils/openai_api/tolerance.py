@@ -53,7 +53,7 @@ NEUTRAL: dict[str, Callable[[Any], bool]] = {
     "response_format": lambda v: v is None or v == {"type": "text"}, "modalities": lambda v: v in (None, ["text"]),
     "prediction": _empty, "audio": _empty, "reasoning_effort": _empty, "web_search_options": _empty,
     # vLLM's
-    "ignore_eos": _false, "min_tokens": _zero, "min_p": _zero, "stop_token_ids": _empty, "bad_words": _empty,
+    "ignore_eos": _false, "min_p": _zero, "stop_token_ids": _empty, "bad_words": _empty,
     "include_stop_str_in_output": _false, "skip_special_tokens": _true, "spaces_between_special_tokens": _true,
     "use_beam_search": _false, "length_penalty": _one, "prompt_logprobs": _empty, "truncate_prompt_tokens": _empty,
     "add_special_tokens": _anything,  # Pythia's tokenizer adds no special token either way

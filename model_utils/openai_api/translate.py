@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..service import PythiaError, message_text
+from ..service import CONTROLS, PythiaError, message_text
 from .errors import OpenAIError
 from .tolerance import STREAM_OPTIONS_NEUTRAL, check_extra
 
@@ -54,6 +54,5 @@ def given(value: Any, default: Any) -> Any:
 
 
 def sampling(body) -> dict:
-    top_k = given(body.top_k, 0)
-    return {"temperature": given(body.temperature, 1.0), "top_p": given(body.top_p, 1.0),
-            "top_k": 0 if top_k == -1 else top_k, "repetition_penalty": given(body.repetition_penalty, 1.0)}
+    """The sampling controls a body carries, under their OpenAI names, as the service's options."""
+    return {c.name: c.from_openai(given(getattr(body, c.openai), c.openai_default)) for c in CONTROLS if c.openai}

@@ -132,9 +132,13 @@ def run_batch(model: ServedModel, prompts: Sequence[PreparedPrompt], job: BatchJ
     yield BatchUsage(sum(len(p.ids) for p in prompts), completion)
 
 
+PLAIN_GREEDY = SamplingParams(greedy=True, repetition_penalty=1.0)
+
+
 def _plain_greedy(params: SamplingParams) -> bool:
-    """The next token is the most likely one, unchanged by any penalty: the forward pass alone says which."""
-    return params.is_greedy and params.repetition_penalty == 1.0 and params.no_repeat_ngram_size == 0
+    """The next token is the most likely one, unchanged by any penalty or minimum length: the forward pass alone
+    says which (the decoder would be given exactly these options)."""
+    return params.ct2_options() == PLAIN_GREEDY.ct2_options()
 
 
 def _notice(*parts: str | None) -> str | None:

@@ -296,9 +296,15 @@ class TargetRequest(Request):
 class _Generation(Request):
     """A request that decodes with one model: checked against what its engine can do."""
 
+    @property
+    def tokens_asked(self) -> int:
+        """The most tokens a reply may have (what the sampling options' minimum must stay within)."""
+        return self.sampling.max_new_tokens
+
     @model_validator(mode="after")
     def _capable(self, info: ValidationInfo):
         _engine_allows(self.model, self.revision, self.sampling, info)
+        _rule(self.sampling.check_length, self.tokens_asked)
         return self
 
 
@@ -365,6 +371,7 @@ class CompareRequest(Request):
     def _capable(self, info: ValidationInfo):
         for column in self.pairs:
             _engine_allows(column.model, column.revision, self.sampling, info)
+        _rule(self.sampling.check_length, self.sampling.max_new_tokens)
         return self
 
 
@@ -475,6 +482,10 @@ class BatchCompletionRequest(_Batch):
     @property
     def rows(self) -> int:
         return len(self.prompt) * self.n
+
+    @property
+    def tokens_asked(self) -> int:
+        return self.max_tokens
 
 
 class BatchChatRequest(_Batch):

@@ -17,6 +17,7 @@ import gradio as gr
 from pydantic import TypeAdapter
 
 from ..service import (
+    CONTROLS,
     BenchmarkRequest,
     ChatRequest,
     CompareRequest,
@@ -118,7 +119,7 @@ class ModelRow(TypedDict):
 
 
 # -- endpoints generated from the declarations -------------------------------------------------------
-SAMPLING = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens")
+SAMPLING = tuple(c.name for c in CONTROLS if c.gradio_api)  # in the declared order
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ ENDPOINTS = (
              "Memorization (Biderman et al. 2023): give the model the text's first `prefix_tokens` tokens, decode "
              "`continuation_tokens` greedily, compare with the text. One row per (model, revision).",
              list[MemorizationResult]),
-    Endpoint("compare", CompareRequest, ("prompt", "pairs", *SAMPLING, "greedy"),
+    Endpoint("compare", CompareRequest, ("prompt", "pairs", *SAMPLING),
              "Stream `prompt` through each [model, revision] pair side by side: each update has one entry per pair.",
              list[CompareResult], True),
     Endpoint("benchmark", BenchmarkRequest, ("model", "revisions", "tasks", "limit", "num_fewshot"),

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..service import PythiaService, SamplingParams, bounds
+from ..service import PythiaService
 from . import chat_clicks
 from .api import register_api
 from .api_page import add_api_page_routes, page_head
 from .benchmarks_tab import build_benchmarks_tab
-from .common import declared_slider
+from .controls import build_controls, with_controls
 from .handlers import COMPLETION, Handlers, toggle_token_view
 from .research_tabs import build_research_tabs
 from .stopping import REPLY_EVENT, STOP_EVENT, queued_with_stop
 from .wording import CHAT_TOKENS_HINT, CHAT_TOKENS_INFO, COMPLETION_TOKENS_HINT, COMPLETION_TOKENS_INFO
 
-SLIDER_ROWS = (("temperature", "top_k", "top_p"), ("repetition_penalty", "no_repeat_ngram_size", "max_new_tokens"))
 PAGE_CSS = """
 /* Gradio rewrites this CSS for its own box (.contain): an @media rule then reaches only elements in
    that box, and an @container rule is dropped. A rule nested inside a plain rule reaches the page as
@@ -59,7 +58,6 @@ footer > .divider:last-child { display: none; }
   .table-wrap .cell-wrap { padding: 4px; }
 }
 """
-STEPS = {"temperature": 0.05, "top_p": 0.01, "repetition_penalty": 0.01}
 BASE_MODEL_NOTE = (
     "Pythia is a **base model**, not a chat assistant: it continues text. The chat tab writes your "
     "conversation as a `User: … / Bot: …` transcript and lets the model write the next `Bot:` line. "
@@ -107,15 +105,7 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
                                    info="Training step (main = the last one)")
         status = gr.Markdown(h.status_markdown(default, "main"), elem_id="model-status")
         with gr.Accordion("Sampling", open=False):
-            sliders = []
-            for row in SLIDER_ROWS:  # three to a row: every label and value stays readable
-                with gr.Row():
-                    for name in row:
-                        sliders.append(declared_slider(SamplingParams, name, step=STEPS.get(name, 1),
-                                                       elem_id=name.replace("_", "-"), min_width=220))
-            greedy = gr.Checkbox(value=bounds("greedy").default, label="Greedy", info=bounds("greedy").info,
-                                 elem_id="greedy")
-        controls = [*sliders, greedy]
+            controls = build_controls()
         with gr.Tabs(overflow_behavior="wrap"):  # a narrow embed shows every tab, on two lines
             with gr.Tab("Chat", id="chat"):
                 gr.Markdown(BASE_MODEL_NOTE)
@@ -176,7 +166,7 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
                                    **browser)
                    .then(h.retry, [clicks["retry"], chatbot], [chat_notice, pending], **quick))
         for accepted in (sent, retried):
-            accepted.then(h.bot_reply, bot_inputs, bot_outputs, **REPLY_EVENT, **common).then(**refresh)
+            accepted.then(with_controls(h.bot_reply), bot_inputs, bot_outputs, **REPLY_EVENT, **common).then(**refresh)
         chat_update.change(inputs=[chat_update, chatbot, message, chat_metrics],
                            outputs=[chatbot, message, chat_metrics],
                            js=chat_clicks.UPDATE, **browser)
@@ -190,7 +180,7 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
         for cleared in (clear_btn.click, chatbot.clear):
             cleared(outputs=[chatbot, clicks["clear"]], js=chat_clicks.CLEAR, **browser).then(
                 h.clear, clicks["clear"], taken_back, **STOP_EVENT)
-        queued_with_stop(h.runs, COMPLETION, [generate_btn.click], h.completion,
+        queued_with_stop(h.runs, COMPLETION, [generate_btn.click], with_controls(h.completion),
                          [prompt, model, revision, *controls, show_probs],
                          [output, completion_metrics, probs_view, probs_table, completion_notice],
                          notice=completion_notice, stopped_line=completion_metrics, stop_buttons=[stop_completion],

@@ -60,11 +60,11 @@ def session_of(request: Any) -> str:
     return (getattr(request, "session_hash", None) if request is not None else None) or ""
 
 
-def declared_slider(request: Any, name: str, *, step: float = 1, **kwargs: Any) -> gr.Slider:
+def declared_slider(request: Any, name: str, *, step: float = 1, label: str | None = None, **kwargs: Any) -> gr.Slider:
     """A slider for one declared argument: its range, default and help are the declaration's."""
     b = field_bounds(request.model_fields[name])
-    return gr.Slider(b.minimum, b.maximum, value=b.default, step=step, label=name.replace("_", " ").capitalize(),
-                     info=b.info, **kwargs)
+    return gr.Slider(b.minimum, b.maximum, value=b.default, step=step,
+                     label=label or name.replace("_", " ").capitalize(), info=b.info, **kwargs)
 
 
 def gradio_progress(progress: gr.Progress, model: str = "", revision: str = "main") -> Callable[[Any], None]:

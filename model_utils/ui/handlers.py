@@ -21,6 +21,7 @@ from ..service import (
     message_text,
 )
 from .common import Refused, Runs, Stopped, gradio_progress, session_of, user_message
+from .controls import ControlValues
 from .heatmap import alternatives_table, token_heatmap
 from .wording import (
     STILL_REPLYING,
@@ -35,12 +36,6 @@ from .wording import (
 TOKEN_VIEW_TOP = 5  # alternatives shown per token in the token views
 TOKEN_HINT_CLASS = "token-hint"  # the heatmap's place holds this hint, not a heatmap
 CHAT, COMPLETION = "chat", "completion"  # the sections whose requests Stop, Undo and Clear reach
-
-
-def sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy) -> dict:
-    """The sampling sliders, in the order the page lists them, as service keyword arguments."""
-    return dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=rep,
-                no_repeat_ngram_size=ngram, max_new_tokens=max_new, greedy=greedy)
 
 
 NO_CHANGE = gr.update()
@@ -197,9 +192,8 @@ class Handlers:
             return NO_CHANGE, NO_CHANGE, NO_CHANGE, NO_CHANGE
         return NO_CHANGE, "", ticket, NO_CHANGE
 
-    def bot_reply(self, pending: str, history: list, model: str, revision: str, temperature, top_k, top_p, rep,
-                  ngram, max_new, greedy, show_probs: bool, request: gr.Request = None,
-                  progress=gr.Progress()) -> Iterator[tuple]:
+    def bot_reply(self, pending: str, history: list, model: str, revision: str, controls: ControlValues,
+                  show_probs: bool, request: gr.Request = None, progress=gr.Progress()) -> Iterator[tuple]:
         """Write the reply of the accepted message. Outputs: (chatbot, chat_update, metrics, heatmap, table, notice,
         pending); the chatbot is never changed here (the page owns it), it shows the reply's place in the queue
         and the model's download and load."""
@@ -217,7 +211,7 @@ class Handlers:
             try:
                 chat = self.service.parse(ChatRequest, message=text, history=previous, model=model, revision=revision,
                                           logprobs=TOKEN_VIEW_TOP if show_probs else None,
-                                          **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                                          **controls.kwargs())
                 for reply in self.service.chat(chat, progress=gradio_progress(progress, model, revision),
                                                cancel=run.stop):
                     if run.discarded:  # Undo or Clear took the turn back: nothing more of it may show
@@ -276,9 +270,8 @@ class Handlers:
         return self.undo(click, request)
 
     # -- completion ----------------------------------------------------------------------------
-    def completion(self, ticket: str, prompt: str, model: str, revision: str, temperature, top_k, top_p, rep, ngram,
-                   max_new, greedy, show_probs: bool, request: gr.Request = None,
-                   progress=gr.Progress()) -> Iterator[tuple]:
+    def completion(self, ticket: str, prompt: str, model: str, revision: str, controls: ControlValues,
+                   show_probs: bool, request: gr.Request = None, progress=gr.Progress()) -> Iterator[tuple]:
         """Outputs: (continuation, metrics, heatmap, table, notice)."""
         unchanged = (NO_CHANGE,) * 3
         with self.runs.running(session_of(request), COMPLETION, ticket) as run:
@@ -290,7 +283,7 @@ class Handlers:
                 completion = self.service.parse(
                     CompletionRequest, prompt=prompt, model=model, revision=revision,
                     logprobs=TOKEN_VIEW_TOP if show_probs else None,
-                    **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                    **controls.kwargs())
                 for reply in self.service.complete(completion, progress=gradio_progress(progress, model, revision),
                                                    cancel=run.stop):
                     if not reply.done:

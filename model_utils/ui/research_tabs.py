@@ -12,8 +12,9 @@ from ..service.requests import MAX_COMPARE, MAX_MODELS, MAX_REVISIONS
 from ..service.research import reasons_said_once
 from .charts import Series, chart_caption, line_chart, png_download_js
 from .common import declared_slider, gradio_progress, session_of
+from .controls import ControlValues, with_controls
 from .exports import csv_file
-from .handlers import Handlers, notice, sampling_kwargs, with_notice
+from .handlers import Handlers, notice, with_notice
 from .heatmap import learned_heatmap, token_heatmap
 from .stopping import queued_with_stop
 from .wording import column_metrics, plural
@@ -230,16 +231,14 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             compare_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         compare_notice = gr.Markdown(elem_id="compare-notice", elem_classes="notice")
 
-        def do_compare(ticket, prompt, m0, r0, m1, r1, m2, r2, temperature, top_k, top_p, rep, ngram, max_new,
-                       greedy, request: gr.Request):
+        def do_compare(ticket, prompt, m0, r0, m1, r1, m2, r2, controls: ControlValues, request: gr.Request):
             pairs = [[m0, r0], [m1, r1], [m2, r2]]
             with h.runs.running(session_of(request), COMPARE, ticket) as run:
                 if run is None:  # stopped before it started: the page already says so
                     yield [gr.update()] * (2 * len(pairs) + 1)
                     return
                 try:
-                    parsed = service.parse(CompareRequest, prompt=prompt, pairs=pairs,
-                                           **sampling_kwargs(temperature, top_k, top_p, rep, ngram, max_new, greedy))
+                    parsed = service.parse(CompareRequest, prompt=prompt, pairs=pairs, **controls.kwargs())
                     for columns in service.compare(parsed, cancel=run.stop):
                         yield [c.text if c.error is None else f"⚠️ {c.error}" for c in columns] + \
                               [f"<small>{c.model} @ {c.revision} · {column_metrics(c)}</small>" if column_metrics(c)
@@ -247,7 +246,8 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
                 except Exception as exc:  # a refused request: the columns stay, the reason stays readable
                     yield [gr.update()] * (2 * len(pairs)) + [notice(exc)]
 
-        queued_with_stop(h.runs, COMPARE, [compare_btn.click], do_compare, [compare_prompt, *pickers, *controls],
+        queued_with_stop(h.runs, COMPARE, [compare_btn.click], with_controls(do_compare),
+                         [compare_prompt, *pickers, *controls],
                          outputs + metrics + [compare_notice], notice=compare_notice, stopped_line=compare_notice,
                          stop_buttons=[compare_stop], concurrency_limit=concurrency, concurrency_id="generate",
                          api_visibility="private")
