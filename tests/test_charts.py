@@ -9,7 +9,7 @@ import re
 from model_utils.service import CurvePoint, TokenScore
 from model_utils.ui.charts import LAYOUTS, NARROW, WIDE, Series, chart_caption, line_chart
 from model_utils.ui.heatmap import alternatives_table, learned_heatmap, short_probability
-from model_utils.ui.research_tabs import curve_outputs
+from model_utils.ui.research_handlers import curve_outputs
 
 DEMO_STEPS = (0, 1, 16, 64, 256, 512, 1000, 2000, 3000)  # the demo model's checkpoints
 PYTHIA_CURVE = (0, 16, 128, 512, 1000, 4000, 16000, 64000, 143000)  # Pythia's default learning curve

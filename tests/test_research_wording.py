@@ -11,7 +11,7 @@ from model_utils.service import InvalidParameter, MemorizationRequest, PythiaSer
 from model_utils.store import hub
 from model_utils.store.demo_model import demo_model
 from model_utils.store.disk import ModelStore
-from model_utils.ui.research_tabs import curve_outputs, score_markdown
+from model_utils.ui.research_handlers import curve_outputs, score_markdown
 from model_utils.ui.wording import column_metrics
 
 from hub_server import BlackHole
