@@ -101,6 +101,15 @@ def pytest_configure(config):
     hub.bound_requests()  # bounded Hub requests, as app.py sets them up
 
 
+def pytest_collection_modifyitems(config, items):
+    """Build the vLLM test venv (tests/vllm_server.py) before the first test that needs it, outside every test's time
+    limit: on a cold cache pip downloads vLLM and its torch for minutes, bounded by vllm_server.INSTALL_TIMEOUT_S."""
+    if any(getattr(item.module, "NEEDS_VLLM", False) for item in items):
+        from vllm_server import venv_python
+
+        venv_python()
+
+
 def pytest_unconfigure(config):
     server = getattr(config, "_pythia_hub", None)
     if server is not None:

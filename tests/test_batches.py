@@ -60,7 +60,7 @@ def test_a_scored_prompt_agrees_with_score_and_its_next_token_is_the_top_one(ser
     shown, tokens = whole(choices[0])
     assert tokens[0].logprob is None and tokens[0].top is None  # nothing came before the first token
     prompt_part = tokens[1:len(reference.tokens) + 1]
-    assert [t.logprob for t in prompt_part] == pytest.approx([t.log_prob for t in reference.tokens], abs=1e-4)
+    assert [t.logprob for t in prompt_part] == pytest.approx([t.logprob for t in reference.tokens], abs=1e-4)
     generated = tokens[-1]
     assert generated.logprob == generated.top[0].logprob == max(a.logprob for a in generated.top)
     assert shown.startswith(text) and usage == BatchUsage(len(reference.tokens) + 1, 1)

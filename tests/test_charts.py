@@ -6,7 +6,8 @@ import datetime
 import math
 import re
 
-from model_utils.service import CurvePoint, TokenScore
+from model_utils.engine.tokens import Alternative
+from model_utils.service import CurvePoint, ScoredToken, TokenText
 from model_utils.ui.charts import LAYOUTS, NARROW, WIDE, Series, chart_caption, line_chart
 from model_utils.ui.heatmap import alternatives_table, learned_heatmap, short_probability
 from model_utils.ui.research_handlers import curve_outputs
@@ -84,9 +85,13 @@ def test_the_png_caption_names_the_model_the_text_and_the_day():
     assert chart.count('data-caption="Perplexity over training · pythia-160m · 2025-01-31\n“The Pile') == 2
 
 
+def token(text: str, token_id: int, logprob: float) -> ScoredToken:
+    return ScoredToken(token_id, TokenText(text, text.encode()), logprob)
+
+
 def points(probabilities_by_revision: dict[str, list[float]]) -> list[CurvePoint]:
     return [CurvePoint("demo", rev, step, "ok", perplexity=10.0, bits_per_byte=1.0,
-                       tokens=tuple(TokenScore(f"t{i}", i, math.log(p)) for i, p in enumerate(probs)))
+                       tokens=tuple(token(f"t{i}", i, math.log(p)) for i, p in enumerate(probs)))
             for step, (rev, probs) in enumerate(probabilities_by_revision.items())]
 
 
@@ -125,9 +130,9 @@ def test_pastel_cells_carry_their_own_dark_text():
 
 
 def test_the_alternatives_table_writes_a_chosen_token_as_it_writes_its_alternatives():
-    alternatives = tuple((text, math.log(p)) for text, p in ((" P", 0.468), (" the", 0.2098), (",", 0.031),
-                                                              ("x", 0.004)))
-    chosen = TokenScore(" the", 262, math.log(0.2098), alternatives=alternatives)
+    alternatives = tuple(Alternative(i, TokenText(text, text.encode()), math.log(p))
+                         for i, (text, p) in enumerate(((" P", 0.468), (" the", 0.2098), (",", 0.031), ("x", 0.004))))
+    chosen = ScoredToken(262, TokenText(" the", b" the"), math.log(0.2098), alternatives)
     [[position, token, probability, alternatives]] = alternatives_table([chosen])
     assert (position, token, probability) == (0, "' the'", "0.21")  # the leading space shows
     assert alternatives == "' P' 0.47, ' the' 0.21, ',' 0.03, 'x' 4e-3"  # one precision, as the heatmap writes them

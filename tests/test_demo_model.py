@@ -112,4 +112,4 @@ def test_the_learned_grid_shows_the_same_log_probs_as_score(service, curve):
     text = HELD_OUT_TEXT.read_text()
     for point in curve[:: len(curve) // 3]:
         alone = service.score(service.parse(ScoreRequest, text=text, model=DEMO_MODEL, revision=point.revision))
-        assert [t.log_prob for t in point.tokens] == [t.log_prob for t in alone.tokens]
+        assert [t.logprob for t in point.tokens] == [t.logprob for t in alone.tokens]

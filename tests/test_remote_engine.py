@@ -24,6 +24,7 @@ from live_app import running_app
 from vllm_server import metric, vllm_server
 
 pytestmark = pytest.mark.slow
+NEEDS_VLLM = True  # conftest builds the vLLM venv before the tests start
 
 MAIN = DEMO_DIR / "main"
 GREEDY = dict(temperature=0.05, top_k=1, repetition_penalty=1.0)  # top_k=1: greedy on both engines

@@ -15,7 +15,8 @@ from model_utils.core.sampling import SamplingParams
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
 from model_utils.engine.generation import generate
-from model_utils.engine.scoring import WINDOW, TextScore, TokenScore, score_text, token_probabilities
+from model_utils.engine.scoring import WINDOW, TextScore, score_text, token_probabilities
+from model_utils.engine.tokens import ScoredToken, TokenText
 from model_utils.service import (
     CompareRequest,
     MemorizationRequest,
@@ -59,14 +60,15 @@ def test_scores_match_transformers(tiny_model, reference, text):
     ids = tiny_model.tokenizer.encode(text).ids
     assert [t.token_id for t in result.tokens] == ids
     expected = reference_log_probs(reference, tiny_model.eos_id, ids)
-    got = np.array([t.log_prob for t in result.tokens])
+    got = np.array([t.logprob for t in result.tokens])
     assert np.abs(got - expected).max() < 1e-4
     assert result.windows == math.ceil(len(ids) / WINDOW)
     assert (result.note is not None) == (result.windows > 1)
 
 
 def test_perplexity_and_bits_per_byte_by_hand():
-    tokens = tuple(TokenScore(t, i, lp) for i, (t, lp) in enumerate([("ab", -1.0), ("c", -2.0), ("def", -3.0)]))
+    tokens = tuple(ScoredToken(i, TokenText(t, t.encode()), lp)
+                   for i, (t, lp) in enumerate([("ab", -1.0), ("c", -2.0), ("def", -3.0)]))
     score = TextScore(tokens, num_bytes=6, windows=1)
     assert score.log_likelihood == -6.0
     assert score.perplexity == pytest.approx(math.exp(2.0))  # exp(6 / 3 tokens)
@@ -83,9 +85,9 @@ def test_alternatives_agree_with_softmax_over_forward_batch(tiny_model):
     for k, score in enumerate(scores):
         row = probs[len(prompt) - 1 + k]
         top = np.argsort(-row)[:5]
-        assert [math.exp(lp) for _, lp in score.alternatives] == pytest.approx(row[top].tolist(), abs=1e-5)
+        assert [math.exp(a.logprob) for a in score.top] == pytest.approx(row[top].tolist(), abs=1e-5)
         assert score.probability == pytest.approx(row[score.token_id], abs=1e-5)
-        assert score.alternatives[0][1] == pytest.approx(score.log_prob, abs=1e-6)  # greedy picked the top token
+        assert score.top[0].logprob == pytest.approx(score.logprob, abs=1e-6)  # greedy picked the top token
         assert score.token_id == top[0]
 
 

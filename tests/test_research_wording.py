@@ -72,9 +72,9 @@ def test_counts_agree_with_their_nouns():
     assert "the 3 oldest chat messages were left out" in PreparedPrompt((1,), dropped_turns=3).notice
     assert "the first token of the prompt was cut" in PreparedPrompt((1,), truncated_tokens=1).notice
     assert "the first 1,500 tokens of the prompt were cut" in PreparedPrompt((1,), truncated_tokens=1500).notice
-    from model_utils.service import CompareColumn, TextScore, TokenScore
+    from model_utils.service import CompareColumn, ScoredToken, TextScore, TokenText
 
-    one = TextScore((TokenScore("Hi", 5, -1.0),), num_bytes=2, windows=1)
+    one = TextScore((ScoredToken(5, TokenText("Hi", b"Hi"), -1.0),), num_bytes=2, windows=1)
     assert score_markdown(one).startswith("**1 token** ·")
     column = CompareColumn("m", "main", text="x", done=True, num_tokens=1, finish_reason="stop")
     assert column_metrics(column).startswith("1 token ·")

@@ -75,7 +75,7 @@ def test_chat_stops_before_the_next_user_line(tiny_ct2_dir, tmp_path, cpu_device
 def test_logprobs_come_with_the_last_reply_only(service):
     replies = list(service.complete(service.parse(CompletionRequest, prompt="Once", max_new_tokens=4, logprobs=3)))
     assert all(r.token_scores is None for r in replies[:-1])
-    assert len(replies[-1].token_scores) == 4 and len(replies[-1].token_scores[0].alternatives) == 3
+    assert len(replies[-1].token_scores) == 4 and len(replies[-1].token_scores[0].top) == 3
 
 
 @pytest.mark.parametrize("kwargs,error", [

@@ -14,36 +14,22 @@ from typing import Sequence
 
 from ..core.catalog import CONTEXT_LENGTH
 from .interface import ServedModel
-from .token_pieces import token_piece
+from .tokens import ScoredToken
 
 WINDOW = CONTEXT_LENGTH - 1  # one position goes to the <|endoftext|> start token
-
-
-@dataclass(frozen=True)
-class TokenScore:
-    """One scored token: its text, id, log-probability, and optionally the top alternatives."""
-
-    text: str
-    token_id: int
-    log_prob: float
-    alternatives: tuple[tuple[str, float], ...] = ()  # (token text, log-probability), most likely first
-
-    @property
-    def probability(self) -> float:
-        return math.exp(self.log_prob)
 
 
 @dataclass(frozen=True)
 class TextScore:
     """Scores of a whole text."""
 
-    tokens: tuple[TokenScore, ...]
+    tokens: tuple[ScoredToken, ...]
     num_bytes: int
     windows: int
 
     @property
     def log_likelihood(self) -> float:
-        return float(sum(t.log_prob for t in self.tokens))
+        return float(sum(t.logprob for t in self.tokens))
 
     @property
     def perplexity(self) -> float:
@@ -63,8 +49,8 @@ class TextScore:
                 f"consecutive windows of up to {WINDOW} tokens, each starting fresh.")
 
     def as_dict(self) -> dict:
-        return {"tokens": [t.text for t in self.tokens], "token_ids": [t.token_id for t in self.tokens],
-                "log_probs": [t.log_prob for t in self.tokens], "log_likelihood": self.log_likelihood,
+        return {"tokens": [t.piece for t in self.tokens], "token_ids": [t.token_id for t in self.tokens],
+                "log_probs": [t.logprob for t in self.tokens], "log_likelihood": self.log_likelihood,
                 "perplexity": self.perplexity, "bits_per_byte": self.bits_per_byte, "num_tokens": len(self.tokens),
                 "num_bytes": self.num_bytes, "windows": self.windows, "note": self.note}
 
@@ -78,12 +64,12 @@ def score_text(model: ServedModel, text: str) -> TextScore:
     for window, log_probs in zip(windows, results, strict=True):
         if len(log_probs) != len(window):
             raise RuntimeError("the engine scored a different number of tokens than it was given")
-        scored += [TokenScore(token_piece(model.tokenizer, i), i, lp) for i, lp in zip(window, log_probs, strict=True)]
+        scored += [ScoredToken.of(model.tokenizer, i, lp) for i, lp in zip(window, log_probs, strict=True)]
     return TextScore(tuple(scored), len(text.encode("utf-8")), len(windows))
 
 
 def token_probabilities(model: ServedModel, prompt_ids: Sequence[int], generated_ids: Sequence[int],
-                        top: int = 5) -> list[TokenScore]:
+                        top: int = 5) -> list[ScoredToken]:
     """Probability of each generated token and the ``top`` alternatives at its position.
 
     One pass over prompt + generated tokens after the generation, so generation itself runs at
@@ -93,6 +79,5 @@ def token_probabilities(model: ServedModel, prompt_ids: Sequence[int], generated
         return []
     (scored,) = model.score_prompts([[*prompt_ids, *generated_ids]], top)
     choices = scored.positions[len(prompt_ids) - 1:]  # position p scores token p + 1
-    return [TokenScore(token_piece(model.tokenizer, int(token_id)), int(token_id), c.log_prob,
-                       tuple((token_piece(model.tokenizer, i), lp) for i, lp in c.alternatives))
+    return [ScoredToken.of(model.tokenizer, int(token_id), c.log_prob, c.alternatives)
             for token_id, c in zip(generated_ids, choices, strict=True)]

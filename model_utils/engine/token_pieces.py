@@ -25,17 +25,6 @@ def _gpt2_byte_chars() -> dict[str, int]:
 _BYTE_OF = _gpt2_byte_chars()
 
 
-def token_piece(tokenizer, token_id: int) -> str:
-    """The text of one token; a fragment of a multi-byte character reads as escaped bytes."""
-    text = tokenizer.decode([token_id], skip_special_tokens=False)
-    if "\ufffd" not in text:
-        return text
-    entry = tokenizer.id_to_token(token_id)
-    if entry is None or any(c not in _BYTE_OF for c in entry):
-        return text  # not a byte-level entry: keep what the tokenizer's decoder said
-    return bytes(_BYTE_OF[c] for c in entry).decode("utf-8", errors="backslashreplace")
-
-
 def token_bytes(tokenizer, token_id: int) -> bytes:
     """The token's own bytes: a fragment of a multi-byte character is that fragment (``e4`` for a byte of "中"),
     a special token its text (``<|endoftext|>``)."""

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..service import BatchUsage, ChoiceDelta, ChoiceToken, FinishReason, TokenText
+from ..service import BatchUsage, ChoiceDelta, FinishReason, ScoredToken, TokenText
 
 
 @dataclass
@@ -45,10 +45,10 @@ def _logprob(value: float | None) -> float | None:
     return None if value is None else max(value, FLOOR)
 
 
-def completion_logprobs(tokens: tuple[ChoiceToken, ...]) -> dict:
+def completion_logprobs(tokens: tuple[ScoredToken, ...]) -> dict:
     """OpenAI's legacy shape. ``top_logprobs`` holds the asked-for alternatives and, as in vLLM, the chosen token
     too when it is not among them (so ``logprobs: 0`` gives the chosen token alone)."""
-    def top(t: ChoiceToken) -> dict | None:
+    def top(t: ScoredToken) -> dict | None:
         if t.top is None:
             return None
         entries = {a.token.text: _logprob(a.logprob) for a in t.top}
@@ -60,7 +60,7 @@ def completion_logprobs(tokens: tuple[ChoiceToken, ...]) -> dict:
             "top_logprobs": [top(t) for t in tokens], "text_offset": [t.offset for t in tokens]}
 
 
-def chat_logprobs(tokens: tuple[ChoiceToken, ...]) -> dict:
+def chat_logprobs(tokens: tuple[ScoredToken, ...]) -> dict:
     """OpenAI's chat shape: each token's text, log-prob and its own bytes (a fragment of a character is its
     byte), with the asked-for alternatives."""
     def entry(token: TokenText, logprob: float | None) -> dict:
@@ -77,7 +77,7 @@ class Assembler:
     meta: Meta
     logprobs: bool
     texts: dict[int, list[str]] = field(default_factory=dict)
-    tokens: dict[int, list[ChoiceToken]] = field(default_factory=dict)
+    tokens: dict[int, list[ScoredToken]] = field(default_factory=dict)
     finished: dict[int, ChoiceDelta] = field(default_factory=dict)
     counts: BatchUsage | None = None
 

@@ -7,9 +7,10 @@ the service's vocabulary.
 from ..core.catalog import CONTEXT_LENGTH
 from ..core.errors import InvalidParameter, ModelTooLarge, ModelUnavailable, PythiaError, ServerBusy, UnknownModel
 from ..core.sampling import CONTROLS, Bounds, Control, FinishReason, SamplingParams, bounds, field_bounds
-from ..engine.scoring import TextScore, TokenScore
+from ..engine.scoring import TextScore
+from ..engine.tokens import ScoredToken, TokenText
 from .benchmarks import BenchmarkRow, BenchmarkUpdate, UnitResult
-from .choices import BatchUsage, ChoiceDelta, ChoiceToken, TokenText
+from .choices import BatchUsage, ChoiceDelta
 from .client_limits import ClientBusy
 from .requests import (
     MAX_CHOICES,
@@ -33,9 +34,8 @@ from .service import Capacity, PythiaService, Reply
 
 __all__ = ["CONTEXT_LENGTH", "CONTROLS", "MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest",
            "BatchCompletionRequest", "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds",
-           "Capacity", "ChatRequest", "Control", "ChoiceDelta", "ChoiceToken", "ClientBusy", "CompareColumn",
-           "CompareRequest", "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter",
-           "MemorizationRequest", "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError",
-           "PythiaService", "Reply", "Request", "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy",
-           "TargetRequest", "TextScore", "TokenText", "TokenScore", "UnitResult", "UnknownModel", "bounds",
-           "field_bounds", "message_text"]
+           "Capacity", "ChatRequest", "Control", "ChoiceDelta", "ClientBusy", "CompareColumn", "CompareRequest",
+           "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter", "MemorizationRequest",
+           "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError", "PythiaService", "Reply", "Request",
+           "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore",
+           "TokenText", "ScoredToken", "UnitResult", "UnknownModel", "bounds", "field_bounds", "message_text"]

@@ -26,47 +26,9 @@ from ..engine.detokenizer import StopStringFilter
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import PromptScores, ServedModel, TokenChoices
 from ..engine.prompts import PreparedPrompt
-from ..engine.token_pieces import api_token_text, token_bytes
+from ..engine.tokens import ScoredToken
 
 _DONE = object()
-
-
-@dataclass(frozen=True)
-class TokenText:
-    """A token as the API writes it: its text (``bytes:\\xe4`` for a fragment of a character) and its own bytes."""
-
-    text: str
-    raw: bytes
-
-    @classmethod
-    def of(cls, tokenizer, token_id: int) -> "TokenText":
-        raw = token_bytes(tokenizer, token_id)
-        return cls(api_token_text(raw), raw)
-
-
-@dataclass(frozen=True)
-class Alternative:
-    """One of the likeliest tokens at a position."""
-
-    token_id: int
-    token: TokenText
-    logprob: float
-
-
-@dataclass(frozen=True)
-class ChoiceToken:
-    """One token of a choice (echoed prompt, generated text, or the end-of-text token that ended it), with its
-    log-prob and the likeliest alternatives when asked for."""
-
-    token_id: int
-    token: TokenText
-    offset: int  # where it starts in the choice's text (echoed prompt included)
-    logprob: float | None = None  # None for the first prompt token: nothing came before it
-    top: tuple[Alternative, ...] | None = None  # best first
-
-    @property
-    def text(self) -> str:
-        return self.token.text
 
 
 @dataclass(frozen=True)
@@ -75,7 +37,7 @@ class ChoiceDelta:
 
     index: int
     text: str
-    tokens: tuple[ChoiceToken, ...] = ()  # filled when log-probs were asked for
+    tokens: tuple[ScoredToken, ...] = ()  # filled when log-probs were asked for
     finish_reason: FinishReason | None = None
     notice: str | None = None
     completion_tokens: int = 0  # on the last delta: tokens this choice generated
@@ -170,7 +132,7 @@ def _scored_choice(model: ServedModel, prompt: PreparedPrompt, scores: PromptSco
     if cut:
         finish = FinishReason.STOP
     prompt_text = tokenizer.decode(list(prompt.ids), skip_special_tokens=True) if job.echo else ""
-    tokens: tuple[ChoiceToken, ...] = ()
+    tokens: tuple[ScoredToken, ...] = ()
     if job.logprobs is not None:
         positions = [None, *scores.positions]
         shown = list(prompt.ids) if job.echo else []
@@ -267,7 +229,7 @@ def _generated_text(tokenizer, ids: list[int], stop: Sequence[str]) -> tuple[str
 
 
 def _tokens(tokenizer, ids: Sequence[int], choices: Sequence, top: int, text: str,
-            eos_id: int) -> tuple[ChoiceToken, ...]:
+            eos_id: int) -> tuple[ScoredToken, ...]:
     """Each token with its offset in ``text`` (tokens past the end of a text cut at a stop string are left out;
     an end-of-text token, whose text is empty, never is), its log-prob (None where nothing came before it) and
     ``top`` alternatives."""
@@ -277,10 +239,7 @@ def _tokens(tokenizer, ids: Sequence[int], choices: Sequence, top: int, text: st
     for token_id, choice in zip(ids, choices, strict=True):
         if offset >= len(text) and token_id != eos_id:
             break
-        alternatives = None
-        if choice is not None:
-            alternatives = tuple(Alternative(i, TokenText.of(tokenizer, i), lp) for i, lp in choice.alternatives[:top])
-        tokens.append(ChoiceToken(token_id, TokenText.of(tokenizer, token_id), offset,
-                                  None if choice is None else choice.log_prob, alternatives))
+        tokens.append(ScoredToken.of(tokenizer, token_id, None if choice is None else choice.log_prob,
+                                     None if choice is None else choice.alternatives[:top], offset))
         offset += len(decoder.step(tokenizer, token_id) or "")
     return tuple(tokens)

@@ -17,7 +17,8 @@ from ..core.sampling import FinishReason, SamplingParams
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ModelEngine, ServedModel
 from ..engine.prompts import PreparedPrompt, prepare_completion
-from ..engine.scoring import TokenScore, score_text
+from ..engine.scoring import score_text
+from ..engine.tokens import ScoredToken
 from .requests import CompareRequest, MemorizationRequest, ScoreAcrossRequest
 
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.service"
@@ -41,7 +42,7 @@ class CurvePoint:
     log_likelihood: float | None = None
     num_tokens: int | None = None
     error: str | None = None
-    tokens: tuple[TokenScore, ...] = field(default=(), repr=False)  # per-token log-probs (not in the API rows)
+    tokens: tuple[ScoredToken, ...] = field(default=(), repr=False)  # per-token log-probs (not in the API rows)
 
     def as_dict(self) -> dict:
         row = asdict(self)

@@ -21,7 +21,8 @@ from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ModelEngine
 from ..engine.model_status import ModelStatus
 from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
-from ..engine.scoring import TextScore, TokenScore, score_text, token_probabilities
+from ..engine.scoring import TextScore, score_text, token_probabilities
+from ..engine.tokens import ScoredToken
 from ..store.disk import default_cache_dir
 from . import research
 from .benchmark_store import FILE_NAME as STORE_FILE
@@ -69,7 +70,7 @@ class Reply:
     served_by: str = ""  # what decoded it, e.g. "CPU int8" or "remote vLLM engine"
     model: str = ""
     revision: str = ""
-    token_scores: tuple[TokenScore, ...] | None = None  # when asked for: each generated token's log-prob
+    token_scores: tuple[ScoredToken, ...] | None = None  # when asked for: each generated token's log-prob
 
     @property
     def done(self) -> bool:

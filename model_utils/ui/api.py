@@ -254,7 +254,8 @@ def _completion_output(reply: Reply) -> str | CompletionWithLogprobs:
     if reply.token_scores is None:
         return reply.text
     return {"text": reply.text, "tokens": [
-        {"token": t.text, "token_id": t.token_id, "logprob": t.log_prob, "top": [list(a) for a in t.alternatives]}
+        {"token": t.piece, "token_id": t.token_id, "logprob": t.logprob,
+         "top": [[a.token.piece, a.logprob] for a in t.top or ()]}
         for t in reply.token_scores]}
 
 

@@ -12,7 +12,7 @@ import html
 import math
 from typing import Sequence
 
-from ..service import TokenScore
+from ..service import ScoredToken
 
 INK = "#1f2937"  # on every pastel cell: contrast at least 10:1 against hsl(h, 75%, 82%)
 # Notes take the page's own text colour: Gradio's "subdued" grey is below 4.5:1 contrast in light mode.
@@ -25,16 +25,16 @@ def _color(probability: float) -> str:
     return f"hsl({int(120 * level)}, 75%, 82%)"
 
 
-def token_heatmap(tokens: Sequence[TokenScore], prefix: str = "") -> str:
+def token_heatmap(tokens: Sequence[ScoredToken], prefix: str = "") -> str:
     """An HTML block of coloured tokens (``prefix`` is shown plain, e.g. the prompt)."""
     spans = []
     for i, token in enumerate(tokens):
-        tip = f"p = {token.probability:.4f} (log-prob {token.log_prob:.3f})"
-        if token.alternatives:
-            tip += "\n" + "\n".join(f"{alt!r}: {math.exp(lp):.4f}" for alt, lp in token.alternatives)
+        tip = f"p = {token.probability:.4f} (log-prob {token.logprob:.3f})"
+        if token.top:
+            tip += "\n" + "\n".join(f"{a.token.piece!r}: {math.exp(a.logprob):.4f}" for a in token.top)
         spans.append(f'<span class="tok" data-index="{i}" data-prob="{token.probability:.6f}" '
                      f'title="{html.escape(tip)}" style="background:{_color(token.probability)};color:{INK};'
-                     f'border-radius:3px;padding:0 1px;white-space:pre-wrap">{html.escape(token.text)}</span>')
+                     f'border-radius:3px;padding:0 1px;white-space:pre-wrap">{html.escape(token.piece)}</span>')
     head = f'<span style="white-space:pre-wrap">{html.escape(prefix)}</span>' if prefix else ""
     legend = (f'<div class="legend" style="{NOTE}">Colour: probability of each token '
               f'(<span style="background:{_color(0)};color:{INK}">≤ 0.0001</span> … '
@@ -43,12 +43,12 @@ def token_heatmap(tokens: Sequence[TokenScore], prefix: str = "") -> str:
     return f'<div class="token-heatmap" style="line-height:1.9">{head}{"".join(spans)}</div>{legend}'
 
 
-def alternatives_table(tokens: Sequence[TokenScore]) -> list[list]:
+def alternatives_table(tokens: Sequence[ScoredToken]) -> list[list]:
     """Rows for a table: position, token, probability, then the top alternatives. Tokens are quoted, the
     chosen one as its alternatives are: a table cell would drop a leading space (' the' and 'the' differ).
     Every probability is written alike (short_probability), the chosen token's and its alternatives'."""
-    return [[i, repr(token.text), short_probability(token.probability),
-             ", ".join(f"{alt!r} {short_probability(math.exp(lp))}" for alt, lp in token.alternatives)]
+    return [[i, repr(token.piece), short_probability(token.probability),
+             ", ".join(f"{a.token.piece!r} {short_probability(math.exp(a.logprob))}" for a in token.top or ())]
             for i, token in enumerate(tokens)]
 
 
@@ -77,13 +77,13 @@ def learned_heatmap(points, max_tokens: int = 48) -> str:
         return ""
     total = len(rows[0].tokens)
     tokens = rows[0].tokens[:max_tokens]
-    head = "".join(f'<th title="{html.escape(t.text)}">{html.escape(t.text.strip() or "␣")}</th>' for t in tokens)
+    head = "".join(f'<th title="{html.escape(t.piece)}">{html.escape(t.piece.strip() or "␣")}</th>' for t in tokens)
     body = []
     for p in rows:
         cells = "".join(
             f'<td style="background:{_color(t.probability)};color:{INK};white-space:nowrap" '
-            f'title="{html.escape(t.text)} at '
-            f'{p.revision}: p = {t.probability:.3g} (log-prob {t.log_prob:.2f})">'
+            f'title="{html.escape(t.piece)} at '
+            f'{p.revision}: p = {t.probability:.3g} (log-prob {t.logprob:.2f})">'
             f'{short_probability(t.probability)}</td>'
             for t in p.tokens[:max_tokens])
         body.append(f'<tr><th class="ckpt">{html.escape(p.revision)}</th>{cells}</tr>')
