@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,9 +34,9 @@ def main() -> None:
     from model_utils.core.catalog import Catalog
     from model_utils.core.sampling import SamplingParams
     from model_utils.engine.devices import resolve_device
-    from model_utils.engine.generation import generate
     from model_utils.engine.loaded_model import load_ct2_model
-    from model_utils.engine.scoring import token_probabilities
+    from model_utils.engine.prompts import prepare_completion
+    from model_utils.service.choices import BatchJob, decode_choice
     from model_utils.store.local_dirs import describe_local_dir
 
     d = bench_model_dir(args.smoke)
@@ -46,15 +47,15 @@ def main() -> None:
     try:
         for _ in range(1 if args.smoke else 3):
             for mode in rows:
+                # the page's path: one choice, its text as it grows, its tokens' log-probs (the view) at the end
+                job = BatchJob(1, params.max_new_tokens, params, logprobs=5 if mode == "view on" else None, live=True)
                 start = time.perf_counter()
-                result = generate(model, prompt, params)
-                generated = time.perf_counter() - start
-                extra = 0.0
-                if mode == "view on":
-                    t = time.perf_counter()
-                    token_probabilities(model, result.prompt.ids, result.token_ids, top=5)
-                    extra = time.perf_counter() - t
-                rows[mode].append({"tok_s": result.tokens_per_second, "generation_s": generated, "view_s": extra})
+                *_, last = decode_choice(model, 0, prepare_completion(model.tokenizer, prompt, params.max_new_tokens),
+                                         job, threading.Event())
+                total = time.perf_counter() - start
+                generated = last.timing.elapsed  # when the last token came; the view's forward pass follows it
+                rows[mode].append({"tok_s": last.timing.tokens_per_second, "generation_s": generated,
+                                   "view_s": total - generated if mode == "view on" else 0.0})
     finally:
         model.close()
     summary = {mode: {"tok_s": round(max(r["tok_s"] for r in rs), 1),

@@ -15,7 +15,8 @@ from model_utils.core.sampling import SamplingParams
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
 from model_utils.engine.generation import generate
-from model_utils.engine.scoring import WINDOW, TextScore, score_text, token_probabilities
+from model_utils.engine.prompts import PreparedPrompt
+from model_utils.engine.scoring import WINDOW, TextScore, score_text
 from model_utils.engine.tokens import ScoredToken, TokenText
 from model_utils.service import (
     CompareRequest,
@@ -24,6 +25,7 @@ from model_utils.service import (
     ScoreAcrossRequest,
     ScoreRequest,
 )
+from model_utils.service.choices import BatchJob, decode_choice
 from model_utils.store.disk import ModelStore
 
 from ct2_hooks import hooked_loader
@@ -76,11 +78,15 @@ def test_perplexity_and_bits_per_byte_by_hand():
 
 
 def test_alternatives_agree_with_softmax_over_forward_batch(tiny_model):
+    """The page's token views come from the one generation path (a choice with log-probs, as the OpenAI routes')."""
     prompt = tiny_model.tokenizer.encode("The capital of France").ids
-    reply = generate(tiny_model, "The capital of France", SamplingParams(greedy=True, max_new_tokens=12,
-                                                                         repetition_penalty=1.0))
-    scores = token_probabilities(tiny_model, prompt, reply.token_ids, top=5)
-    logits = np.asarray(tiny_model.generator.forward_batch([tiny_model.tokens(list(prompt) + list(reply.token_ids))]))
+    params = SamplingParams(greedy=True, max_new_tokens=12, repetition_penalty=1.0)
+    job = BatchJob(1, 12, params, logprobs=5, live=True)
+    *_, last = decode_choice(tiny_model, 0, PreparedPrompt(tuple(prompt)), job, threading.Event())
+    scores = last.tokens[:last.timing.num_tokens]
+    generated = [t.token_id for t in scores]
+    assert len(generated) == last.timing.num_tokens > 0
+    logits = np.asarray(tiny_model.generator.forward_batch([tiny_model.tokens(list(prompt) + generated)]))
     probs = np.exp(log_softmax(logits[0].astype(np.float64)))
     for k, score in enumerate(scores):
         row = probs[len(prompt) - 1 + k]

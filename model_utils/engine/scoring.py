@@ -1,5 +1,5 @@
-"""Scoring texts and looking inside generations: per-token log-probs, perplexity, bits per byte,
-and the alternatives the model considered.
+"""Scoring texts: per-token log-probs, perplexity, bits per byte (a reply's tokens and the alternatives the model
+considered come with the reply: service/choices.py).
 
 Pythia has no BOS token, so every scored window starts from ``<|endoftext|>`` (the document
 separator it was trained with). Texts longer than the context are scored in consecutive
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..core.catalog import CONTEXT_LENGTH
 from .interface import ServedModel
@@ -66,18 +65,3 @@ def score_text(model: ServedModel, text: str) -> TextScore:
             raise RuntimeError("the engine scored a different number of tokens than it was given")
         scored += [ScoredToken.of(model.tokenizer, i, lp) for i, lp in zip(window, log_probs, strict=True)]
     return TextScore(tuple(scored), len(text.encode("utf-8")), len(windows))
-
-
-def token_probabilities(model: ServedModel, prompt_ids: Sequence[int], generated_ids: Sequence[int],
-                        top: int = 5) -> list[ScoredToken]:
-    """Probability of each generated token and the ``top`` alternatives at its position.
-
-    One pass over prompt + generated tokens after the generation, so generation itself runs at
-    full speed.
-    """
-    if not generated_ids:
-        return []
-    (scored,) = model.score_prompts([[*prompt_ids, *generated_ids]], top)
-    choices = scored.positions[len(prompt_ids) - 1:]  # position p scores token p + 1
-    return [ScoredToken.of(model.tokenizer, int(token_id), c.log_prob, c.alternatives)
-            for token_id, c in zip(generated_ids, choices, strict=True)]

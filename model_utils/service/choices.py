@@ -23,7 +23,7 @@ from ..core.catalog import CONTEXT_LENGTH
 from ..core.errors import InvalidParameter
 from ..core.sampling import FinishReason, SamplingParams
 from ..engine.detokenizer import StopStringFilter
-from ..engine.generation import ReplyBuilder, stream
+from ..engine.generation import GenerationChunk, ReplyBuilder, stream
 from ..engine.interface import PromptScores, ServedModel, TokenChoices
 from ..engine.prompts import PreparedPrompt
 from ..engine.tokens import ScoredToken
@@ -41,6 +41,7 @@ class ChoiceDelta:
     finish_reason: FinishReason | None = None
     notice: str | None = None
     completion_tokens: int = 0  # on the last delta: tokens this choice generated
+    timing: GenerationChunk | None = None  # on a decoded choice's last delta: its time to first token and speed
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class BatchJob:
     logprobs: int | None = None
     stop: tuple[str, ...] = ()
     strip_leading: bool = False  # chat: the Bot's line starts after "Bot:"; its leading space is not shown
+    live: bool = False  # with log-probs, still send the text as it grows (the page); else the choice comes whole
 
 
 def check_fits(prompts: Sequence[PreparedPrompt]) -> None:
@@ -155,7 +157,7 @@ def _decoded(model: ServedModel, prompts: Sequence[PreparedPrompt], job: BatchJo
 
     def decode(index: int, prompt: PreparedPrompt) -> None:
         try:
-            for delta in _decode_one(model, index, prompt, job, cancel):
+            for delta in decode_choice(model, index, prompt, job, cancel):
                 events.put(delta)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who raises it
             events.put(exc)
@@ -181,14 +183,17 @@ def _decoded(model: ServedModel, prompts: Sequence[PreparedPrompt], job: BatchJo
             thread.join(timeout=30)
 
 
-def _decode_one(model: ServedModel, index: int, prompt: PreparedPrompt, job: BatchJob,
-                cancel: threading.Event) -> Iterator[ChoiceDelta]:
+def decode_choice(model: ServedModel, index: int, prompt: PreparedPrompt, job: BatchJob,
+                  cancel: threading.Event) -> Iterator[ChoiceDelta]:
+    """One choice, through the model's batch scheduler: its text as it grows (unless it waits for its log-probs,
+    see ``BatchJob.live``), then a last delta with the rest, the tokens and how it ended. The one generation path:
+    the OpenAI routes' choices, and the page's and the Gradio API's replies (one choice each)."""
     tokenizer = model.tokenizer
     wanted, notice = room(prompt, job.max_tokens)
     params = job.params.model_copy(update={"max_new_tokens": wanted})
     prompt_text = tokenizer.decode(list(prompt.ids), skip_special_tokens=True) if job.echo else ""
     reply = ReplyBuilder()
-    live = job.logprobs is None  # with log-probs, the choice is sent whole once they are computed
+    live = job.logprobs is None or job.live
     sent = ""
     if live and prompt_text:
         yield ChoiceDelta(index, prompt_text)
@@ -201,20 +206,20 @@ def _decode_one(model: ServedModel, index: int, prompt: PreparedPrompt, job: Bat
                 sent = shown
     last = reply.last
     text = _shown(reply.text, job.strip_leading)
-    notice = _notice(prompt.notice, notice)
     # the end-of-text token that ended a choice is one of its tokens (counted, and with its log-prob entry)
     generated = [*reply.token_ids, *([model.eos_id] if last.ended_by_eos else [])]
-    if live:
-        yield ChoiceDelta(index, text[len(sent):], (), last.finish_reason, notice, len(generated))
-        return
-    ids = (list(prompt.ids) if job.echo else []) + generated
-    (scores,) = model.score_prompts([[*prompt.ids, *generated]], job.logprobs)
-    choices = [None, *scores.positions]
-    start = 0 if job.echo else len(prompt.ids)
-    # offsets over the text as generated (a chat reply's leading space included), cut where the stop string began
-    tokens = _tokens(tokenizer, ids, choices[start:start + len(ids)], job.logprobs, prompt_text + reply.text,
-                     model.eos_id)
-    yield ChoiceDelta(index, prompt_text + text, tokens, last.finish_reason, notice, len(generated))
+    tokens: tuple[ScoredToken, ...] = ()
+    if job.logprobs is not None:  # one forward pass after decoding: decoding ran at full speed
+        ids = (list(prompt.ids) if job.echo else []) + generated
+        (scores,) = model.score_prompts([[*prompt.ids, *generated]], job.logprobs)
+        choices = [None, *scores.positions]
+        start = 0 if job.echo else len(prompt.ids)
+        # offsets over the text as generated (a chat reply's leading space included), cut where the stop string
+        # began
+        tokens = _tokens(tokenizer, ids, choices[start:start + len(ids)], job.logprobs, prompt_text + reply.text,
+                         model.eos_id)
+    rest = text[len(sent):] if live else prompt_text + text
+    yield ChoiceDelta(index, rest, tokens, last.finish_reason, _notice(prompt.notice, notice), len(generated), last)
 
 
 def _shown(text: str, strip_leading: bool) -> str:

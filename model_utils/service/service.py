@@ -17,17 +17,16 @@ from ..core.catalog import Catalog, PythiaModel
 from ..core.errors import InvalidParameter
 from ..core.progress import ProgressCallback
 from ..core.sampling import FinishReason, SamplingParams
-from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ModelEngine
 from ..engine.model_status import ModelStatus
 from ..engine.prompts import CHAT_STOP_STRINGS, PreparedPrompt, prepare_chat, prepare_completion
-from ..engine.scoring import TextScore, score_text, token_probabilities
+from ..engine.scoring import TextScore, score_text
 from ..engine.tokens import ScoredToken
 from ..store.disk import default_cache_dir
 from . import research
 from .benchmark_store import FILE_NAME as STORE_FILE
 from .benchmarks import SHIPPED_TASKS_DIR, Benchmarks, BenchmarkUpdate
-from .choices import BatchJob, BatchUsage, ChoiceDelta, run_batch
+from .choices import BatchJob, BatchUsage, ChoiceDelta, decode_choice, run_batch
 from .client_limits import ClientLimits
 from .requests import (
     BatchChatRequest,
@@ -142,28 +141,28 @@ class PythiaService:
 
     def _replies(self, model: PythiaModel, revision: str, params: SamplingParams, logprobs: int | None,
                  progress, cancel, *, strip_leading: bool, stop, prepare) -> Iterator[Reply]:
+        """One choice of the OpenAI routes' path (choices.decode_choice), as the page and the Gradio API show it."""
         with self.engine.open(model, revision, progress) as loaded:
             prompt: PreparedPrompt = prepare(loaded.tokenizer)
-            reply, sent_at = ReplyBuilder(), None
-            for chunk in stream(loaded, prompt, params, stop=stop, cancel=cancel):
-                reply.add(chunk)
-                # Send the first text at once, then at most every STREAM_INTERVAL_S: each update
-                # re-sends the growing reply to the browser, and per-token updates for many
-                # visitors cost more CPU than the decoding itself on a 2-vCPU Space.
-                now = time.monotonic()
-                due = sent_at is None or now - sent_at >= STREAM_INTERVAL_S
-                if chunk.finish_reason is None and chunk.text and due:
-                    shown = _shown(reply.text, strip_leading)
-                    if shown:
+            job = BatchJob(1, params.max_new_tokens, params, logprobs=logprobs, stop=stop,
+                           strip_leading=strip_leading, live=True)
+            text, sent_at = "", None
+            for delta in decode_choice(loaded, 0, prompt, job, cancel or threading.Event()):
+                text += delta.text
+                if delta.finish_reason is None:
+                    # Send the first text at once, then at most every STREAM_INTERVAL_S: each update
+                    # re-sends the growing reply to the browser, and per-token updates for many
+                    # visitors cost more CPU than the decoding itself on a 2-vCPU Space.
+                    now = time.monotonic()
+                    if sent_at is None or now - sent_at >= STREAM_INTERVAL_S:
                         sent_at = now
-                        yield Reply(shown, prompt.notice)
-            last = reply.last
-            scores = None
-            if logprobs:  # one forward pass after generation: decoding ran at full speed
-                scores = tuple(token_probabilities(loaded, prompt.ids, reply.token_ids, logprobs))
-            yield Reply(_shown(reply.text, strip_leading), prompt.notice, last.finish_reason, last.num_tokens,
-                        last.time_to_first_token, last.tokens_per_second, loaded.served_by,
-                        model.name, revision, scores)
+                        yield Reply(text, prompt.notice)
+                    continue
+                last = delta.timing
+                # the page shows the reply's own tokens: not the end-of-text token that ended it
+                tokens = delta.tokens[:last.num_tokens] if logprobs else None
+                yield Reply(text, delta.notice, delta.finish_reason, last.num_tokens, last.time_to_first_token,
+                            last.tokens_per_second, loaded.served_by, model.name, revision, tokens)
 
     # -- batches of choices (the OpenAI routes) ------------------------------------------------
     def tokenizer(self, target: TargetRequest, progress: ProgressCallback | None = None):
@@ -238,6 +237,3 @@ def _batch_prompt(model, index: int, prompt: str | tuple[int, ...]) -> PreparedP
                                f"vocabulary (0 to {size - 1}).")
     return PreparedPrompt(tuple(prompt))
 
-
-def _shown(text: str, strip_leading: bool) -> str:
-    return text.lstrip() if strip_leading else text
