@@ -270,7 +270,7 @@ def test_a_missing_key_and_a_wrong_key_get_different_words(keyed):
     ({"prompt": "x", "n": 17}, "n"),
     ({"prompt": "x", "max_tokens": 1025}, "max_tokens"),
     ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
-    ({"prompt": "x", "logprobs": 6}, "logprobs"),
+    ({"prompt": "x", "logprobs": 11}, "logprobs"),
     ({"prompt": "x", "temperature": "hot"}, "temperature"),
     ({"prompt": "x", "top_p": 0}, "top_p"),
     ({"prompt": {"text": "x"}}, "prompt"),

@@ -76,6 +76,9 @@ def test_logprobs_come_with_the_last_reply_only(service):
     replies = list(service.complete(service.parse(CompletionRequest, prompt="Once", max_new_tokens=4, logprobs=3)))
     assert all(r.token_scores is None for r in replies[:-1])
     assert len(replies[-1].token_scores) == 4 and len(replies[-1].token_scores[0].top) == 3
+    # 0 alternatives, as on the OpenAI routes (one declaration): each token's own log-prob, no alternatives
+    final = list(service.complete(service.parse(CompletionRequest, prompt="Once", max_new_tokens=4, logprobs=0)))[-1]
+    assert len(final.token_scores) == 4 and all(t.top == () and t.logprob <= 0 for t in final.token_scores)
 
 
 @pytest.mark.parametrize("kwargs,error", [

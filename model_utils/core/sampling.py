@@ -15,6 +15,12 @@ from .errors import InvalidParameter
 MAX_NEW_TOKENS = 1024  # per reply: half of Pythia's 2048-token context
 
 
+def integral(value: Any) -> Any:
+    """JSON has one number type and Gradio sliders send 50.0 for 50: an integral float is a fine integer. 3.7 stays
+    a float and is refused, and True is no number. The one such coercion: every declared integer argument uses it."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
 class FinishReason(StrEnum):
     """Why a reply ended (the values are OpenAI's words, so the API can pass them on)."""
 
@@ -52,12 +58,10 @@ class SamplingParams(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _json_number(cls, value: Any, info) -> Any:
-        # JSON has one number type and Gradio sliders send 50.0 for 50: an integral float is a fine integer
-        # (3.7 stays a float and is refused) and an integer a fine float (but True is neither).
         kind = cls.model_fields[info.field_name].annotation
-        if kind is int and type(value) is float and value.is_integer():
-            return int(value)
-        if kind is float and type(value) is int:
+        if kind is int:
+            return integral(value)
+        if kind is float and type(value) is int:  # JSON's 1 is a fine temperature (but True is not)
             return float(value)
         return value
 

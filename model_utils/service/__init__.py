@@ -15,8 +15,7 @@ from .client_limits import ClientBusy
 from .requests import (
     MAX_CHOICES,
     MAX_PROMPTS,
-    MAX_TOP_LOGPROBS,
-    BatchChatRequest,
+        BatchChatRequest,
     BatchCompletionRequest,
     BenchmarkRequest,
     ChatRequest,
@@ -32,10 +31,10 @@ from .requests import (
 from .research import CompareColumn, CurvePoint, MemorizationRow
 from .service import Capacity, PythiaService, Reply
 
-__all__ = ["CONTEXT_LENGTH", "CONTROLS", "MAX_CHOICES", "MAX_PROMPTS", "MAX_TOP_LOGPROBS", "BatchChatRequest",
-           "BatchCompletionRequest", "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds",
-           "Capacity", "ChatRequest", "Control", "ChoiceDelta", "ClientBusy", "CompareColumn", "CompareRequest",
-           "CompletionRequest", "CurvePoint", "FinishReason", "InvalidParameter", "MemorizationRequest",
-           "MemorizationRow", "ModelTooLarge", "ModelUnavailable", "PythiaError", "PythiaService", "Reply", "Request",
-           "SamplingParams", "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore",
-           "TokenText", "ScoredToken", "UnitResult", "UnknownModel", "bounds", "field_bounds", "message_text"]
+__all__ = ["CONTEXT_LENGTH", "CONTROLS", "MAX_CHOICES", "MAX_PROMPTS", "BatchChatRequest", "BatchCompletionRequest",
+           "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds", "Capacity", "ChatRequest",
+           "Control", "ChoiceDelta", "ClientBusy", "CompareColumn", "CompareRequest", "CompletionRequest",
+           "CurvePoint", "FinishReason", "InvalidParameter", "MemorizationRequest", "MemorizationRow", "ModelTooLarge",
+           "ModelUnavailable", "PythiaError", "PythiaService", "Reply", "Request", "SamplingParams",
+           "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore", "TokenText",
+           "ScoredToken", "UnitResult", "UnknownModel", "bounds", "field_bounds", "message_text"]

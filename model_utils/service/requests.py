@@ -29,6 +29,7 @@ from pydantic import (
 from ..core.catalog import CONTEXT_LENGTH, Catalog, PythiaModel, resolve_revision
 from ..core.errors import InvalidParameter, PythiaError
 from ..core.sampling import MAX_NEW_TOKENS, SamplingParams, explain
+from ..core.sampling import integral as _integer
 from ..engine.interface import Capabilities
 from ..engine.prompts import ROLES
 
@@ -37,7 +38,7 @@ MAX_PROMPT_CHARS = 20_000  # cap before tokenizing: a visitor cannot make us tok
 MAX_REVISIONS = 16  # checkpoints in one learning curve
 MAX_COMPARE = 4  # columns in one comparison
 MAX_MODELS = 8  # models in one sweep (the Pythia sizes)
-MAX_ALTERNATIVES = 10  # top-k alternatives per token in a token view
+MAX_ALTERNATIVES = 10  # likeliest alternatives per token: token views, the Gradio API, the OpenAI routes
 
 
 @dataclass(frozen=True)
@@ -140,16 +141,6 @@ def _sampling(value: Any) -> SamplingParams:
     return _rule(lambda: SamplingParams.parse(**(value or {})))
 
 
-def _logprobs(value: Any) -> int | None:
-    if value is None or value == 0:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ALTERNATIVES:
-        raise _Carrier(InvalidParameter(f"The number of alternatives must be from 1 to {MAX_ALTERNATIVES}."))
-    return value
-
-
 def _models(value: Any, info: ValidationInfo) -> tuple[PythiaModel, ...]:
     """``models`` (a list of names) or, when it is absent, ``model`` (one name, or the default)."""
     if value is None:
@@ -171,11 +162,6 @@ def _sweep_revisions(value: Any, info: ValidationInfo) -> tuple[str, ...]:
     # every model must have every revision; their canonical names agree, so the first model's are returned
     canonical = [tuple(dict.fromkeys(_rule(resolve_revision, model, r) for r in value)) for model in models]
     return canonical[0]
-
-
-def _integer(value: Any) -> Any:
-    # JSON clients and Gradio sliders send 32.0 for 32; 3.7 stays a float and is refused.
-    return int(value) if type(value) is float and value.is_integer() else value
 
 
 class Column(BaseModel):
@@ -228,9 +214,17 @@ Model = Annotated[PythiaModel, BeforeValidator(_model), WithJsonSchema({"type": 
 Revision = Annotated[str, BeforeValidator(_revision), WithJsonSchema({"type": "string"}), Field(
     description="main, or a training checkpoint the model has (/models lists them), e.g. step3000.")]
 Sampling = Annotated[SamplingParams, BeforeValidator(_sampling)]
-LogProbs = Annotated[int | None, BeforeValidator(_logprobs), WithJsonSchema(_nullable({"type": "integer"})), Field(
-    description=f"1 to {MAX_ALTERNATIVES}: the last output also lists each generated token's log-prob and that "
-                "many alternatives (natural-log probabilities).")]
+LogProbs = Annotated[int | None, BeforeValidator(_integer)]
+
+
+def logprobs_field():
+    """The one declaration of ``logprobs``, for every request that takes it (pydantic applies a range to an optional
+    number only as the field's own constraint)."""
+    return Field(None, ge=0, le=MAX_ALTERNATIVES, strict=True, description=(
+        f"Return each generated token's log-prob (natural log) and this many likeliest alternatives at its position "
+        f"(0 to {MAX_ALTERNATIVES}); none by default."))
+
+
 Models = Annotated[tuple[PythiaModel, ...], BeforeValidator(_models), WithJsonSchema(_nullable(_STRINGS)), Field(
     description=f"Several model names (scaling curves, up to {MAX_MODELS}); every row names its model. "
                 "Wins over `model`.")]
@@ -316,7 +310,7 @@ class ChatRequest(_Generation):
     model: Model = None
     revision: Revision = None
     sampling: Sampling = SamplingParams()
-    logprobs: LogProbs = None
+    logprobs: LogProbs = logprobs_field()
 
 
 class CompletionRequest(_Generation):
@@ -326,7 +320,7 @@ class CompletionRequest(_Generation):
     model: Model = None
     revision: Revision = None
     sampling: Sampling = SamplingParams()
-    logprobs: LogProbs = None
+    logprobs: LogProbs = logprobs_field()
 
 
 class ScoreRequest(Request):
@@ -380,7 +374,6 @@ MAX_PROMPTS = 64  # prompts in one request (lm-eval sends its batch_size prompts
 MAX_CHOICES = 16  # choices per prompt (`n`)
 MAX_STOPS = 32  # stop strings: lm-eval sends a task's whole `until` list and the end-of-text token
 MAX_STOP_CHARS = 200
-MAX_TOP_LOGPROBS = 5  # alternatives per token (OpenAI's limit for completions)
 
 
 def _token_ids(value: Any, where: str, model: PythiaModel | None) -> tuple[int, ...]:
@@ -444,7 +437,6 @@ PromptBatch = Annotated[
 Stops = Annotated[tuple[str, ...], BeforeValidator(_stops), WithJsonSchema(_nullable(_STRINGS)), Field(
     description=f"Up to {MAX_STOPS} texts; a choice ends before the first of them (which is not returned).")]
 Choices = Annotated[int, BeforeValidator(_integer)]
-Alternatives = Annotated[int | None, BeforeValidator(_integer)]
 System = Annotated[str, BeforeValidator(_system), Field(
     description="Text that leads the transcript, before its first User: line (what a system message says).")]
 
@@ -454,9 +446,7 @@ class _Batch(_Generation):
 
     n: Choices = Field(1, ge=1, le=MAX_CHOICES, strict=True, description="Choices to generate for each prompt.")
     stop: Stops = ()
-    logprobs: Alternatives = Field(None, ge=0, le=MAX_TOP_LOGPROBS, strict=True, description=(
-        f"Return each token's log-prob and this many likeliest alternatives at its position (0 to "
-        f"{MAX_TOP_LOGPROBS}); none by default."))
+    logprobs: LogProbs = logprobs_field()
 
 
 class BatchCompletionRequest(_Batch):

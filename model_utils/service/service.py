@@ -160,7 +160,7 @@ class PythiaService:
                     continue
                 last = delta.timing
                 # the page shows the reply's own tokens: not the end-of-text token that ended it
-                tokens = delta.tokens[:last.num_tokens] if logprobs else None
+                tokens = delta.tokens[:last.num_tokens] if logprobs is not None else None
                 yield Reply(text, delta.notice, delta.finish_reason, last.num_tokens, last.time_to_first_token,
                             last.tokens_per_second, loaded.served_by, model.name, revision, tokens)
 
