@@ -254,6 +254,9 @@ def test_demo_compare_fills_three_different_columns(page, demo_url, output_dir):
     texts = [page.locator(f"#compare-output-{i} textarea").input_value() for i in range(3)]
     assert all(texts) and len(set(texts)) == 3, texts
     assert not any(t.startswith("⚠️") for t in texts)
+    # side by side, the three replies' boxes are one height, whatever each wrote (step0's random text wraps most)
+    boxes = [page.locator(f"#compare-output-{i} textarea").bounding_box() for i in range(3)]
+    assert len({round(b["y"]) for b in boxes}) == 1 and len({round(b["height"]) for b in boxes}) == 1, boxes
     shot(page, output_dir, "10-demo-compare")
 
 

@@ -111,12 +111,14 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
         compare_defaults = h.compare_defaults(service.default_model)
         with gr.Row():
             for i in range(3):
-                with gr.Column():
+                with gr.Column(min_width=280):  # three side by side from a 900 px wide page
                     m = gr.Dropdown(service.model_names(), value=service.default_model,
                                     label=f"Model {i + 1}", elem_id=f"compare-model-{i}")
                     r = gr.Dropdown(h.revisions(service.default_model), value=compare_defaults[i],
                                     label="Checkpoint", elem_id=f"compare-revision-{i}")
-                    out = gr.Textbox(label="Reply", lines=8, interactive=False, elem_id=f"compare-output-{i}")
+                    # one height for the three, whatever each wrote (a longer reply scrolls in its box)
+                    out = gr.Textbox(label="Reply", lines=8, max_lines=8, interactive=False,
+                                     elem_id=f"compare-output-{i}")
                     met = gr.Markdown(elem_id=f"compare-metrics-{i}")
                     pickers += [m, r]
                     # a column's checkpoint picker offers only what its model has
