@@ -34,6 +34,7 @@ from ..service import (
     PythiaError,
     PythiaService,
     TargetRequest,
+    check_token_ids,
 )
 from . import responses
 from .bodies import ChatBody, CompletionBody, DetokenizeBody, TokenizeBody
@@ -204,11 +205,10 @@ class OpenAIRoutes:
 
     async def detokenize(self, body: DetokenizeBody, model_path: str | None = None) -> dict:
         tokenizer = await self._tokenizer(body.model, model_path)
-        size = tokenizer.get_vocab_size()
-        wrong = next((t for t in body.tokens if not 0 <= t < size), None)
-        if wrong is not None:
-            raise OpenAIError(400, f"tokens holds {wrong}, which is not a token of this model's vocabulary "
-                                   f"(0 to {size - 1}).", param="tokens")
+        try:
+            check_token_ids(tokenizer, body.tokens, "tokens")
+        except PythiaError as exc:
+            raise from_service(exc.naming("tokens")) from None
         text = await asyncio.to_thread(tokenizer.decode, body.tokens, skip_special_tokens=False)
         return {"prompt": text}
 

@@ -29,7 +29,7 @@ from .requests import (
     message_text,
 )
 from .research import CompareColumn, CurvePoint, MemorizationRow
-from .service import Capacity, PythiaService, Reply
+from .service import Capacity, PythiaService, Reply, check_token_ids
 
 __all__ = ["CONTEXT_LENGTH", "CONTROLS", "MAX_CHOICES", "MAX_PROMPTS", "BatchChatRequest", "BatchCompletionRequest",
            "BatchUsage", "BenchmarkRequest", "BenchmarkRow", "BenchmarkUpdate", "Bounds", "Capacity", "ChatRequest",
@@ -37,4 +37,4 @@ __all__ = ["CONTEXT_LENGTH", "CONTROLS", "MAX_CHOICES", "MAX_PROMPTS", "BatchCha
            "CurvePoint", "FinishReason", "InvalidParameter", "MemorizationRequest", "MemorizationRow", "ModelTooLarge",
            "ModelUnavailable", "PythiaError", "PythiaService", "Reply", "Request", "SamplingParams",
            "ScoreAcrossRequest", "ScoreRequest", "ServerBusy", "TargetRequest", "TextScore", "TokenText",
-           "ScoredToken", "UnitResult", "UnknownModel", "bounds", "field_bounds", "message_text"]
+           "ScoredToken", "UnitResult", "UnknownModel", "bounds", "check_token_ids", "field_bounds", "message_text"]

@@ -230,10 +230,15 @@ def _batch_prompt(model, index: int, prompt: str | tuple[int, ...]) -> PreparedP
     must be tokens of this model's tokenizer (the request checked them against its embedding size only)."""
     if isinstance(prompt, str):
         return prepare_completion(model.tokenizer, prompt, max_new_tokens=0, truncate=False)
-    size = model.tokenizer.get_vocab_size()
-    wrong = next((t for t in prompt if t >= size), None)
-    if wrong is not None:
-        raise InvalidParameter(f"prompt[{index}] holds {wrong}, which is not a token of {model.info.name}'s "
-                               f"vocabulary (0 to {size - 1}).")
+    check_token_ids(model.tokenizer, prompt, f"prompt[{index}]")
     return PreparedPrompt(tuple(prompt))
 
+
+def check_token_ids(tokenizer, ids, where: str) -> None:
+    """Refuse ids that are not tokens of ``tokenizer`` (a model's embedding has padding rows past its vocabulary:
+    an id there has no text). The one such check past parsing: batch prompts and /detokenize."""
+    size = tokenizer.get_vocab_size()
+    wrong = next((t for t in ids if not 0 <= t < size), None)
+    if wrong is not None:
+        raise InvalidParameter(f"{where} holds {wrong}, which is not a token of this model's vocabulary "
+                               f"(0 to {size - 1}).")
