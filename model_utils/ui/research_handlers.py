@@ -102,21 +102,22 @@ def _models(model_name: str, extra: list[str] | None) -> list[str] | None:
 
 class ResearchHandlers:
     """The research tabs' handlers; ``runs`` (shared with the Chat and Completion handlers) holds the requests that
-    the tabs' Stop buttons act on."""
+    the tabs' Stop buttons act on. (Gradio names a page event after its function, even a private one: a handler
+    named like an API endpoint, "score", would push the endpoint to "score_1".)"""
 
     def __init__(self, service: PythiaService, runs: Runs):
         self.service = service
         self.runs = runs
 
     @with_notice(outputs=2, cleared=("", ""))  # a failed score leaves no result of an earlier text beside it
-    def score(self, text: str, model_name: str, rev: str, progress=NO_PROGRESS):
+    def score_clicked(self, text: str, model_name: str, rev: str, progress=NO_PROGRESS):
         """Outputs: (summary, heatmap, notice)."""
         request = self.service.parse(ScoreRequest, text=text, model=model_name, revision=rev)
         result = self.service.score(request, progress=gradio_progress(progress, model_name, rev))
         return score_markdown(result), token_heatmap(result.tokens)
 
     @with_notice(outputs=4, cleared=("", [], gr.update(visible=False), ""))
-    def curve(self, ticket: str, text: str, model_name: str, revisions, extra, request: gr.Request = None,
+    def curve_clicked(self, ticket: str, text: str, model_name: str, revisions, extra, request: gr.Request = None,
               progress=NO_PROGRESS):
         """Outputs: (chart, table, CSV download, learned-token grid, notice)."""
         with self.runs.running(session_of(request), CURVE, ticket) as run:
@@ -129,7 +130,7 @@ class ResearchHandlers:
         return chart, table, gr.update(value=csv_path, visible=True), grid
 
     @with_notice(outputs=3, cleared=("", [], gr.update(visible=False)))
-    def memorization(self, ticket: str, text: str, model_name: str, revisions, extra, prefix_tokens,
+    def memorization_clicked(self, ticket: str, text: str, model_name: str, revisions, extra, prefix_tokens,
                      continuation_tokens, request: gr.Request = None, progress=NO_PROGRESS):
         """Outputs: (chart, table, CSV download, notice)."""
         with self.runs.running(session_of(request), MEMORIZATION, ticket) as run:
@@ -142,7 +143,7 @@ class ResearchHandlers:
         chart, table, csv_path = memorization_outputs(rows, text)
         return chart, table, gr.update(value=csv_path, visible=True)
 
-    def compare(self, ticket: str, prompt: str, m0, r0, m1, r1, m2, r2, controls: ControlValues,
+    def compare_clicked(self, ticket: str, prompt: str, m0, r0, m1, r1, m2, r2, controls: ControlValues,
                 request: gr.Request = None) -> Iterator[list]:
         """The three columns as they grow. Outputs: (reply x3, metrics x3, notice)."""
         pairs = [[m0, r0], [m1, r1], [m2, r2]]

@@ -85,18 +85,19 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
               queue=False, api_visibility="private")
         # A visitor who edits the text and clicks again while a score runs (the first use converts the
         # model) gets the newest text scored next; Gradio's default would drop that click silently.
-        score_btn.click(research.score, [score_text, model, revision], [score_summary, score_heat, score_notice],
+        score_btn.click(research.score_clicked, [score_text, model, revision],
+                        [score_summary, score_heat, score_notice],
                         concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private",
                         trigger_mode="always_last")
         curve_png.click(None, js=png_download_js("#curve-plot svg", "learning-curve.png"))
         memo_png.click(None, js=png_download_js("#memo-plot svg", "memorization.png"))
         queued = dict(concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
         # one Stop for both sweeps: it stops whichever runs or waits
-        queued_with_stop(h.runs, MEMORIZATION, [memo_btn.click], research.memorization,
+        queued_with_stop(h.runs, MEMORIZATION, [memo_btn.click], research.memorization_clicked,
                          [score_text, model, curve_revisions, curve_models, prefix, continuation],
                          [memo_plot, memo_table, memo_csv, memo_notice], notice=memo_notice, stopped_line=memo_notice,
                          stop_buttons=[sweep_stop], **queued)
-        queued_with_stop(h.runs, CURVE, [curve_btn.click], research.curve,
+        queued_with_stop(h.runs, CURVE, [curve_btn.click], research.curve_clicked,
                          [score_text, model, curve_revisions, curve_models],
                          [curve_plot, curve_table, curve_csv, learned, curve_notice], notice=curve_notice,
                          stopped_line=curve_notice, stop_buttons=[sweep_stop], **queued)
@@ -131,7 +132,7 @@ def build_research_tabs(service: PythiaService, h: Handlers, model, revision, co
             compare_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         compare_notice = gr.Markdown(elem_id="compare-notice", elem_classes="notice")
 
-        queued_with_stop(h.runs, COMPARE, [compare_btn.click], with_controls(research.compare),
+        queued_with_stop(h.runs, COMPARE, [compare_btn.click], with_controls(research.compare_clicked),
                          [compare_prompt, *pickers, *controls],
                          outputs + metrics + [compare_notice], notice=compare_notice, stopped_line=compare_notice,
                          stop_buttons=[compare_stop], concurrency_limit=concurrency, concurrency_id="generate",
