@@ -91,6 +91,11 @@ class BatchingConfig:
         return self.max_batch_size * self.workers
 
 
+# A burst is shared among idle base lanes only in parts of at least this many rows: two lanes end a small burst
+# little sooner than one (a step of 2 rows costs 1.2x a step of 1), and a lane left idle starts the next arrivals
+# at once, where they would otherwise wait for an extra batch (seen under load: 2 + 1 rows on the base lanes, then
+# the other 13 of a 16-user burst in one extra batch, three batches on two cores).
+MIN_SHARE_ROWS = 4
 OVERFLOW_PATIENCE = 4  # past ``lanes`` batches, newcomers wait this many times longer for one more
 # The step time assumed before any batch ran: a Pythia-160m-shaped step took 15-40 ms on the 2-vCPU
 # benchmark machine (25-65 tok/s single stream, BENCHMARKS.md).
@@ -355,6 +360,7 @@ class BatchScheduler:
         of a step of 8 (CPU time, bench model, 2-vCPU machine), so two lanes of 8 end a 16-user burst in about
         2/3 of one lane's time. The lanes split it by prompt length (``_by_length``)."""
         self._gathering = True
+        ready = 0
         try:
             deadline = time.monotonic() + self.config.window_s
             while not self._closing:
@@ -369,7 +375,7 @@ class BatchScheduler:
                     return []
         finally:
             self._gathering = False
-        return self._take(size, parts=self._idle_base_lanes())
+        return self._take(size, parts=min(self._idle_base_lanes(), max(1, ready // MIN_SHARE_ROWS)))
 
     def _idle_base_lanes(self) -> int:
         """Base lanes not decoding now, the one asking included. Holds the lock."""
