@@ -93,9 +93,9 @@ class BatchingConfig:
 
 # A burst is shared among idle base lanes only in parts of at least this many rows: two lanes end a small burst
 # little sooner than one (on one thread a step of 2 rows cost what a step of 1 did, one of 4 rows 1.35x: CPU time,
-# bench model), and a lane left idle starts the next arrivals
-# at once, where they would otherwise wait for an extra batch (seen under load: 2 + 1 rows on the base lanes, then
-# the other 13 of a 16-user burst in one extra batch, three batches on two cores).
+# bench model), and a lane left idle starts the next arrivals at once, where they would otherwise wait for an extra
+# batch (seen under load: 2 + 1 rows on the base lanes, then the other 13 of a 16-user burst in one extra batch:
+# three batches on two cores).
 MIN_SHARE_ROWS = 4
 OVERFLOW_PATIENCE = 4  # past ``lanes`` batches, newcomers wait this many times longer for one more
 # The step time assumed before any batch ran: a Pythia-160m-shaped step took 15-40 ms on the 2-vCPU
