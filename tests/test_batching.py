@@ -194,3 +194,28 @@ def test_unloading_destroys_the_generator_even_while_ct2_still_holds_a_callback(
     model.close()
     assert given and given[0] is not None, "CT2 was given a callback"
     assert generator() is None, "the callback CT2 holds keeps the Generator alive"
+
+
+def test_a_burst_is_shared_by_the_idle_lanes_grouped_by_prompt_length(make_model):
+    """Eight requests arriving together with two idle lanes: two batches of four side by side, the four shortest
+    prompts in one and the four longest in the other (CT2 reads a batch's prompts at once only up to the shortest
+    one, then a token per step: mixed lengths delay the long prompts' first tokens), each reply as if alone."""
+    prompts = [" ".join(["word"] * n) for n in (9, 2, 7, 4, 12, 1, 10, 5)]
+    solo = make_model(max_batch_size=1)
+    expected = [generate(solo, p, GREEDY).text for p in prompts]
+    model = make_model(max_batch_size=4, workers=2, **FULL)
+    got = run_concurrently(lambda p: "".join(c.text for c in stream(model, p, GREEDY)), prompts)
+    assert got == expected
+    assert model.scheduler.stats.sizes == {4: 2}
+    lengths = sorted(sorted(len(p) for p in batch) for batch, _ in model.generator.batches)
+    by_length = sorted(len(model.tokens(prepare_completion(model.tokenizer, p, 40).ids)) for p in prompts)
+    assert lengths == [by_length[:4], by_length[4:]]
+
+
+def test_more_waiting_than_a_batch_takes_keeps_the_oldest_with_the_nearest_lengths():
+    from model_utils.engine.batching import _by_length, _Request
+
+    waiting = [_Request(["t"] * n, GREEDY, None) for n in (30, 2, 31, 3, 29, 50)]  # oldest first
+    assert [len(r.tokens) for r in _by_length(waiting, waiting[0], 3, 1)] == [30, 31, 29]
+    assert [len(r.tokens) for r in _by_length(waiting, waiting[0], 3, 2)] == [30, 31, 50]  # its half of six
+    assert _by_length(waiting[:2], waiting[0], 3, 1) == waiting[:2]  # all fit: all of them, in arrival order

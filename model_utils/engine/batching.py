@@ -17,7 +17,10 @@ more time (measured on the 2-vCPU benchmark machine), so a newcomer either waits
 (a whole reply: seconds) or starts a batch of its own:
 
 * ``workers`` base lanes start a batch as soon as requests arrive (a 10 ms quiet / 50 ms window
-  gathers simultaneous ones): an idle server answers at once.
+  gathers simultaneous ones): an idle server answers at once. Simultaneous arrivals are shared among the
+  idle base lanes, sorted by prompt length (the shorter prompts in one batch, the longer in another): CT2
+  reads a batch's prompts at once only up to the shortest, then one token per step, so mixed lengths cost
+  steps and delay the long prompts' first tokens.
 * When every base lane is busy, an *extra* batch starts for the waiting requests once the oldest
   has waited ``wait_steps`` decoding steps (the step time is measured on this device as batches
   run), taking every request that arrived meanwhile. Newcomers so wait a few steps, not a reply;
@@ -88,6 +91,12 @@ class BatchingConfig:
         return self.max_batch_size * self.workers
 
 
+# A burst is shared among idle base lanes only in parts of at least this many rows: two lanes end a small burst
+# little sooner than one (on one thread a step of 2 rows cost what a step of 1 did, one of 4 rows 1.35x: CPU time,
+# bench model), and a lane left idle starts the next arrivals at once, where they would otherwise wait for an extra
+# batch (seen under load: 2 + 1 rows on the base lanes, then the other 13 of a 16-user burst in one extra batch:
+# three batches on two cores).
+MIN_SHARE_ROWS = 4
 OVERFLOW_PATIENCE = 4  # past ``lanes`` batches, newcomers wait this many times longer for one more
 # The step time assumed before any batch ran: a Pythia-160m-shaped step took 15-40 ms on the 2-vCPU
 # benchmark machine (25-65 tok/s single stream, BENCHMARKS.md).
@@ -208,6 +217,28 @@ def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int):
     return callback
 
 
+def _by_length(candidates: list[_Request], leader: _Request, size: int, parts: int) -> list[_Request]:
+    """The requests of ``candidates`` (oldest first, ``leader`` among them) that decode in ``leader``'s batch.
+
+    CT2 reads the prompts of a batch at once only up to the shortest one, then one token per decoding step:
+    each token a row's prompt has over the batch's shortest delays that row's first token by a step and adds
+    a step to the whole batch. So rows are grouped by prompt length: with ``parts`` lanes to share them, the
+    candidates sorted by length are cut into ``parts`` runs (each at most ``size``) and the leader's run is
+    taken; when more wait than that, the ``size`` candidates around the leader whose lengths span the least."""
+    if len(candidates) <= size and parts <= 1:
+        return candidates
+    ordered = sorted(candidates, key=lambda r: len(r.tokens))  # stable: equal lengths keep their arrival order
+    at = next(i for i, r in enumerate(ordered) if r is leader)
+    chunk = min(size, -(-len(ordered) // max(1, parts)))
+    if chunk * parts >= len(ordered):
+        start = min(at // chunk * chunk, len(ordered) - chunk)
+    else:
+        starts = range(max(0, at - chunk + 1), min(at, len(ordered) - chunk) + 1)
+        start = min(starts, key=lambda i: len(ordered[i + chunk - 1].tokens) - len(ordered[i].tokens))
+    chosen = {id(r) for r in ordered[start:start + chunk]}
+    return [r for r in candidates if id(r) in chosen]
+
+
 class BatchScheduler:
     """Gather requests for one CT2 generator and decode them in batches."""
 
@@ -323,8 +354,14 @@ class BatchScheduler:
                 self._cond.wait()
 
     def _gather(self, size: int) -> list[_Request]:
-        """A base lane: wait for simultaneous arrivals (window/quiet), then take the batch. Holds the lock."""
+        """A base lane: wait for simultaneous arrivals (window/quiet), then take the batch. Holds the lock.
+
+        What arrived together is shared among the base lanes that are idle (each decodes on its own cores): one
+        lane taking all of it leaves the others' cores idle. On one thread a step of 16 rows took 1.55x the time
+        of a step of 8 (CPU time, bench model, 2-vCPU machine), so two lanes of 8 end a 16-user burst in about
+        2/3 of one lane's time. The lanes split it by prompt length (``_by_length``)."""
         self._gathering = True
+        ready = 0
         try:
             deadline = time.monotonic() + self.config.window_s
             while not self._closing:
@@ -332,17 +369,24 @@ class BatchScheduler:
                 ready = sum(1 for r in self._pending if _batch_key(r.params) == key)
                 now = time.monotonic()
                 quiet_until = self._last_arrival + self.config.quiet_s
-                if ready >= size or now >= min(deadline, quiet_until):
+                if ready >= size * self._idle_base_lanes() or now >= min(deadline, quiet_until):
                     break
                 self._cond.wait(timeout=min(deadline, quiet_until) - now)
                 if not self._pending:  # the waiting requests went away (closed tabs)
                     return []
         finally:
             self._gathering = False
-        return self._take(size)
+        return self._take(size, parts=min(self._idle_base_lanes(), max(1, ready // MIN_SHARE_ROWS)))
 
-    def _take(self, size: int) -> list[_Request]:
-        """Move the oldest request and those that can share its batch out of the queue. Holds the lock."""
+    def _idle_base_lanes(self) -> int:
+        """Base lanes not decoding now, the one asking included. Holds the lock."""
+        return max(1, self.config.workers - self._running)
+
+    def _take(self, size: int, parts: int = 1) -> list[_Request]:
+        """Move the oldest request and those that can share its batch out of the queue. Holds the lock.
+
+        Rows are chosen by prompt length (see ``_by_length``): with ``parts`` idle lanes to share the waiting
+        requests, this batch is the part of them, sorted by length, that holds the oldest."""
         self._cond.notify_all()  # other lanes look again at what is left
         for request in [r for r in self._pending if r.abandoned]:  # cancelled while waiting: never started
             self._pending.remove(request)
@@ -350,8 +394,9 @@ class BatchScheduler:
             request.steps.put(_END)
         if not self._pending:
             return []
-        key = _batch_key(self._pending[0].params)
-        batch = [r for r in self._pending if _batch_key(r.params) == key][:size]
+        leader = self._pending[0]
+        key = _batch_key(leader.params)
+        batch = _by_length([r for r in self._pending if _batch_key(r.params) == key], leader, size, parts)
         for request in batch:
             self._pending.remove(request)
         self._running += 1
@@ -376,6 +421,9 @@ class BatchScheduler:
 
     def _run(self, batch: list[_Request], extra: bool = False) -> None:
         self.stats.record(len(batch), extra)
+        lengths = [len(r.tokens) for r in batch]
+        log.debug("a batch of %d rows starts (%s; prompts of %d-%d tokens; %d batches running)", len(batch),
+                  "extra" if extra else "base", min(lengths), max(lengths), self._running)
         callback = _row_callback(batch, self.stats, self._end_token)
 
         try:
