@@ -155,7 +155,7 @@ def _decoded(model: ServedModel, prompts: Sequence[PreparedPrompt], job: BatchJo
     rows = [(i * job.n + j, prompt) for i, prompt in enumerate(prompts) for j in range(job.n)]
     if len(rows) == 1:  # one choice (most requests): decoded in the caller's thread, without a hop per token
         try:
-            yield from _decode_one(model, *rows[0], job, cancel)
+            yield from decode_choice(model, *rows[0], job, cancel)
         finally:
             cancel.set()  # the consumer left (a closed connection) or the row failed
         return
