@@ -150,3 +150,27 @@ def test_no_api_row_limit_means_only_each_clients_own():
     limits = ClientLimits(max_rows=8, max_api_rows=None)
     with limits.hold("a", 8), limits.hold("b", 8), limits.hold("c", 8):
         assert limits.total() == 24
+
+
+def test_sequences_shared_among_the_cores_score_as_one_call_does(tiny_ct2_dir, cpu_device):
+    """score_prompts shares many sequences among the base lanes' workers (one forward each, side by side): the
+    numbers and their order are those of one worker scoring them all (to float rounding: a batch of other
+    sequences pads and sums in another order)."""
+    from model_utils.engine.batching import BatchingConfig
+    from model_utils.engine.loaded_model import load_ct2_model
+    from model_utils.store.local_dirs import describe_local_dir
+
+    info = describe_local_dir(tiny_ct2_dir, name="tiny")
+    sequences = [[0, *range(5, 5 + n)] for n in (40, 33, 21, 12, 7)]  # longest first, as lm-eval sends them
+    scored = {}
+    for workers in (1, 2):
+        model = load_ct2_model(tiny_ct2_dir, info, "main", cpu_device, BatchingConfig(workers=workers))
+        try:
+            scored[workers] = model.score_prompts(sequences, 3)
+        finally:
+            model.close()
+    assert [len(s.positions) for s in scored[2]] == [len(s) - 1 for s in sequences]
+    for shared, alone in zip(scored[2], scored[1], strict=True):
+        assert [p.log_prob for p in shared.positions] == pytest.approx([p.log_prob for p in alone.positions], abs=1e-4)
+        assert [p.alternatives[0][0] for p in shared.positions] == [p.alternatives[0][0] for p in alone.positions]
+        assert shared.next_tokens[0][0] == alone.next_tokens[0][0]

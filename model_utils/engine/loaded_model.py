@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -21,12 +22,13 @@ log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engin
 LOGITS_BYTES = 512 * 2**20  # the most float32 log-probs one forward_batch call may return
 
 
-def _groups(sequences: Sequence[Sequence[int]], vocab_size: int) -> Iterator[list[Sequence[int]]]:
-    """Consecutive sequences whose padded batch of log-probs stays under LOGITS_BYTES (one at least)."""
+def _groups(sequences: Sequence[Sequence[int]], vocab_size: int,
+            budget: int = LOGITS_BYTES) -> Iterator[list[Sequence[int]]]:
+    """Consecutive sequences whose padded batch of log-probs stays under ``budget`` bytes (one at least)."""
     group: list[Sequence[int]] = []
     for ids in sequences:
         longest = max([len(ids), *(len(s) for s in group)])
-        if group and (len(group) + 1) * longest * vocab_size * 4 > LOGITS_BYTES:
+        if group and (len(group) + 1) * longest * vocab_size * 4 > budget:
             yield group
             group = []
         group.append(ids)
@@ -99,13 +101,28 @@ class LoadedModel:
     def score_prompts(self, sequences: Sequence[Sequence[int]], top: int) -> list[PromptScores]:
         """Each sequence's log-probs at every position, from ``forward_batch`` (CT2 computes the log-softmax).
 
-        The full distributions are materialized (positions x vocabulary floats), so sequences go through in
-        groups of at most LOGITS_BYTES; a full-context Pythia sequence alone is ~400 MB."""
+        One ``forward_batch`` runs on one CT2 worker (one core on CPU): several sequences are shared among the base
+        lanes' workers, every ``workers``-th sequence to each (a caller that sorted them by length, as lm-eval does,
+        gives each part alike lengths), and scored side by side. The full distributions are materialized (positions
+        x vocabulary floats), so each part goes through in groups of at most its share of LOGITS_BYTES; a
+        full-context Pythia sequence alone is ~400 MB."""
+        parts = min(self.batching.workers, len(sequences))
+        if parts <= 1:
+            return self._score_part(sequences, top, LOGITS_BYTES)
+        with ThreadPoolExecutor(parts, thread_name_prefix="score") as pool:
+            scored = list(pool.map(lambda i: self._score_part(sequences[i::parts], top, LOGITS_BYTES // parts),
+                                   range(parts)))
+        results: list[PromptScores] = [None] * len(sequences)  # type: ignore[list-item]
+        for i, part in enumerate(scored):
+            results[i::parts] = part
+        return results
+
+    def _score_part(self, sequences: Sequence[Sequence[int]], top: int, budget: int) -> list[PromptScores]:
         import ctranslate2
 
         top = max(1, top)
         results: list[PromptScores] = []
-        for group in _groups(sequences, self.info.vocab_size):
+        for group in _groups(sequences, self.info.vocab_size, budget):
             log_probs = self.generator.forward_batch([list(map(int, s)) for s in group], return_log_probs=True)
             if log_probs.device != "cpu":
                 log_probs = log_probs.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
