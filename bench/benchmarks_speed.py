@@ -308,9 +308,7 @@ def chat_with_and_without_evaluation(app: App, model: str, args) -> dict:
     evaluating = chat_rounds(app.url, args.users, args.chat_tokens, args.chat_rounds, still_evaluating=lambda: not (
         job.done() or any(re.search(rf"benchmark {re.escape(model)} main {TASK}: \{{", line)
                           for line in app.lines[mark:])))
-    finished = job.done()
-    if not finished:
-        job.cancel()  # Stop: the evaluation ends at its next batch (the app is stopped next anyway)
+    finished = job.done()  # an unfinished evaluation ends with the app, stopped next
     evaluating["evaluation_finished_first"] = finished
     evaluating["measured_for_s"] = time.perf_counter() - started
     return {"idle": idle, "evaluating": evaluating}
