@@ -22,6 +22,9 @@ time = load + evaluate):
     the task through its Gradio API (``/benchmark``, every document); the time to first token's p50/p95 over every
     request of each condition. Only rounds that ended before the evaluation did count as "evaluating".
 
+Each evaluation's CPU seconds are recorded beside its wall time (for ``http``, lm-eval's process and the app's
+together): on a machine shared with other work, wall times stretch, CPU seconds much less.
+
 Writes bench/results/benchmarks_speed.json (``--smoke``: a temporary folder; ``--out`` to choose). The machine's
 load average at the start and end is recorded: numbers from a shared machine say so.
 """
@@ -110,7 +113,13 @@ def _metrics(task_results: dict) -> dict:
     return {k.split(",")[0]: v for k, v in task_results.items() if "," in k and isinstance(v, float)}
 
 
-def worker(kind: str, target: str, tasks_dir: str, batch_size: int) -> dict:
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) the process ``pid`` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker(kind: str, target: str, tasks_dir: str, batch_size: int, server_pid: str | None = None) -> dict:
     """Evaluate TASK once: (a) engine, (b) hf or (c) http; the registry, the load and the evaluation timed apart."""
     from lm_eval import evaluator
     from lm_eval.tasks import TaskManager
@@ -142,14 +151,14 @@ def worker(kind: str, target: str, tasks_dir: str, batch_size: int) -> dict:
             pass
         load = time.perf_counter() - start
         request = service.parse(BenchmarkRequest, model=model.name, revisions=["main"], tasks=[TASK], limit=None)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         last = list(service.benchmark(request))[-1]
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         (unit,) = last.units
         if unit.status != "ok":
             raise SystemExit(f"the engine's evaluation {unit.status}: {unit.error}")
         engine.close()
-        return {"registry_s": registry, "load_s": load, "evaluate_s": seconds,
+        return {"registry_s": registry, "load_s": load, "evaluate_s": seconds, "evaluate_cpu_s": cpu,
                 "compute_type": resolved.device.compute_type, "threads": resolved.device.intra_threads,
                 "metrics": {m.name: m.value for m in unit.metrics}}
     start = time.perf_counter()
@@ -169,17 +178,22 @@ def worker(kind: str, target: str, tasks_dir: str, batch_size: int) -> dict:
         lm = LocalCompletionsAPI(base_url=target, model=model, tokenizer_backend="remote", batch_size=batch_size)
         extra = {"compute_type": "the app's default (int8 on CPU)"}
     load = time.perf_counter() - start
-    start = time.perf_counter()
+    server = server_cpu(int(server_pid)) if server_pid else 0.0
+    start, cpu = time.perf_counter(), time.process_time()
     out = evaluator.simple_evaluate(model=lm, tasks=[TASK], task_manager=tasks, log_samples=False,
                                     bootstrap_iters=BOOTSTRAP_ITERS)
-    seconds = time.perf_counter() - start
-    return {"registry_s": registry, "load_s": load, "evaluate_s": seconds, **extra,
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if server_pid:  # the scoring is the app's: its CPU time counts too
+        extra["server_cpu_s"] = server_cpu(int(server_pid)) - server
+        cpu += extra["server_cpu_s"]
+    return {"registry_s": registry, "load_s": load, "evaluate_s": seconds, "evaluate_cpu_s": cpu, **extra,
             "metrics": _metrics(out["results"][TASK])}
 
 
-def run_worker(kind: str, target: str, tasks_dir: Path, batch_size: int) -> dict:
+def run_worker(kind: str, target: str, tasks_dir: Path, batch_size: int, server_pid: int | None = None) -> dict:
+    extra = ["--server-pid", str(server_pid)] if server_pid else []
     done = subprocess.run([sys.executable, __file__, "--worker", kind, target, str(tasks_dir),
-                           "--batch-size", str(batch_size)], cwd=ROOT, env={**os.environ, **OFFLINE},
+                           "--batch-size", str(batch_size), *extra], cwd=ROOT, env={**os.environ, **OFFLINE},
                           capture_output=True, text=True, timeout=7200)
     if done.returncode != 0:
         raise SystemExit(f"{kind} evaluation failed:\n{done.stderr[-3000:]}")
@@ -329,9 +343,10 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: the tiny-shaped model, 40 documents, one round of each, 2 chat rounds")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "TARGET", "TASKS"), help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.batch_size)))
+        print(json.dumps(worker(*args.worker, args.batch_size, args.server_pid)))
         return 0
 
     from bench_model import CACHE, bench_hf_dir, bench_model_dir, results_path, smoke_dir
@@ -368,7 +383,8 @@ def main() -> int:
             if "http" not in args.skip:
                 ways["http"] = []
                 for round_ in range(args.rounds):
-                    row = run_worker("http", f"{app.url}/m/{ct2.name}/v1/completions", tasks_dir, args.batch_size)
+                    row = run_worker("http", f"{app.url}/m/{ct2.name}/v1/completions", tasks_dir, args.batch_size,
+                                     app.process.pid)
                     ways["http"].append(row)
                     print(f"round {round_ + 1}: http evaluate {row['evaluate_s']:.1f} s", flush=True)
             if "chat" not in args.skip:
@@ -380,6 +396,7 @@ def main() -> int:
         if app is not None:
             app.stop()
     median = {k: statistics.median(r["per_checkpoint_s"] for r in rows) for k, rows in ways.items() if rows}
+    cpu = {k: statistics.median(r["evaluate_cpu_s"] for r in rows) for k, rows in ways.items() if rows}
     summary = {
         "checkpoint": f"{ct2.name} ({'tiny' if args.smoke else 'Pythia-160m'} shape, vocabulary 50304, random weights)",
         "workload": {"task": TASK, **workload, "shape": "lambada_openai's YAML (loglikelihood of the last word; acc, "
@@ -392,13 +409,14 @@ def main() -> int:
         "runs": ways, "median_per_checkpoint_s": median,
         "ratios": {f"{k}_over_engine": median[k] / median["engine"] for k in median if "engine" in median
                    and k != "engine"},
+        "median_evaluate_cpu_s": cpu,
         "projected_lambada_s": {k: v * LAMBADA_DOCS / args.docs for k, v in median.items()},
         "chat": chat,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
     for kind, seconds in median.items():
-        print(f"{kind}: {seconds:.1f} s per checkpoint ({args.docs:,} documents)")
+        print(f"{kind}: {seconds:.1f} s per checkpoint ({args.docs:,} documents; evaluating: {cpu[kind]:.0f} CPU s)")
     print("wrote", out)
     return 0
 

@@ -74,7 +74,8 @@ def check_benchmarks_speed(out: str, tmp: Path) -> None:
     assert set(result["runs"]) == {"engine", "hf", "http"}
     for way, (row,) in result["runs"].items():
         assert set(row["metrics"]) >= {"acc", "perplexity"} and row["per_checkpoint_s"] > 0, way
-    assert result["runs"]["engine"]["compute_type"] == "int8" and result["runs"]["hf"]["dtype"] == "float32"
+    assert result["runs"]["engine"][0]["compute_type"] == "int8" and result["runs"]["hf"][0]["dtype"] == "float32"
+    assert all(rows[0]["evaluate_cpu_s"] > 0 for rows in result["runs"].values())
     assert set(result["ratios"]) == {"hf_over_engine", "http_over_engine"}
     idle, evaluating = result["chat"]["idle"], result["chat"]["evaluating"]
     assert idle["requests"] == 16 and idle["ttft_p95_s"] > 0  # 8 users, 2 rounds
