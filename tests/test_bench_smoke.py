@@ -66,6 +66,22 @@ def check_lm_eval_bench(out: str, tmp: Path) -> None:
     assert all("kjv_gen" in metrics for metrics in result["metrics"].values())
 
 
+def check_benchmarks_speed(out: str, tmp: Path) -> None:
+    """(a) the engine, (b) hf, (c) local-completions each evaluated the LAMBADA-shaped task once, and chat users
+    were timed with the app idle and while it evaluated."""
+    result = _json_written(out)
+    assert result["workload"]["documents"] == 40 and 70 <= result["workload"]["tokens_mean"] <= 90
+    assert set(result["runs"]) == {"engine", "hf", "http"}
+    for way, (row,) in result["runs"].items():
+        assert set(row["metrics"]) >= {"acc", "perplexity"} and row["per_checkpoint_s"] > 0, way
+    assert result["runs"]["engine"][0]["compute_type"] == "int8" and result["runs"]["hf"][0]["dtype"] == "float32"
+    assert all(rows[0]["evaluate_cpu_s"] > 0 for rows in result["runs"].values())
+    assert set(result["ratios"]) == {"hf_over_engine", "http_over_engine"}
+    idle, evaluating = result["chat"]["idle"], result["chat"]["evaluating"]
+    assert idle["requests"] == 16 and idle["ttft_p95_s"] > 0  # 8 users, 2 rounds
+    assert evaluating["requests"] == 8 * evaluating["rounds"]
+
+
 def check_serving_bench(out: str, tmp: Path) -> None:
     result = _json_written(out)
     (rows,) = result["concurrency"].values()
@@ -136,6 +152,7 @@ def out(name: str) -> Callable[[Path], list[str]]:
 
 SMOKES = {
     "bench/bench_model.py": Smoke(lambda t: ["--smoke"], check_printed(r"bench-smoke-ct2 \(vocabulary 50304")),
+    "bench/benchmarks_speed.py": Smoke(out("benchmarks_speed.json"), check_benchmarks_speed),
     "bench/convert_bench.py": Smoke(out("convert.json"), check_convert_bench),
     "bench/crowd_bench.py": Smoke(out("crowd.json"), check_crowd_bench),
     "bench/gpu_check.py": Smoke(lambda t: ["--smoke", str(t / "gpu_check.json")], check_gpu_check),

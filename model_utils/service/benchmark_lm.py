@@ -12,6 +12,17 @@ Windows: a scored sequence holds at most ``CONTEXT_LENGTH`` tokens *including* t
 engines return log-probs of tokens they were given), so ``max_length`` is ``CONTEXT_LENGTH - 1``; lm-eval's ``hf``
 model with ``max_length=2047`` scores exactly the same windows (tests/test_benchmarks_parity.py).
 
+Documents longer than the context: as lm-eval's ``hf`` model does, a (context, continuation) pair that does not fit
+has its context cut from the left (and a generation's prompt keeps its last ``2048 - max_gen_toks`` tokens), so the
+numbers equal the ``hf`` backend's; unlike ``hf`` (a log warning per request) this is counted and said in the
+result's notes (:meth:`ServiceLM.notes`), with the task, the longest request and the limit. What cannot be done that
+way is refused in words naming the task: a continuation longer than the context, more generated tokens than a
+reply may have.
+
+Generations a model cannot answer (a random or tiny checkpoint on a generation task) are scored as lm-eval scores
+them (usually 0); the notes say how many answers were empty or ran to the task's token limit without reaching its
+stop strings, with the first answer as an example, so a 0 reads as "the model wrote nothing usable", not as a bug.
+
 Stop: ``cancel`` is checked before every batch; a set event raises :class:`EvaluationStopped` there, so the
 evaluation ends at its next batch.
 """
@@ -48,11 +59,17 @@ Progress = Callable[[int, int], None]  # (requests done, requests in all) of the
 class ServiceLM(TemplateLM):
     """An lm-eval model over one loaded (model, revision)."""
 
-    def __init__(self, model: ServedModel, cancel: threading.Event | None = None, progress: Progress | None = None):
+    def __init__(self, model: ServedModel, cancel: threading.Event | None = None, progress: Progress | None = None,
+                 task: str = "the task"):
         super().__init__()
         self.model = model
         self.cancel = cancel or threading.Event()
         self.progress = progress
+        self.task = task  # named in refusals and notes
+        self.scored = 0  # (context, continuation) pairs scored, rolling windows aside
+        self.cut: list[int] = []  # the whole length, in tokens, of each pair whose context was cut to fit
+        self.prompts_cut: list[int] = []  # the length of each generation prompt cut to fit
+        self.answers = _Answers()
 
     # -- what TemplateLM needs --------------------------------------------------------------------
     @property
@@ -84,16 +101,25 @@ class ServiceLM(TemplateLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         """Each (context, continuation) token pair: the continuation's log-likelihood and whether greedy decoding
         would have produced it. Longest first, so a batch holds sequences of similar length."""
+        return self._score_pairs(requests, count=True)
+
+    def _score_pairs(self, requests, count: bool) -> list[tuple[float, bool]]:
         sequences = []
         for _, context, continuation in requests:
             if not continuation:
-                raise InvalidParameter("The task asked to score an empty continuation.")
+                raise InvalidParameter(f"{self.task} asked to score an empty continuation.")
             if len(continuation) > self.max_length:
-                raise InvalidParameter(f"A continuation of the task is {len(continuation):,} tokens long; the "
-                                       f"model's context holds {CONTEXT_LENGTH:,}.")
+                raise InvalidParameter(
+                    f"{self.task} has a continuation of {len(continuation):,} tokens to score; the model's context "
+                    f"holds {CONTEXT_LENGTH:,} tokens, and a continuation must fit in it whole (lm-eval's hf model "
+                    f"refuses it too).")
+            whole = list(context) + list(continuation)
+            if count:
+                self.scored += 1
+                if len(whole) > CONTEXT_LENGTH:
+                    self.cut.append(len(whole))
             # as lm-eval's hf model: the context is cut from the left to fit
-            whole = (list(context) + list(continuation))[-(self.max_length + 1):]
-            sequences.append((whole, len(continuation)))
+            sequences.append((whole[-(self.max_length + 1):], len(continuation)))
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
         results: list[tuple[float, bool] | None] = [None] * len(sequences)
         for start in range(0, len(order), SCORE_BATCH):
@@ -119,7 +145,7 @@ class ServiceLM(TemplateLM):
                 windows.append((None, context, continuation))
                 owners.append(index)
         totals = [0.0] * len(requests)
-        for owner, (log_likelihood, _) in zip(owners, self._loglikelihood_tokens(windows), strict=True):
+        for owner, (log_likelihood, _) in zip(owners, self._score_pairs(windows, count=False), strict=True):
             totals[owner] += log_likelihood
         return totals
 
@@ -133,17 +159,23 @@ class ServiceLM(TemplateLM):
                 raise InvalidParameter("The task samples its generations (do_sample); only greedy generation "
                                        "tasks can be evaluated here.")
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
-            max_gen = min(int(kwargs.pop("max_gen_toks")), MAX_NEW_TOKENS)
-            if max_gen >= self.max_length:
-                raise InvalidParameter(f"The task asks for {max_gen:,} generated tokens; the context holds "
-                                       f"{CONTEXT_LENGTH:,}.")
-            ids = self.tok_encode(context)[-(CONTEXT_LENGTH - max_gen):]  # left-truncated, as lm-eval's hf model
+            max_gen = int(kwargs.pop("max_gen_toks"))
+            if max_gen > MAX_NEW_TOKENS:
+                raise InvalidParameter(
+                    f"{self.task} asks for up to {max_gen:,} generated tokens per answer; this server generates at "
+                    f"most {MAX_NEW_TOKENS:,} per reply (the model's context holds {CONTEXT_LENGTH:,} tokens).")
+            ids = self.tok_encode(context)
+            if len(ids) > CONTEXT_LENGTH - max_gen:
+                self.prompts_cut.append(len(ids))
+            ids = ids[-(CONTEXT_LENGTH - max_gen):]  # left-truncated, as lm-eval's hf model
             jobs.append((ids, max_gen, until))
         out: list[str] = []
         for start in range(0, len(jobs), GENERATE_BATCH):
             self._check_stop()
             out += self._generate_batch(jobs[start:start + GENERATE_BATCH])
             self._report(len(out), len(jobs))
+        if out and self.answers.example is None:
+            self.answers.example = out[0]  # the first request's answer: the example the notes quote
         return out
 
     def _generate_batch(self, jobs) -> list[str]:
@@ -160,6 +192,8 @@ class ServiceLM(TemplateLM):
                 for chunk in stream(self.model, PreparedPrompt(tuple(ids)), params, stop=until, cancel=self.cancel):
                     reply.add(chunk)
                 texts[i] = postprocess_generated_text(self.tok_decode(reply.token_ids), until, None)
+                ran_out = reply.last is not None and reply.last.finish_reason == "length"
+                self.answers.add(texts[i], ran_out, max_gen, until)
             except BaseException as exc:  # handed to the caller's thread
                 errors.put(exc)
 
@@ -172,3 +206,58 @@ class ServiceLM(TemplateLM):
             raise errors.get()
         self._check_stop()  # a stopped decoding returns early: its text is not a result
         return texts  # type: ignore[return-value]
+
+    # -- what the result says besides its numbers ----------------------------------------------------------
+    def notes(self) -> list[str]:
+        """Readable caveats of this evaluation: requests cut to fit the context, answers that say nothing."""
+        out = []
+        if self.cut:
+            out.append(
+                f"{self.task}: {len(self.cut):,} of {self.scored:,} scored requests were longer than the model's "
+                f"{CONTEXT_LENGTH:,}-token context (the longest {max(self.cut):,} tokens); as lm-eval's hf model does, "
+                f"their contexts were cut from the left to fit, so those documents were scored on less context "
+                f"than the task wrote.")
+        if self.prompts_cut:
+            out.append(
+                f"{self.task}: {len(self.prompts_cut):,} of {self.answers.total:,} generation prompts were longer "
+                f"than the model's context leaves room for (the longest {max(self.prompts_cut):,} tokens); as "
+                f"lm-eval's hf model does, they were cut from the left.")
+        out += self.answers.notes(self.task)
+        return out
+
+
+class _Answers:
+    """What the generations of one evaluation looked like: how many were empty, how many never ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+        self.empty = 0
+        self.ran_out = 0
+        self.limit = 0
+        self.until: list[str] = []
+        self.example: str | None = None
+
+    def add(self, text: str, ran_out: bool, limit: int, until: list[str]) -> None:
+        with self._lock:
+            self.total += 1
+            self.empty += not text.strip()
+            self.ran_out += ran_out
+            self.limit, self.until = limit, until
+
+    def notes(self, task: str) -> list[str]:
+        if not self.total or not (self.empty or self.ran_out):
+            return []
+        parts = []
+        if self.empty:
+            parts.append(f"{self.empty:,} of {self.total:,} answers were empty (the model ended or hit a stop "
+                         f"string at once)")
+        if self.ran_out:
+            stops = ", ".join(repr(u) for u in self.until[:4])
+            parts.append(f"{self.ran_out:,} of {self.total:,} ran to the task's {self.limit:,}-token limit without "
+                         f"reaching its stop strings ({stops})")
+        example = (self.example or "").strip()
+        shown = f"{example[:80]!r}{'…' if len(example) > 80 else ''}" if example else "nothing"
+        words = "; ".join(parts)
+        return [f"{task}: {words}. lm-eval scored the answers as written (the first: {shown}); a model this small "
+                f"or this early in training may write nothing usable, which scores 0."]

@@ -149,6 +149,12 @@ class UnitResult:
     error: str | None = None
     cached: bool = False  # it came from the store
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the numbers do not say (requests cut to fit the context, answers that were empty or never ended),
+        kept with the result."""
+        return tuple((self.results or {}).get("notes") or ())
+
 
 @dataclass(frozen=True)
 class BenchmarkUpdate:
@@ -334,21 +340,26 @@ class Benchmarks:
         def progress(done: int, total: int) -> None:
             say(f"{done:,} of {total:,} requests")
 
-        lm = ServiceLM(loaded, cancel, progress)
+        lm = ServiceLM(loaded, cancel, progress, task=key.task)
         started = time.monotonic()
+        log.info("benchmark %s %s %s: evaluating (%s documents, %d-shot)", key.model, key.revision, key.task,
+                 "all" if key.limit is None else f"{key.limit:,}", key.num_fewshot)
         out = lm_eval.simple_evaluate(model=lm, tasks=[key.task], num_fewshot=key.num_fewshot, limit=key.limit,
                                       task_manager=self.tasks.manager(), bootstrap_iters=BOOTSTRAP_ITERS,
                                       log_samples=False, torch_random_seed=None)
         if out is None or key.task not in out.get("results", {}):
             raise RuntimeError(f"lm-eval returned no results for {key.task}")
         task_results = {k: v for k, v in out["results"][key.task].items()}
-        log.info("benchmark %s %s %s: %s in %.1f s", key.model, key.revision, key.task,
-                 {k: v for k, v in task_results.items() if "," in k}, time.monotonic() - started)
+        notes = lm.notes()
+        log.info("benchmark %s %s %s: %s in %.1f s%s", key.model, key.revision, key.task,
+                 {k: v for k, v in task_results.items() if "," in k}, time.monotonic() - started,
+                 "".join(f"\n  note: {n}" for n in notes))
         results = {"model": key.model, "revision": key.revision, "step": step, "task": key.task,
                    "compute_type": key.compute_type, "lm_eval_version": key.lm_eval_version,
                    "num_fewshot": key.num_fewshot, "limit": key.limit, "results": task_results,
                    "versions": out.get("versions", {}), "n-shot": out.get("n-shot", {}),
-                   "n-samples": out.get("n-samples", {}), "config": out.get("configs", {}).get(key.task)}
+                   "n-samples": out.get("n-samples", {}), "config": out.get("configs", {}).get(key.task),
+                   "notes": notes}
         return StoredResult(key, step, metrics_of(task_results), results)
 
 

@@ -111,6 +111,21 @@ def progress_line(update) -> str:
     return " · ".join(parts)
 
 
+NOTES_SHOWN = 3  # notes listed under the status line; the rest are in the results JSON
+
+
+def notes_line(update) -> str:
+    """What the numbers do not say (documents cut to fit the context, answers a model could not write), one line per
+    (checkpoint, task) that has any; empty when none has."""
+    noted = [(u, note) for u in update.units if u.status == "ok" for note in u.notes]
+    if not noted:
+        return ""
+    lines = [f"ℹ️ {u.model} {u.revision}: {note}" for u, note in noted[:NOTES_SHOWN]]
+    if len(noted) > NOTES_SHOWN:
+        lines.append(f"… and {len(noted) - NOTES_SHOWN} more notes, in lm-eval's results JSON (\"notes\").")
+    return "\n\n".join(lines)
+
+
 def build_benchmarks_tab(service: PythiaService, h: Handlers, concurrency: int) -> None:
     """Add the Benchmarks tab (call inside a gr.Tabs block)."""
     default = service.default_model
@@ -173,12 +188,12 @@ def build_benchmarks_tab(service: PythiaService, h: Handlers, concurrency: int) 
                     for update in service.benchmark(parsed, cancel=job.stop):
                         last = update
                         yield (progress_line(update), charts_html(update, parsed.num_fewshot), table_rows(update),
-                               gr.update(), gr.update(), gr.update(), "")
+                               gr.update(), gr.update(), gr.update(), notes_line(update))
                     if last is not None:
                         raw = [[r.model, r.revision, r.step, r.task, r.metric, r.value, r.stderr] for r in last.rows]
                         yield (progress_line(last), charts_html(last, parsed.num_fewshot), table_rows(last),
                                gr.update(value=csv_file("benchmark", CSV_HEADER, raw), visible=bool(raw)),
-                               gr.update(value=results_json(last), visible=bool(raw)), gr.update(), "")
+                               gr.update(value=results_json(last), visible=bool(raw)), gr.update(), notes_line(last))
                 except Exception as exc:  # a refused request: what was shown stays, the reason is readable
                     yield (gr.update(),) * outputs + (notice(exc),)
 
