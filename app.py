@@ -47,6 +47,7 @@ class Built:
     engine: Any
     demo: Any  # gradio.Blocks
     app: Any  # fastapi.FastAPI
+    service: Any = None  # model_utils.service.PythiaService
 
 
 def choose_default_model(settings, catalog, store) -> tuple[str, str | None]:
@@ -118,7 +119,6 @@ def build(settings, *, loader=None) -> Built:
                             capacity=Capacity(resolved.concurrency, settings.max_queue, shared_rows),
                             results_dir=store.root, tasks_dir=settings.tasks_dir,
                             benchmark_jobs=settings.benchmark_jobs)
-    service.benchmarks.warm()  # lm-eval's task registry, built in the background
     demo = build_demo(service, concurrency=resolved.concurrency, notice=notice)
     # Gradio's queue holds visitors beyond those decoding (and shows their position);
     # api_open=False: the REST shortcut cannot bypass it.
@@ -130,7 +130,7 @@ def build(settings, *, loader=None) -> Built:
     app.add_middleware(ApiShareGate, limits=service.client_limits)
     # every route, the page's and the API's: a body past the cap is refused before it is read (added last: first)
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_body_mb * MIB))
-    return Built(engine, demo, app)
+    return Built(engine, demo, app, service)
 
 
 def api_rows(settings, resolved) -> int | None:
@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_listen_words(exc, settings.host, settings.port)}", file=sys.stderr)
         return 2
     print(f"* Running on http://{settings.host}:{settings.port} (OpenAI-compatible API under /v1)", flush=True)
+    # lm-eval's task registry (~10 s of CPU), built in the background so that the first Benchmarks job does not
+    # wait for it. Here, not in build(): scripts and tests that build apps in-process (running()) measure or
+    # check other things, and a job there builds it on first use.
+    built.service.benchmarks.warm()
     # uvicorn stops gracefully on Ctrl+C or SIGTERM (how Spaces stop a container), then raises the signal again
     # for the handler that was there before it: this one, so that the models are unloaded and the exit is clean.
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

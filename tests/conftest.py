@@ -79,6 +79,36 @@ def slow_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One --cache-dir for the session's apps that do not watch a first download or conversion: each model
+    is converted once per run, not once per app (the store's file locks make sharing it safe)."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_url(model_cache):
+    """`python app.py --demo` (in-process, app.running), shared by the session's tests that read the page or
+    call its APIs without changing what the server holds: one start instead of one per module or test."""
+    from model_utils.settings import Settings
+
+    from live_app import running_app
+
+    with running_app(Settings(demo=True, cache_dir=str(model_cache), device="cpu")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def demo_mcp_url(model_cache):
+    """As ``demo_url``, with --mcp: Gradio's MCP server at /gradio_api/mcp/."""
+    from model_utils.settings import Settings
+
+    from live_app import running_app
+
+    with running_app(Settings(demo=True, mcp=True, cache_dir=str(model_cache), device="cpu")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="session")
 def output_dir() -> Path:
     OUTPUT_DIR.mkdir(exist_ok=True)
     return OUTPUT_DIR
@@ -146,10 +176,10 @@ def fresh_hub(hub, tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     state = hub.state
-    state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
+    state.down, state.cut_after, state.cut_times, state.cut_by_reset, state.delay_s = False, {}, 0, False, 0.0
     state.requests.clear()
     yield hub
-    state.down, state.cut_after, state.cut_times, state.delay_s = False, {}, 0, 0.0
+    state.down, state.cut_after, state.cut_times, state.cut_by_reset, state.delay_s = False, {}, 0, False, 0.0
     state.stall_after.clear()
     state.release.set()  # a download a test left stalled ends now, not after two minutes
 

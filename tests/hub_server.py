@@ -29,6 +29,9 @@ class HubState:
     repos: dict[str, dict[str, Revision]] = field(default_factory=dict)
     cut_after: dict[str, int] = field(default_factory=dict)  # filename -> bytes sent before closing
     cut_times: int = 0  # how many GETs are cut (0 = none)
+    # a cut GET ends with a reset (RST, as a proxy that drops a connection), not a close: huggingface_hub resumes
+    # a closed download after a second's wait, five times over, and gives up on a reset one at once
+    cut_by_reset: bool = False
     down: bool = False  # answer 503 to everything
     answer_all: int | None = None  # answer every request with this status and no Hub error code (a bare proxy)
     delay_s: float = 0.0  # wait before sending each file body (a slow download)
@@ -189,10 +192,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._stall(body[:stall])  # silent, connection open: a stalled download
             return
         if cut is not None:
+            import socket
+            import struct
+
             self.wfile.write(body[:cut])
             self.wfile.flush()
             self.close_connection = True
-            import socket
+            if self.state.cut_by_reset:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         self.wfile.write(body)

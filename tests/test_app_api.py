@@ -18,9 +18,9 @@ DEMO = "demo-pythia-kjv"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def live(model_cache):
     # A wide batching window so that the concurrent smoke test's requests surely share a batch.
-    settings = Settings(demo=True, cache_dir=str(tmp_path_factory.mktemp("app-cache")), device="cpu",
+    settings = Settings(demo=True, cache_dir=str(model_cache), device="cpu",
                         batch_window_ms=300)
     with running_app(settings) as (url, engine):
         yield url, engine

@@ -13,29 +13,20 @@ from gradio_client import Client
 
 from app_process import ROOT, AppProcess
 from hub_server import BlackHole, HubServer
-from live_app import free_port
 
 pytestmark = pytest.mark.slow  # a subprocess
 
 DEMO = "demo-pythia-kjv"
 
 
-def test_demo_serves_and_stops_cleanly_on_sigterm(tmp_path):
-    app = AppProcess("--demo", "--cache-dir", str(tmp_path))
-    try:
-        text = Client(app.url, verbose=False).predict(prompt="Hello", max_new_tokens=8, api_name="/complete")
-        assert isinstance(text, str)
-        assert app.terminate() == 0, app.output()
-    finally:
-        app.kill()
-
-
-def test_a_quick_restart_on_the_same_port_starts(tmp_path):
+def test_demo_serves_stops_cleanly_on_sigterm_and_a_quick_restart_on_the_same_port_starts(tmp_path):
     first = AppProcess("--demo", "--cache-dir", str(tmp_path))
     try:
+        text = Client(first.url, verbose=False).predict(prompt="Hello", max_new_tokens=8, api_name="/complete")
+        assert isinstance(text, str)
         with httpx.Client() as visitor:  # a keep-alive connection the stopping server hangs up on
             assert visitor.get(first.url).status_code == 200
-            assert first.terminate() == 0
+            assert first.terminate() == 0, first.output()
     finally:
         first.kill()
     again = AppProcess("--demo", "--cache-dir", str(tmp_path), port=first.port)  # fails unless it starts
@@ -46,17 +37,12 @@ def run_app(*flags, cwd=ROOT):
     return subprocess.run([sys.executable, "app.py", *flags], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-def test_unknown_default_model_is_a_clear_startup_error(tmp_path):
-    out = run_app("--default-model", "gpt2", "--cache-dir", str(tmp_path), "--port", str(free_port()))
-    assert out.returncode == 2
-    assert "Unknown model 'gpt2'" in out.stderr and "Traceback" not in out.stderr
-
-
-def test_a_bad_model_is_reported_before_a_busy_port(tmp_path):
+def test_an_unknown_default_model_is_a_clear_startup_error_said_before_a_busy_port(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         out = run_app("--default-model", "gpt2", "--port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path))
     assert out.returncode == 2
-    assert "Unknown model 'gpt2'" in out.stderr and "port" not in out.stderr
+    assert "Unknown model 'gpt2'" in out.stderr and "Traceback" not in out.stderr
+    assert "port" not in out.stderr, "the bad model is reported first"
 
 
 def test_a_busy_port_says_which_flag_to_pass(tmp_path):

@@ -47,8 +47,8 @@ def serve(checkpoint, cache, *flags) -> AppProcess:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")  # both runs share the converted model
+def cache(model_cache):
+    return model_cache  # the runs share the converted model (conftest: the session's apps share it too)
 
 
 @pytest.mark.parametrize("flags", [(), ("--max-api-rows", "0")], ids=["default", "no-api-row-cap"])

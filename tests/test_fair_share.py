@@ -19,7 +19,6 @@ import time
 
 import httpx
 import pytest
-from chromium import launched_chromium
 from test_browser import open_app
 
 from model_utils.engine.batching import OVERFLOW_PATIENCE
@@ -89,10 +88,10 @@ def first_token_seconds(page, sent_before: int) -> float:
 
 
 @pytest.mark.parametrize("cap", [8, 64], ids=["default-cap", "no-effective-cap"])
-def test_a_greedy_client_leaves_a_visitors_first_token_within_the_bound(slow_checkpoint, tmp_path, cap):
-    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu",
+def test_a_greedy_client_leaves_a_visitors_first_token_within_the_bound(slow_checkpoint, model_cache, browser, cap):
+    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(model_cache), device="cpu",
                         max_client_rows=cap, wait_steps=WAIT_STEPS)
-    with running_app(settings) as (url, _), launched_chromium() as browser:
+    with running_app(settings) as (url, _):
         warm = httpx.post(url + "/v1/completions", json={"prompt": "warm up", "max_tokens": 2}, timeout=300)
         assert warm.status_code == 200  # the model is converted and loaded
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -110,6 +109,7 @@ def test_a_greedy_client_leaves_a_visitors_first_token_within_the_bound(slow_che
             step = loaded / max(greedy.steps_between(start, start + loaded), 1)  # seconds per greedy step
         finally:
             greedy.close()
+            page.close()
     bound = 2 * idle + POLICY_STEPS * step
     if cap == 8:
         assert greedy.refused >= GREEDY_REQUESTS - cap // CHOICES, "the requests past the cap were answered 429"

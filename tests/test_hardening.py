@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, slow_checkpoint):
-    settings = Settings(demo=True, model_dir=str(slow_checkpoint), cache_dir=str(tmp_path_factory.mktemp("cache")),
+def live(model_cache, slow_checkpoint):
+    settings = Settings(demo=True, model_dir=str(slow_checkpoint), cache_dir=str(model_cache),
                         device="cpu")
     with running_app(settings) as (url, engine):
         Client(url, verbose=False).predict(prompt="warm up", model=DEMO, max_new_tokens=2, api_name="/complete")
@@ -190,10 +190,10 @@ def test_uploads_are_capped(live):
     assert big.status_code == 413
 
 
-def test_a_request_cancelled_while_queued_never_starts(tmp_path, slow_checkpoint):
+def test_a_request_cancelled_while_queued_never_starts(model_cache, slow_checkpoint):
     from live_app import running_app as run_app
 
-    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu",
+    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(model_cache), device="cpu",
                         max_batch_size=1, workers=1)
     with run_app(settings) as (url, engine):
         Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")

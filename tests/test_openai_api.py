@@ -24,10 +24,9 @@ GREEDY = dict(temperature=0, extra_body={"repetition_penalty": 1.0})
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    settings = Settings(demo=True, device="cpu", cache_dir=str(tmp_path_factory.mktemp("openai")))
-    with running_app(settings) as (url, engine):
-        yield url, engine
+def live(demo_url):
+    """(url, engine) of `python app.py --demo`: the session's (conftest), whose engine these tests never touch."""
+    return demo_url, None
 
 
 @pytest.fixture(scope="module")
@@ -172,9 +171,9 @@ def test_the_same_words_as_the_gradio_api(live, gradio):
 
 # -- a closed connection, the per-client limit and the key -----------------------------------------------------
 @pytest.fixture(scope="module")
-def slow_live(slow_checkpoint, tmp_path_factory):
+def slow_live(slow_checkpoint, model_cache):
     settings = Settings(demo=True, model_dir=str(slow_checkpoint), device="cpu", max_client_rows=2,
-                        cache_dir=str(tmp_path_factory.mktemp("openai-slow")))
+                        cache_dir=str(model_cache))
     with running_app(settings) as (url, engine):
         yield url, engine
 

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 import pytest
 
-from model_utils.settings import Settings
 from model_utils.store.demo_model import TRAINED_PASSAGE
 from model_utils.ui.blocks import PAGE_CSS
 from model_utils.ui.charts import NARROW, WIDE, Series, chart_caption, line_chart
@@ -24,19 +23,10 @@ DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 DEMO_STEPS = (0, 1, 16, 64, 256, 512, 1000, 2000, 3000)
 
 
-@contextmanager
-def running_page(settings: Settings):
-    """The app as app.py launches it (its footer included), on a free loopback port."""
-    import app
-
-    with app.running(settings) as (url, _):
-        yield url
-
-
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    with running_page(Settings(demo=True, cache_dir=str(tmp_path_factory.mktemp("demo")), device="cpu")) as u:
-        yield u
+def url(demo_url):
+    """The app as app.py launches it (its footer included): the session's `python app.py --demo` (conftest)."""
+    return demo_url
 
 
 @pytest.fixture

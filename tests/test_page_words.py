@@ -5,25 +5,13 @@ at 1280x900 and 390x844, land in test-output/visitor-*.png for people to look at
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 from test_browser import open_app, pick_model
-
-from model_utils.settings import Settings
-
-from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server and a browser
 
 WAIT_MS = 60_000
 VIEWS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
-
-
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory):
-    with running_app(Settings(demo=True, cache_dir=str(tmp_path_factory.mktemp("demo")), device="cpu")) as (url, _):
-        yield url
 
 
 @pytest.fixture
@@ -141,37 +129,31 @@ def test_compare_says_what_it_shows(page, demo_url):
     assert page.locator("[id^=compare-output-]").count() == 3
 
 
-# ---- 13: the API panel ----------------------------------------------------------------------------------
-@contextmanager
-def app_with_mcp(tmp_path, mcp: bool):
-    with running_app(Settings(demo=True, cache_dir=str(tmp_path / "cache"), device="cpu", mcp=mcp)) as (url, _):
-        yield url
-
-
+# ---- 13: the API panel (the session's demo apps, conftest: without and with --mcp) -----------------------
 @pytest.mark.parametrize("mcp", [False, True], ids=["without --mcp", "with --mcp"])
-def test_the_api_panel_logs_no_client_error_and_names_this_apps_switch(browser, tmp_path, mcp, output_dir):
-    with app_with_mcp(tmp_path, mcp) as url:
-        page = browser.new_page(viewport=VIEWS["desktop"])
-        refused, console_errors = [], []
-        page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if 400 <= r.status < 500 else None)
-        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-        try:
-            open_app(page, url)
-            page.get_by_text("Use via API").click()
-            page.wait_for_selector(".api-docs")
-            page.locator(".api-docs li", has_text="MCP").first.click()
-            panel = page.locator(".api-docs")
-            if mcp:
-                page.wait_for_function("document.querySelector('.api-docs').innerText.includes('Streamable HTTP')")
-            else:
-                page.wait_for_function("document.querySelector('.api-docs').innerText.includes('--mcp')")
-                assert "mcp_server=True" not in panel.inner_text()
-                assert "PYTHIA_MCP" in panel.inner_text()
-            page.get_by_text("Python", exact=True).first.click()  # the panel's other tabs still work
-            page.wait_for_function("document.querySelector('.api-docs').innerText.includes('gradio_client')")
-            page.screenshot(path=str(output_dir / f"visitor-api-panel-{'mcp' if mcp else 'no-mcp'}.png"))
-        finally:
-            page.close()
+def test_the_api_panel_logs_no_client_error_and_names_this_apps_switch(browser, request, mcp, output_dir):
+    url = request.getfixturevalue("demo_mcp_url" if mcp else "demo_url")
+    page = browser.new_page(viewport=VIEWS["desktop"])
+    refused, console_errors = [], []
+    page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if 400 <= r.status < 500 else None)
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    try:
+        open_app(page, url)
+        page.get_by_text("Use via API").click()
+        page.wait_for_selector(".api-docs")
+        page.locator(".api-docs li", has_text="MCP").first.click()
+        panel = page.locator(".api-docs")
+        if mcp:
+            page.wait_for_function("document.querySelector('.api-docs').innerText.includes('Streamable HTTP')")
+        else:
+            page.wait_for_function("document.querySelector('.api-docs').innerText.includes('--mcp')")
+            assert "mcp_server=True" not in panel.inner_text()
+            assert "PYTHIA_MCP" in panel.inner_text()
+        page.get_by_text("Python", exact=True).first.click()  # the panel's other tabs still work
+        page.wait_for_function("document.querySelector('.api-docs').innerText.includes('gradio_client')")
+        page.screenshot(path=str(output_dir / f"visitor-api-panel-{'mcp' if mcp else 'no-mcp'}.png"))
+    finally:
+        page.close()
     assert refused == [] and console_errors == [], (refused, console_errors)
 
 

@@ -33,9 +33,9 @@ def wait_until(condition, message: str) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole answer", "streamed"])
-def test_an_openai_client_leaving_while_queued_frees_its_request_at_once(slow_checkpoint, tmp_path, stream,
+def test_an_openai_client_leaving_while_queued_frees_its_request_at_once(slow_checkpoint, model_cache, stream,
                                                                           queue_log):
-    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu", max_batch_size=1,
+    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(model_cache), device="cpu", max_batch_size=1,
                         workers=1, max_batches=1)
     with running_app(settings, loader=load_hookable_ct2_model) as (url, engine):
         Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")

@@ -47,10 +47,10 @@ def page_request(url: str):
 
 @pytest.mark.parametrize("send", [openai_request(True), openai_request(False), page_request],
                          ids=["OpenAI streamed", "OpenAI whole answer", "the page's event stream"])
-def test_a_reply_cut_off_by_a_stopping_server_prints_no_traceback(slow_checkpoint, tmp_path, send):
+def test_a_reply_cut_off_by_a_stopping_server_prints_no_traceback(slow_checkpoint, model_cache, send):
     import app
 
-    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path), device="cpu", max_batch_size=1,
+    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(model_cache), device="cpu", max_batch_size=1,
                         workers=1, max_batches=1)
     built = app.build(settings, loader=load_hookable_ct2_model)
     sock = app.listen("127.0.0.1", 0)

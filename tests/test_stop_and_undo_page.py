@@ -22,8 +22,8 @@ HANG = 60  # seconds a step may take on a loaded 2-core machine before the test 
 
 
 @pytest.fixture(scope="module")
-def live(slow_checkpoint, tmp_path_factory):
-    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(tmp_path_factory.mktemp("cache")), device="cpu",
+def live(slow_checkpoint, model_cache):
+    settings = Settings(model_dir=str(slow_checkpoint), cache_dir=str(model_cache), device="cpu",
                         max_batch_size=1, workers=1)
     with running_app(settings) as (url, engine):
         Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")  # converts it

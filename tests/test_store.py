@@ -97,6 +97,7 @@ def test_download_cut_off_then_clean_retry(fresh_hub, store):
     model = Catalog().get("pythia-160m")
     fresh_hub.state.cut_after = {"model.safetensors": 1000}
     fresh_hub.state.cut_times = 100  # every attempt in this call is cut
+    fresh_hub.state.cut_by_reset = True  # reset, not closed: given up at once, not resumed five times a second apart
     with pytest.raises(ModelUnavailable) as info:
         store.ensure(model, "step3000")
     assert "Traceback" not in str(info.value)

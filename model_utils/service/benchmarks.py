@@ -53,26 +53,30 @@ class TaskInfo:
     local: bool  # from the shipped folder or --tasks-dir
 
 
+# lm-eval's TaskManager per set of local folders, built once per process: building one reads ~15,000 YAML files
+# (about 10 s of CPU), and a process that builds several apps (scripts, tests: app.running) shares it.
+_MANAGERS: dict[tuple[Path, ...], Any] = {}
+_MANAGERS_LOCK = threading.Lock()
+
+
 class TaskRegistry:
-    """lm-eval's TaskManager over its own tasks plus the local folders; built once, on first use or by
-    :meth:`warm` (it reads ~15,000 YAML files: seconds of CPU)."""
+    """lm-eval's TaskManager over its own tasks plus the local folders; built once per process, on first use or
+    by :meth:`warm` (it reads ~15,000 YAML files: seconds of CPU)."""
 
     def __init__(self, tasks_dirs: tuple[Path, ...]):
         self.tasks_dirs = tasks_dirs
-        self._manager = None
-        self._lock = threading.Lock()
 
     def warm(self) -> None:
         """Build the registry in the background, so that the first job does not wait for it."""
         threading.Thread(target=self.manager, name="lm-eval-tasks", daemon=True).start()
 
     def manager(self):
-        with self._lock:
-            if self._manager is None:
+        with _MANAGERS_LOCK:
+            if self.tasks_dirs not in _MANAGERS:
                 from lm_eval.tasks import TaskManager
 
-                self._manager = TaskManager(include_path=[str(p) for p in self.tasks_dirs] or None)
-            return self._manager
+                _MANAGERS[self.tasks_dirs] = TaskManager(include_path=[str(p) for p in self.tasks_dirs] or None)
+            return _MANAGERS[self.tasks_dirs]
 
     def local_tasks(self) -> list[str]:
         """Tasks the local folders define (what the page offers next to the published list), read from their
