@@ -125,6 +125,9 @@ class Control:
     row: int  # the page's row of controls (three to a row: every label and value stays readable)
     step: float | None = 1  # the slider's step; None: a checkbox
     gradio_api: bool = True  # an argument of /chat, /complete and /compare
+    # added to the Gradio endpoints after their first version: it comes after an endpoint's own trailing arguments,
+    # so that the places of the values programs already send keep their meaning
+    added_later: bool = False
     openai: str | None = None  # the field of the OpenAI routes' bodies (None: not offered there)
     openai_default: Any = None  # what the OpenAI routes assume when the field is left out
     openai_note: str = ""  # said after the default on the OpenAI routes' description
@@ -144,9 +147,10 @@ CONTROLS: tuple[Control, ...] = (
             openai_default=1.0, openai_note=" (off)", vllm="repetition_penalty"),
     # the OpenAI routes' max_tokens is the request's own field (its 0 scores a prompt, with echo)
     Control("max_new_tokens", "Max new tokens", 1, vllm="max_tokens"),
-    Control("greedy", "Greedy", 2, step=None),  # vLLM's and OpenAI's temperature 0
-    Control("no_repeat_ngram_size", "No repeat ngram size", 1, remote=False),  # vLLM has no equivalent
-    Control("min_tokens", "Min tokens", 2, openai="min_tokens", openai_default=0, vllm="min_tokens"),
+    Control("greedy", "Greedy", 2, step=None, added_later=True),  # vLLM's and OpenAI's temperature 0
+    Control("no_repeat_ngram_size", "No repeat ngram size", 1, remote=False, added_later=True),  # vLLM has none
+    Control("min_tokens", "Min tokens", 2, openai="min_tokens", openai_default=0, vllm="min_tokens",
+            added_later=True),
 )
 
 

@@ -119,7 +119,28 @@ class ModelRow(TypedDict):
 
 
 # -- endpoints generated from the declarations -------------------------------------------------------
-SAMPLING = tuple(c.name for c in CONTROLS if c.gradio_api)  # in the declared order
+def with_controls(own: tuple[str, ...], trailing: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """An endpoint's arguments: its own, the sampling controls in the declared order, and its own ``trailing`` ones
+    placed before the controls added later (so every value keeps the place it had in the endpoint's first version;
+    a shorter list of values, as programs written then send, gets the defaults of the rest: pad_short_calls)."""
+    first = tuple(c.name for c in CONTROLS if c.gradio_api and not c.added_later)
+    later = tuple(c.name for c in CONTROLS if c.gradio_api and c.added_later)
+    return (*own, *first, *trailing, *later)
+
+
+def pad_short_calls(demo) -> None:
+    """A call of a named endpoint with fewer values than it takes (a program written before arguments were added)
+    gets None for the missing ones, which the endpoint reads as their defaults. Gradio 6.31 (pinned) refuses such a
+    call outright ("didn't receive enough input values"); this wraps its check on this page's Blocks only."""
+    check = demo.validate_inputs
+    named = {e.name for e in ENDPOINTS}
+
+    def validate_inputs(block_fn, inputs: list) -> None:
+        if block_fn.api_name in named and len(inputs) < len(block_fn.inputs):
+            inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))
+        check(block_fn, inputs)
+
+    demo.validate_inputs = validate_inputs
 
 
 @dataclass(frozen=True)
@@ -135,9 +156,9 @@ class Endpoint:
 
 
 ENDPOINTS = (
-    Endpoint("chat", ChatRequest, ("message", "history", "model", "revision", *SAMPLING),
+    Endpoint("chat", ChatRequest, with_controls(("message", "history", "model", "revision")),
              "Reply to `message` after the chat `history`, streamed: each update is the reply so far.", str, True),
-    Endpoint("complete", CompletionRequest, ("prompt", "model", "revision", *SAMPLING, "logprobs"),
+    Endpoint("complete", CompletionRequest, with_controls(("prompt", "model", "revision"), ("logprobs",)),
              "Continue `prompt` (the natural way to use a base language model), streamed: each update is the text "
              "so far. With `logprobs`, the last update is {text, tokens: [{token, token_id, logprob, top}]}, "
              "top being [token, logprob] pairs.", Union[str, CompletionWithLogprobs], True),
@@ -152,7 +173,7 @@ ENDPOINTS = (
              "Memorization (Biderman et al. 2023): give the model the text's first `prefix_tokens` tokens, decode "
              "`continuation_tokens` greedily, compare with the text. One row per (model, revision).",
              list[MemorizationResult]),
-    Endpoint("compare", CompareRequest, ("prompt", "pairs", *SAMPLING),
+    Endpoint("compare", CompareRequest, with_controls(("prompt", "pairs")),
              "Stream `prompt` through each [model, revision] pair side by side: each update has one entry per pair.",
              list[CompareResult], True),
     Endpoint("benchmark", BenchmarkRequest, ("model", "revisions", "tasks", "limit", "num_fewshot"),

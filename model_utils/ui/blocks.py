@@ -7,7 +7,7 @@ import gradio as gr
 
 from ..service import PythiaService
 from . import chat_clicks
-from .api import register_api
+from .api import pad_short_calls, register_api
 from .api_page import add_api_page_routes, page_head
 from .benchmarks_tab import build_benchmarks_tab
 from .controls import build_controls, with_controls
@@ -196,4 +196,5 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
         demo.unload(h.forget)
 
         register_api(service, concurrency)
+    pad_short_calls(demo)
     return demo
