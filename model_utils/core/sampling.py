@@ -122,7 +122,8 @@ class Control:
 
     name: str  # the SamplingParams field
     label: str  # the page's label
-    row: int  # the page's row of controls (three to a row: every label and value stays readable)
+    row: int  # the page's row of controls (at most three to a row, and a checkbox alone: a phone stacks a row's
+    # sliders, but squeezes a checkbox beside a slider)
     step: float | None = 1  # the slider's step; None: a checkbox
     gradio_api: bool = True  # an argument of /chat, /complete and /compare
     # added to the Gradio endpoints after their first version: it comes after an endpoint's own trailing arguments,
@@ -143,13 +144,13 @@ CONTROLS: tuple[Control, ...] = (
             openai_note=" (no limit; -1 also means no limit, as in vLLM)", from_openai=lambda v: 0 if v == -1 else v,
             vllm="top_k"),
     Control("top_p", "Top p", 0, step=0.01, openai="top_p", openai_default=1.0, vllm="top_p"),
-    Control("repetition_penalty", "Repetition penalty", 1, step=0.01, openai="repetition_penalty",
+    Control("repetition_penalty", "Repetition penalty", 2, step=0.01, openai="repetition_penalty",
             openai_default=1.0, openai_note=" (off)", vllm="repetition_penalty"),
     # the OpenAI routes' max_tokens is the request's own field (its 0 scores a prompt, with echo)
     Control("max_new_tokens", "Max new tokens", 1, vllm="max_tokens"),
-    Control("greedy", "Greedy", 2, step=None, added_later=True),  # vLLM's and OpenAI's temperature 0
-    Control("no_repeat_ngram_size", "No repeat ngram size", 1, remote=False, added_later=True),  # vLLM has none
-    Control("min_tokens", "Min tokens", 2, openai="min_tokens", openai_default=0, vllm="min_tokens",
+    Control("greedy", "Greedy", 3, step=None, added_later=True),  # vLLM's and OpenAI's temperature 0
+    Control("no_repeat_ngram_size", "No repeat ngram size", 2, remote=False, added_later=True),  # vLLM has none
+    Control("min_tokens", "Min tokens", 1, openai="min_tokens", openai_default=0, vllm="min_tokens",
             added_later=True),
 )
 
