@@ -71,6 +71,30 @@ DEMO = "demo-pythia-kjv"  # the name app.py --demo serves
 
 
 @pytest.fixture(scope="session")
+def float32_service(tmp_path_factory, tiny_hf_dir):
+    """tests/float32_service.py's service: one for the session's in-process tests of the routes, the handlers and
+    the batches (each model converted once)."""
+    from float32_service import serving
+
+    with serving(tiny_hf_dir, tmp_path_factory.mktemp("float32")) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def routes_client(float32_service):
+    """The OpenAI routes over ``float32_service``, in process (Starlette's test client: no socket)."""
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from model_utils.openai_api import add_openai_routes
+
+    app = FastAPI()
+    add_openai_routes(app, float32_service)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
 def slow_checkpoint(tmp_path_factory) -> Path:
     """A random HF checkpoint big enough (~90 tokens/s on a 2-vCPU x86 machine) that long replies last
     seconds: time to press Stop, disconnect, fill queues, and to watch a conversion's progress bar."""

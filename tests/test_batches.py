@@ -6,34 +6,24 @@ from __future__ import annotations
 
 import pytest
 
-from model_utils.core.catalog import CONTEXT_LENGTH, Catalog
+from model_utils.core.catalog import CONTEXT_LENGTH
 from model_utils.core.errors import InvalidParameter
-from model_utils.engine.devices import resolve_device
-from model_utils.engine.engine import Engine
 from model_utils.service import (
     BatchChatRequest,
     BatchCompletionRequest,
     BatchUsage,
     ChoiceDelta,
     ClientBusy,
-    PythiaService,
     ScoreRequest,
 )
 from model_utils.service.client_limits import ApiShareFull, ClientLimits
-from model_utils.store.demo_model import DEMO_MODEL, demo_model
-from model_utils.store.disk import ModelStore
 
 GREEDY = dict(temperature=0, repetition_penalty=1.0)
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    catalog = Catalog()
-    catalog.add(demo_model())
-    engine = Engine(resolve_device("cpu", "float32", 1), catalog=catalog,
-                    store=ModelStore(tmp_path_factory.mktemp("store")), memory_budget_bytes=4 * 2**30)
-    yield PythiaService(engine, catalog, DEMO_MODEL)
-    engine.close()
+def service(float32_service):
+    return float32_service
 
 
 def run(service, request_type=BatchCompletionRequest, **raw) -> tuple[dict[int, list[ChoiceDelta]], BatchUsage]:

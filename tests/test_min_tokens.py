@@ -13,48 +13,30 @@ from types import SimpleNamespace
 
 import gradio as gr
 import pytest
-from eos_checkpoint import write_eos_checkpoint
-from fastapi import FastAPI
-from starlette.testclient import TestClient
+from float32_service import EOS_MODEL
 
-from model_utils.core.catalog import Catalog
 from model_utils.core.sampling import CONTROLS, SamplingParams
-from model_utils.engine.devices import resolve_device
-from model_utils.engine.engine import Engine
 from model_utils.engine.interface import Capabilities
 from model_utils.engine.remote import CAPABILITIES
-from model_utils.openai_api import add_openai_routes
-from model_utils.service import CompletionRequest, InvalidParameter, PythiaService
-from model_utils.store.demo_model import DEMO_MODEL, demo_model
-from model_utils.store.disk import ModelStore
-from model_utils.store.local_dirs import describe_local_dir
+from model_utils.service import CompletionRequest, InvalidParameter
+from model_utils.store.demo_model import DEMO_MODEL
 from model_utils.ui.api import ENDPOINTS, api_function
 from model_utils.ui.blocks import build_demo
 from model_utils.ui.controls import NAMES, ControlValues
 from model_utils.ui.handlers import COMPLETION, Handlers
 
-EOS_MODEL = "eos-pythia"
 ROOT = Path(__file__).resolve().parent.parent
 GREEDY = {"temperature": 0, "repetition_penalty": 1.0}
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    catalog = Catalog()
-    catalog.add(demo_model())
-    catalog.add(describe_local_dir(write_eos_checkpoint(tmp_path_factory.mktemp("eos") / EOS_MODEL), name=EOS_MODEL))
-    engine = Engine(resolve_device("cpu", "float32", 1), catalog=catalog,
-                    store=ModelStore(tmp_path_factory.mktemp("store")), memory_budget_bytes=4 * 2**30)
-    yield PythiaService(engine, catalog, DEMO_MODEL)
-    engine.close()
+def service(float32_service):
+    return float32_service
 
 
 @pytest.fixture(scope="module")
-def client(service):
-    app = FastAPI()
-    add_openai_routes(app, service)
-    with TestClient(app) as test_client:
-        yield test_client
+def client(routes_client):
+    return routes_client
 
 
 @pytest.mark.parametrize("minimum", [0, 3, 6])

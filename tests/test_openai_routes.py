@@ -10,43 +10,26 @@ import json
 import logging
 
 import pytest
-from eos_checkpoint import EOS_ID, write_eos_checkpoint
+from eos_checkpoint import EOS_ID
 from fastapi import FastAPI
+from float32_service import EOS_MODEL, RANDOM_MODEL
 from starlette.testclient import TestClient
 
-from model_utils.core.catalog import Catalog
-from model_utils.engine.devices import resolve_device
-from model_utils.engine.engine import Engine
 from model_utils.openai_api import add_openai_routes
-from model_utils.service import PythiaService
-from model_utils.store.demo_model import DEMO_MODEL, demo_model
-from model_utils.store.disk import ModelStore
-from model_utils.store.local_dirs import describe_local_dir
+from model_utils.store.demo_model import DEMO_MODEL
 
-EOS_MODEL = "eos-pythia"
-RANDOM_MODEL = "tiny-random"  # random weights: its replies are full of characters split across tokens
 GREEDY = {"temperature": 0, "repetition_penalty": 1.0}
 NON_ASCII = "Les cieux, 中文 et naïveté — “ok”"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory, tiny_hf_dir):
-    catalog = Catalog()
-    catalog.add(demo_model())
-    catalog.add(describe_local_dir(tiny_hf_dir, name=RANDOM_MODEL, random_weights=True))
-    catalog.add(describe_local_dir(write_eos_checkpoint(tmp_path_factory.mktemp("eos") / EOS_MODEL), name=EOS_MODEL))
-    engine = Engine(resolve_device("cpu", "float32", 1), catalog=catalog,
-                    store=ModelStore(tmp_path_factory.mktemp("store")), memory_budget_bytes=4 * 2**30)
-    yield PythiaService(engine, catalog, DEMO_MODEL)
-    engine.close()
+def service(float32_service):
+    return float32_service
 
 
 @pytest.fixture(scope="module")
-def client(service):
-    app = FastAPI()
-    add_openai_routes(app, service)
-    with TestClient(app) as test_client:
-        yield test_client
+def client(routes_client):
+    return routes_client
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from model_utils.core.catalog import Catalog
-from model_utils.engine.devices import resolve_device
-from model_utils.engine.engine import Engine
-from model_utils.service import PythiaService
 from model_utils.store.demo_model import DEMO_MODEL, demo_model
-from model_utils.store.disk import ModelStore
 from model_utils.ui.common import Runs
 from model_utils.ui.controls import ControlValues
 from model_utils.ui.research_handlers import COMPARE, CURVE, MEMORIZATION, ResearchHandlers
@@ -26,13 +21,8 @@ NO_PROGRESS = lambda *a, **k: None  # noqa: E731
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    catalog = Catalog()
-    catalog.add(demo_model())
-    engine = Engine(resolve_device("cpu", "float32", 1), catalog=catalog,
-                    store=ModelStore(tmp_path_factory.mktemp("store")), memory_budget_bytes=4 * 2**30)
-    yield PythiaService(engine, catalog, DEMO_MODEL)
-    engine.close()
+def service(float32_service):
+    return float32_service
 
 
 @pytest.fixture
