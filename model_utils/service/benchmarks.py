@@ -27,6 +27,7 @@ from ..engine.interface import ModelEngine
 from .benchmark_lm import EvaluationStopped, ServiceLM
 from .benchmark_store import Flight, Metric, ResultKey, ResultsStore, SingleFlight, StoredResult, run_once
 from .published import PUBLISHED_STEPS
+from .task_index import task_manager
 
 log = logging.getLogger(__package__)
 
@@ -53,15 +54,15 @@ class TaskInfo:
     local: bool  # from the shipped folder or --tasks-dir
 
 
-# lm-eval's TaskManager per set of local folders, built once per process: building one reads ~15,000 YAML files
-# (about 10 s of CPU), and a process that builds several apps (scripts, tests: app.running) shares it.
+# lm-eval's TaskManager per set of local folders, built once per process (task_index.py keeps the index of lm-eval's
+# own tasks on disk), and a process that builds several apps (scripts, tests: app.running) shares it.
 _MANAGERS: dict[tuple[Path, ...], Any] = {}
 _MANAGERS_LOCK = threading.Lock()
 
 
 class TaskRegistry:
     """lm-eval's TaskManager over its own tasks plus the local folders; built once per process, on first use or
-    by :meth:`warm` (it reads ~15,000 YAML files: seconds of CPU)."""
+    by :meth:`warm` (the first time on a machine it reads ~15,000 YAML files: seconds of CPU)."""
 
     def __init__(self, tasks_dirs: tuple[Path, ...]):
         self.tasks_dirs = tasks_dirs
@@ -73,9 +74,7 @@ class TaskRegistry:
     def manager(self):
         with _MANAGERS_LOCK:
             if self.tasks_dirs not in _MANAGERS:
-                from lm_eval.tasks import TaskManager
-
-                _MANAGERS[self.tasks_dirs] = TaskManager(include_path=[str(p) for p in self.tasks_dirs] or None)
+                _MANAGERS[self.tasks_dirs] = task_manager([str(p) for p in self.tasks_dirs])
             return _MANAGERS[self.tasks_dirs]
 
     def local_tasks(self) -> list[str]:
