@@ -122,7 +122,8 @@ def server_cpu(pid: int) -> float:
 def worker(kind: str, target: str, tasks_dir: str, batch_size: int, server_pid: str | None = None) -> dict:
     """Evaluate TASK once: (a) engine, (b) hf or (c) http; the registry, the load and the evaluation timed apart."""
     from lm_eval import evaluator
-    from lm_eval.tasks import TaskManager
+
+    from model_utils.service.task_index import task_manager  # lm-eval's TaskManager, its index kept on disk
 
     if kind == "engine":
         import tempfile
@@ -162,7 +163,7 @@ def worker(kind: str, target: str, tasks_dir: str, batch_size: int, server_pid: 
                 "compute_type": resolved.device.compute_type, "threads": resolved.device.intra_threads,
                 "metrics": {m.name: m.value for m in unit.metrics}}
     start = time.perf_counter()
-    tasks = TaskManager(include_path=tasks_dir)
+    tasks = task_manager([tasks_dir])
     registry = time.perf_counter() - start
     start = time.perf_counter()
     if kind == "hf":

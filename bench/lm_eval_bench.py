@@ -30,13 +30,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = ROOT / "tests" / "lm_eval_tasks"
 TASKS = ["kjv_mc", "kjv_ppl", "kjv_gen"]
 RESULTS = ROOT / "bench" / "results" / "lm_eval.json"
+sys.path.insert(0, str(ROOT))  # model_utils: lm-eval's TaskManager with its index kept on disk
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def worker(kind: str, target: str, batch_size: int, tasks_to_run: list[str]) -> None:
     """One evaluation in this process; prints {"seconds", "results"} as its last line."""
     from lm_eval import evaluator
-    from lm_eval.tasks import TaskManager
+
+    from model_utils.service.task_index import task_manager  # lm-eval's TaskManager, its index kept on disk
 
     if kind == "hf":
         from lm_eval.models.huggingface import HFLM
@@ -47,7 +49,7 @@ def worker(kind: str, target: str, batch_size: int, tasks_to_run: list[str]) -> 
 
         model = target.split("/m/")[1].split("/")[0]  # the address names the model (the remote tokenizer's too)
         lm = LocalCompletionsAPI(base_url=target, model=model, tokenizer_backend="remote", batch_size=batch_size)
-    tasks = TaskManager(include_path=str(TASKS_DIR))
+    tasks = task_manager([str(TASKS_DIR)])
     start = time.perf_counter()
     out = evaluator.simple_evaluate(model=lm, tasks=tasks_to_run, task_manager=tasks, log_samples=False,
                                     bootstrap_iters=0)
