@@ -8,6 +8,9 @@ files. tests/test_lm_eval.py checks that fingerprint against the current ones; w
 
 Two checkpoints: the demo model's `main`, and tests/eos_checkpoint.py's, whose greedy next token is always
 <|endoftext|> (every scored request then ends with an end-of-text entry that lm-eval drops as the generated token).
+
+And the Benchmarks engine's reference (tests/test_benchmarks_parity.py): the shipped kjv_lambada beside the test
+tasks, at two of the demo model's checkpoints, with the Benchmarks engine's windows (``PARITY_ARGUMENTS``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,12 +30,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from eos_checkpoint import EOS_LOGIT, write_eos_checkpoint  # noqa: E402
 
+from model_utils.service.benchmarks import SHIPPED_TASKS_DIR  # noqa: E402
 from model_utils.store.demo_model import DEMO_DIR  # noqa: E402
 
 TASKS_DIR = ROOT / "tests" / "lm_eval_tasks"
 TASKS = "kjv_mc,kjv_ppl,kjv_gen"
 REFERENCE = ROOT / "tests" / "data" / "lm_eval_hf_reference.json"
 CHECKPOINTS = ("demo", "eos")
+PARITY_TASKS = ("kjv_lambada", "kjv_mc", "kjv_ppl", "kjv_gen")
+PARITY_REVISIONS = ("step256", "main")
+PARITY_LIMIT = 60  # kjv_lambada's first 60 documents (the test tasks have fewer)
 
 
 def checkpoint_dir(name: str, scratch: Path) -> Path:
@@ -50,6 +58,8 @@ def fingerprint() -> dict:
     """What the reference depends on."""
     return {"lm_eval": version("lm_eval"), "transformers": version("transformers"),
             "demo_weights": _sha(DEMO_DIR / "main" / "model.safetensors"),
+            "parity_weights": _sha(*(DEMO_DIR / r / "model.safetensors" for r in PARITY_REVISIONS)),
+            "shipped_tasks": _sha(*(p for p in SHIPPED_TASKS_DIR.iterdir() if p.is_file())),
             "eos_checkpoint": _sha(ROOT / "tests" / "eos_checkpoint.py") + f"@{EOS_LOGIT}",
             "tasks": _sha(*TASKS_DIR.iterdir())}
 
@@ -80,12 +90,34 @@ def hf_arguments(pretrained: Path) -> list[str]:
             "tests/lm_eval_tasks", "--device", "cpu", "--batch_size", "1"]
 
 
+def parity_results(revision: str, scratch: Path) -> dict:
+    """lm-eval's hf model on the Benchmarks engine's terms: ServiceLM scores windows of max_length = 2047 tokens (a
+    scored sequence holds its last continuation token too: benchmark_lm.py), so the hf model is given 2047."""
+    tasks_dir = scratch / "parity-tasks"  # the CLI takes one include path: both folders' tasks, side by side
+    tasks_dir.mkdir(exist_ok=True)
+    for path in [*TASKS_DIR.iterdir(), *SHIPPED_TASKS_DIR.iterdir()]:
+        if path.is_file():
+            shutil.copy(path, tasks_dir / path.name)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    output = scratch / f"parity-{revision}"
+    command = [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args",
+               f"pretrained={DEMO_DIR / revision},dtype=float32,max_length=2047", "--tasks", ",".join(PARITY_TASKS),
+               "--include_path", str(tasks_dir), "--limit", str(PARITY_LIMIT), "--device", "cpu",
+               "--batch_size", "4", "--output_path", str(output)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (path,) = output.rglob("results_*.json")
+    return json.loads(path.read_text())["results"]
+
+
 def compute() -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         runs = {name: run_lm_eval(hf_arguments(checkpoint_dir(name, scratch)), scratch / name)
                 for name in CHECKPOINTS}
-    return {"fingerprint": fingerprint(), "command": "python tests/lm_eval_reference.py", "runs": runs}
+        parity = {revision: parity_results(revision, scratch) for revision in PARITY_REVISIONS}
+    return {"fingerprint": fingerprint(), "command": "python tests/lm_eval_reference.py", "runs": runs,
+            "parity": parity}
 
 
 def load() -> dict:

@@ -2,60 +2,40 @@
 of the demo model, float32 on both sides. Every metric within 1e-4 relative, accuracies and exact matches equal.
 
 Tasks: the shipped kjv_lambada (loglikelihood, LAMBADA's shape) and the tests' kjv_mc (multiple choice), kjv_ppl
-(rolling perplexity; its third document spans two windows) and kjv_gen (greedy generate_until). ServiceLM scores
-windows of max_length = 2047 tokens (a scored sequence holds its last continuation token too: benchmark_lm.py), so
-the hf model is given max_length=2047 and both score the same windows.
+(rolling perplexity; its third document spans two windows) and kjv_gen (greedy generate_until). lm-eval's results are
+committed (tests/lm_eval_reference.py says how they were made and regenerates them; test_lm_eval.py fails when what
+made them changed).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import lm_eval_reference as reference
 import pytest
 
 from model_utils.core.catalog import Catalog
 from model_utils.engine.devices import resolve_device
 from model_utils.engine.engine import Engine
 from model_utils.service import BenchmarkRequest, PythiaService
-from model_utils.service.benchmarks import SHIPPED_TASKS_DIR
-from model_utils.store.demo_model import DEMO_DIR, DEMO_MODEL, demo_model
+from model_utils.store.demo_model import DEMO_MODEL, demo_model
 from model_utils.store.disk import ModelStore
 
-pytestmark = pytest.mark.slow  # lm-eval's hf model in a subprocess, twice (about a minute)
+pytestmark = pytest.mark.slow  # the engine on four tasks at two checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = ROOT / "tests" / "lm_eval_tasks"
-TASKS = ("kjv_lambada", "kjv_mc", "kjv_ppl", "kjv_gen")
-REVISIONS = ("step256", "main")
-LIMIT = 60  # kjv_lambada's first 60 documents (the test tasks have fewer)
-
-
-def hf_results(revision: str, output: Path, tasks_dir: Path) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args",
-               f"pretrained={DEMO_DIR / revision},dtype=float32,max_length=2047", "--tasks", ",".join(TASKS),
-               "--include_path", str(tasks_dir), "--limit", str(LIMIT), "--device", "cpu",
-               "--batch_size", "4", "--output_path", str(output)]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (path,) = output.rglob("results_*.json")
-    return json.loads(path.read_text())["results"]
+TASKS = reference.PARITY_TASKS
+REVISIONS = reference.PARITY_REVISIONS
+LIMIT = reference.PARITY_LIMIT
 
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
+    """lm-eval's hf results (committed: tests/lm_eval_reference.py; test_lm_eval.py checks they are current) and
+    the Benchmarks engine's on the same checkpoints, tasks and documents."""
     out = tmp_path_factory.mktemp("parity")
-    tasks_dir = out / "tasks"  # the CLI takes one include path: both folders' tasks, side by side
-    tasks_dir.mkdir()
-    for path in [*TASKS_DIR.iterdir(), *SHIPPED_TASKS_DIR.iterdir()]:
-        if path.is_file():
-            shutil.copy(path, tasks_dir / path.name)
-    reference = {r: hf_results(r, out / r, tasks_dir) for r in REVISIONS}
     catalog = Catalog()
     catalog.add(demo_model())
     engine = Engine(resolve_device("cpu", "float32", 2), catalog=catalog,
@@ -70,7 +50,7 @@ def both(tmp_path_factory):
     finally:
         os.chdir(cwd)
         engine.close()
-    return reference, last
+    return reference.load()["parity"], last
 
 
 def test_every_metric_matches_lm_evals_hf_model(both):
