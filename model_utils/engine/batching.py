@@ -21,6 +21,12 @@ more time (measured on the 2-vCPU benchmark machine), so a newcomer either waits
   idle base lanes, sorted by prompt length (the shorter prompts in one batch, the longer in another): CT2
   reads a batch's prompts at once only up to the shortest, then one token per step, so mixed lengths cost
   steps and delay the long prompts' first tokens.
+* A burst whose first arrivals came alone (a gap of ``quiet_s`` before the others: seen under load) would leave
+  one lane with those few rows and the other with all the rest, mixed lengths in one batch: the lane with the
+  rest then decodes alone long after the first has finished, and its longest prompts wait a step per token over
+  its shortest. So a base lane that finds more waiting than its even share of the rows on the base lanes (by at
+  least ``MIN_SHARE_ROWS``) takes the part of them, sorted by length, that holds the oldest, and starts the other
+  part at once as an extra batch (while fewer than ``max_batches`` run).
 * When every base lane is busy, an *extra* batch starts for the waiting requests once the oldest
   has waited ``wait_steps`` decoding steps (the step time is measured on this device as batches
   run), taking every request that arrived meanwhile. Newcomers so wait a few steps, not a reply;
@@ -253,6 +259,7 @@ class BatchScheduler:
         self._running = 0  # batches decoding now
         self._rows = 0  # rows in them
         self._gathering = False  # one lane at a time gathers the next batch
+        self._released: list[_Request] = []  # waiting requests a base lane set apart to start at once, extra
         self.stats = BatchStats()
         self._refusals = RefusalLog(log, "busy")  # a flood of refusals is a few lines, each saying how many
         self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
@@ -323,6 +330,7 @@ class BatchScheduler:
                 request.steps.put(ServerBusy("The model was unloaded; try again."))
                 request.finished.set()
             self._pending.clear()
+            self._released.clear()
             self._cond.notify_all()
         for worker in self._workers:
             if worker is not threading.current_thread():
@@ -343,6 +351,8 @@ class BatchScheduler:
                 if self._pending and not self._gathering and room > 0 and self._running < config.max_lanes:
                     if self._running < config.workers:
                         return self._gather(min(room, config.max_batch_size)), False
+                    if self._released:  # a base lane set these apart: they start now, not after the patience
+                        return self._take_released(room), True
                     waited = time.monotonic() - self._pending[0].arrived
                     patience = config.wait_steps * self.stats.step_seconds
                     if self._running >= config.lanes:
@@ -376,32 +386,61 @@ class BatchScheduler:
                     return []
         finally:
             self._gathering = False
-        return self._take(size, parts=min(self._idle_base_lanes(), max(1, ready // MIN_SHARE_ROWS)))
+        idle = self._idle_base_lanes()
+        parts = min(idle, max(1, ready // MIN_SHARE_ROWS))
+        # Rows already decoding on the base lanes count in the share: a lane that started with the first few
+        # arrivals of a burst leaves this one more than half of it (see the module's docstring).
+        share = -(-(self._rows + ready) // self.config.workers)
+        release = (parts == 1 and ready - share >= MIN_SHARE_ROWS and self._running + 2 <= self.config.lanes
+                   and ready <= 2 * size)
+        return self._take(size, parts=2 if release else parts, release=release)
 
     def _idle_base_lanes(self) -> int:
         """Base lanes not decoding now, the one asking included. Holds the lock."""
         return max(1, self.config.workers - self._running)
 
-    def _take(self, size: int, parts: int = 1) -> list[_Request]:
+    def _take(self, size: int, parts: int = 1, release: bool = False) -> list[_Request]:
         """Move the oldest request and those that can share its batch out of the queue. Holds the lock.
 
         Rows are chosen by prompt length (see ``_by_length``): with ``parts`` idle lanes to share the waiting
-        requests, this batch is the part of them, sorted by length, that holds the oldest."""
+        requests, this batch is the part of them, sorted by length, that holds the oldest. ``release``: the rest
+        of them (the other part) start at once in an extra batch."""
         self._cond.notify_all()  # other lanes look again at what is left
-        for request in [r for r in self._pending if r.abandoned]:  # cancelled while waiting: never started
-            self._pending.remove(request)
-            request.finished.set()
-            request.steps.put(_END)
+        self._drop_abandoned()
         if not self._pending:
             return []
         leader = self._pending[0]
         key = _batch_key(leader.params)
-        batch = _by_length([r for r in self._pending if _batch_key(r.params) == key], leader, size, parts)
+        candidates = [r for r in self._pending if _batch_key(r.params) == key]
+        batch = _by_length(candidates, leader, size, parts)
         for request in batch:
             self._pending.remove(request)
         self._running += 1
         self._rows += len(batch)
+        if release:
+            chosen = {id(r) for r in batch}
+            self._released = [r for r in candidates if id(r) not in chosen]
         return batch
+
+    def _take_released(self, room: int) -> list[_Request]:
+        """The requests a base lane set apart (those still waiting), as an extra batch. Holds the lock."""
+        self._cond.notify_all()
+        self._drop_abandoned()
+        batch = [r for r in self._released if r in self._pending][:min(room, self.config.max_batch_size)]
+        self._released = []
+        for request in batch:
+            self._pending.remove(request)
+        if batch:
+            self._running += 1
+            self._rows += len(batch)
+        return batch
+
+    def _drop_abandoned(self) -> None:
+        """Requests cancelled while waiting leave the queue unstarted. Holds the lock."""
+        for request in [r for r in self._pending if r.abandoned]:
+            self._pending.remove(request)
+            request.finished.set()
+            request.steps.put(_END)
 
     def _work(self) -> None:
         while True:
