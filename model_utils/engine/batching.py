@@ -17,7 +17,8 @@ more time (measured on the 2-vCPU benchmark machine), so a newcomer either waits
 (a whole reply: seconds) or starts a batch of its own:
 
 * ``workers`` base lanes start a batch as soon as requests arrive (a 10 ms quiet / 50 ms window
-  gathers simultaneous ones): an idle server answers at once. Simultaneous arrivals are shared among the
+  gathers simultaneous ones, longer when the measured decoding step is slow: see ``_gather_times``): an idle
+  server answers at once. Simultaneous arrivals are shared among the
   idle base lanes, sorted by prompt length (the shorter prompts in one batch, the longer in another): CT2
   reads a batch's prompts at once only up to the shortest, then one token per step, so mixed lengths cost
   steps and delay the long prompts' first tokens.
@@ -74,8 +75,11 @@ class BatchingConfig:
     """How a model's scheduler groups requests."""
 
     max_batch_size: int = 8  # rows decoded together (a row more costs far less than a batch more: see above)
-    window_s: float = 0.05  # a new batch waits at most this long for others to join it...
-    quiet_s: float = 0.01  # ...and starts as soon as no request arrived for this long (a lone visitor waits 10 ms)
+    # A new batch waits at most this long for others to join it (or ``wait_steps`` decoding steps, when longer)...
+    window_s: float = 0.05
+    # ...and starts as soon as no request arrived for this long (or half a step, when longer): a lone visitor waits
+    # 10 ms on a fast machine
+    quiet_s: float = 0.01
     workers: int = 1  # base lanes: batches that start as soon as requests arrive
     max_waiting: int = 64  # requests queued in the scheduler before new ones are told "busy"
     max_batches: int = 0  # batches at once, extra ones for newcomers included (CT2 inter_threads; 0: = workers)
@@ -372,13 +376,14 @@ class BatchScheduler:
         2/3 of one lane's time. The lanes split it by prompt length (``_by_length``)."""
         self._gathering = True
         ready = 0
+        window, quiet = self._gather_times()
         try:
-            deadline = time.monotonic() + self.config.window_s
+            deadline = time.monotonic() + window
             while not self._closing:
                 key = _batch_key(self._pending[0].params)
                 ready = sum(1 for r in self._pending if _batch_key(r.params) == key)
                 now = time.monotonic()
-                quiet_until = self._last_arrival + self.config.quiet_s
+                quiet_until = self._last_arrival + quiet
                 if ready >= size * self._idle_base_lanes() or now >= min(deadline, quiet_until):
                     break
                 self._cond.wait(timeout=min(deadline, quiet_until) - now)
@@ -394,6 +399,20 @@ class BatchScheduler:
         release = (parts == 1 and ready - share >= MIN_SHARE_ROWS and self._running + 2 <= self.config.lanes
                    and ready <= 2 * size)
         return self._take(size, parts=2 if release else parts, release=release)
+
+    def _gather_times(self) -> tuple[float, float]:
+        """How long a base lane gathers a burst at most, and the pause in arrivals that ends it sooner.
+
+        On a slow or loaded machine the requests of a burst reach the scheduler spread out: each goes through the
+        event loop and a thread of its own, which wait for the cores like everything else (under load, 16 users
+        released together arrived over 100-300 ms, in clusters 10-20 ms apart). A batch started on the first
+        cluster leaves the rest to another batch, or to an extra one after the newcomers' patience, with all their
+        lengths mixed. So both scale with the decoding step this scheduler measures: the pause is at least half a
+        step, and the window as long as a newcomer's patience (``wait_steps`` steps) while arrivals keep coming. A
+        lone visitor still starts after half a step at most (10 ms with the defaults on a fast machine)."""
+        step = self.stats.step_seconds
+        return (max(self.config.window_s, self.config.wait_steps * step),
+                max(self.config.quiet_s, step / 2))
 
     def _idle_base_lanes(self) -> int:
         """Base lanes not decoding now, the one asking included. Holds the lock."""
