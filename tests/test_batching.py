@@ -68,6 +68,37 @@ def test_each_row_keeps_its_own_length(make_model):
     assert model.scheduler.stats.sizes == {4: 1}
 
 
+@pytest.mark.parametrize("cancel", [None, threading.Event()], ids=["page", "api"])
+def test_a_row_that_reaches_its_length_ends_its_reply_while_its_batch_goes_on(make_model, cancel):
+    """Two replies in one batch, 3 and 40 tokens long: the short one's stream ends (with its finish reason) while
+    CT2 holds the long row, not when the batch ends. The OpenAI routes pass a cancel flag, the page need not."""
+    model = make_model(max_batch_size=2, **FULL)
+    short = SamplingParams(greedy=True, max_new_tokens=3, repetition_penalty=1.0)
+    long_prompt = model.tokens(prepare_completion(model.tokenizer, PROMPTS[1], GREEDY.max_new_tokens).ids)
+    gate = threading.Event()
+    short_reply = []
+
+    short_steps = []
+
+    def on_step(step, prompt):  # once the short row has all its tokens, the long row holds until its reply ended
+        if list(prompt) != long_prompt:
+            short_steps.append(step.step)
+        elif len(short_steps) >= 3:
+            assert gate.wait(30), "the short reply never ended"
+
+    def run(i):
+        if i == 0:
+            short_reply.extend(stream(model, PROMPTS[0], short, cancel=cancel))
+            gate.set()
+            return short_reply[-1].num_tokens
+        return generate(model, PROMPTS[1], GREEDY).num_tokens
+
+    with hooked_steps(model, on_step):
+        got = run_concurrently(run, [0, 1])
+    assert got[0] == 3 and short_reply[-1].finish_reason == "length"
+    assert model.scheduler.stats.sizes == {2: 1}
+
+
 def test_cancelled_request_leaves_its_batch_without_disturbing_the_others(make_model):
     model = make_model(max_batch_size=4, **FULL)
     solo = make_model(max_batch_size=1)

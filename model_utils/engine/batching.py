@@ -67,7 +67,7 @@ from ..core.sampling import SamplingParams
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 _END = object()
-CANCEL_CHECK_S = 0.02  # how often a consumer waiting for its next step looks at its ``cancel`` flag
+CANCEL_CHECK_S = 0.02  # how often a consumer waiting in the queue looks at its ``cancel`` flag
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,8 @@ class _Request:
     finished: threading.Event = field(default_factory=threading.Event)  # CT2 will not decode this row again
     produced: int = 0
     arrived: float = field(default_factory=time.monotonic)
+    # in a batch: CT2 looks at ``cancel`` at its every step and then ends the row with _END (set under the lock)
+    started: bool = False
 
     @property
     def abandoned(self) -> bool:
@@ -213,14 +215,17 @@ def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int):
         request = batch[step.batch_id]
         if request.finished.is_set():
             return True
-        if not request.wants_more():
+        if not request.wants_more():  # cancelled or closed: its consumer waits for this _END, not for a timeout
             request.finished.set()
+            request.steps.put(_END)
             return True
         request.produced += 1
         stats.tokens += 1
         request.steps.put(step)
         if not request.wants_more() or step.token_id == end_token:
+            # its reply ends now, not when the batch's longest row does
             request.finished.set()
+            request.steps.put(_END)
             return True
         return False
 
@@ -296,8 +301,13 @@ class BatchScheduler:
         if request.cancel is None:  # only close() ends it, from the consumer's own thread
             return request.steps.get()
         while True:
+            if request.started and not request.cancel.is_set():
+                # CT2 looks at ``cancel`` at the row's next step and then puts _END: no polling (16 consumers
+                # polling every CANCEL_CHECK_S woke 800 times a second, each for the interpreter lock)
+                return request.steps.get()
             try:
-                # a bounded wait: ``cancel`` is a plain Event set by the caller, which cannot wake this queue
+                # a bounded wait in the queue: ``cancel`` is a plain Event set by the caller, which cannot wake
+                # this queue
                 return request.steps.get(timeout=CANCEL_CHECK_S)
             except queue.Empty:
                 if not request.cancel.is_set():
@@ -434,6 +444,7 @@ class BatchScheduler:
         batch = _by_length(candidates, leader, size, parts)
         for request in batch:
             self._pending.remove(request)
+            request.started = True
         self._running += 1
         self._rows += len(batch)
         if release:
@@ -449,6 +460,7 @@ class BatchScheduler:
         self._released = []
         for request in batch:
             self._pending.remove(request)
+            request.started = True
         if batch:
             self._running += 1
             self._rows += len(batch)
