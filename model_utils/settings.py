@@ -159,8 +159,10 @@ class Settings:
     # 16 rows gave 7.1x one row's throughput on the 2-vCPU benchmark machine (BENCHMARKS.md, "Batching")
     max_batch_size: int = option(16, "requests decoded together; 1 = one at a time", parse=_positive_int,
                                  metavar="N")
-    batch_window_ms: float = option(50.0, "the longest a new batch waits for more requests; it starts sooner "
-                                          "once arrivals pause for 10 ms", parse=_non_negative, metavar="MS")
+    batch_window_ms: float = option(50.0, "the longest a new batch waits for more requests (or as many decoding "
+                                          "steps as a newcomer's wait, when longer); it starts sooner once "
+                                          "arrivals pause for 10 ms (or half a step)",
+                                    parse=_non_negative, metavar="MS")
     workers: int | None = option(None, "batches decoding side by side", parse=_positive_int, metavar="N",
                                  shown_default="2 on a multi-core CPU, 1 on CUDA")
     max_batches: int | None = option(None, "batches decoding at once, counting the extra ones started for newcomers "

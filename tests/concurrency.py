@@ -49,3 +49,11 @@ def wait_until_blocked(threads: Sequence[threading.Thread], timeout: float = 30.
     while not all(blocked(t) for t in threads):
         assert time.monotonic() < deadline, "the threads never all came to wait"
         time.sleep(0.005)
+
+
+def wait_for(condition: Callable[[], bool], message: str, timeout: float = 10.0) -> None:
+    """Poll a condition another thread brings about, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.01)

@@ -8,6 +8,7 @@ import threading
 import weakref
 
 import pytest
+from scheduler_log import waiting
 
 from model_utils.core.catalog import Catalog
 from model_utils.core.errors import ServerBusy
@@ -18,7 +19,7 @@ from model_utils.engine.loaded_model import load_ct2_model
 from model_utils.engine.prompts import prepare_completion
 from model_utils.store.local_dirs import describe_local_dir
 
-from concurrency import run_concurrently
+from concurrency import run_concurrently, wait_for
 from ct2_hooks import hooked_steps, load_hookable_ct2_model
 
 PROMPTS = ["Once upon a time", "The capital of France", "def fibonacci(n):", "Hello, who are you?",
@@ -65,6 +66,37 @@ def test_each_row_keeps_its_own_length(make_model):
     got = run_concurrently(lambda p: generate(model, "Once upon a time", p).num_tokens, params)
     assert got == expected
     assert model.scheduler.stats.sizes == {4: 1}
+
+
+@pytest.mark.parametrize("cancel", [None, threading.Event()], ids=["page", "api"])
+def test_a_row_that_reaches_its_length_ends_its_reply_while_its_batch_goes_on(make_model, cancel):
+    """Two replies in one batch, 3 and 40 tokens long: the short one's stream ends (with its finish reason) while
+    CT2 holds the long row, not when the batch ends. The OpenAI routes pass a cancel flag, the page need not."""
+    model = make_model(max_batch_size=2, **FULL)
+    short = SamplingParams(greedy=True, max_new_tokens=3, repetition_penalty=1.0)
+    long_prompt = model.tokens(prepare_completion(model.tokenizer, PROMPTS[1], GREEDY.max_new_tokens).ids)
+    gate = threading.Event()
+    short_reply = []
+
+    short_steps = []
+
+    def on_step(step, prompt):  # once the short row has all its tokens, the long row holds until its reply ended
+        if list(prompt) != long_prompt:
+            short_steps.append(step.step)
+        elif len(short_steps) >= 3:
+            assert gate.wait(30), "the short reply never ended"
+
+    def run(i):
+        if i == 0:
+            short_reply.extend(stream(model, PROMPTS[0], short, cancel=cancel))
+            gate.set()
+            return short_reply[-1].num_tokens
+        return generate(model, PROMPTS[1], GREEDY).num_tokens
+
+    with hooked_steps(model, on_step):
+        got = run_concurrently(run, [0, 1])
+    assert got[0] == 3 and short_reply[-1].finish_reason == "length"
+    assert model.scheduler.stats.sizes == {2: 1}
 
 
 def test_cancelled_request_leaves_its_batch_without_disturbing_the_others(make_model):
@@ -219,3 +251,55 @@ def test_more_waiting_than_a_batch_takes_keeps_the_oldest_with_the_nearest_lengt
     assert [len(r.tokens) for r in _by_length(waiting, waiting[0], 3, 1)] == [30, 31, 29]
     assert [len(r.tokens) for r in _by_length(waiting, waiting[0], 3, 2)] == [30, 31, 50]  # its half of six
     assert _by_length(waiting[:2], waiting[0], 3, 1) == waiting[:2]  # all fit: all of them, in arrival order
+
+
+def test_a_burst_whose_first_request_came_alone_is_split_by_length_and_both_parts_start_at_once(make_model, queue_log):
+    """Under load the first request of a burst can arrive alone, and its lane starts it at once. The next lane that
+    frees up then finds the rest waiting: it takes the part of them, sorted by prompt length, that holds the oldest,
+    and the other part starts beside it at once, as an extra batch, instead of one batch of all the rest with mixed
+    lengths decoding on one core long after the lone request's batch ended. Each reply is as if alone."""
+    burst = [" ".join(["word"] * n) for n in (9, 2, 7, 4, 12, 1, 10, 5, 3, 8)]
+    lone, other = "Once upon a time", "The capital of France"
+    solo = make_model(max_batch_size=1)
+    expected = {p: generate(solo, p, GREEDY).text for p in [lone, other, *burst]}
+    # a lane starts what waits at once (no window), and no extra batch starts for waiting alone (patience)
+    model = make_model(max_batch_size=10, workers=2, max_batches=4, window_s=0.0, quiet_s=0.0, wait_steps=1e9)
+
+    def tokens(prompt):
+        return model.tokens(prepare_completion(model.tokenizer, prompt, GREEDY.max_new_tokens).ids)
+
+    started = {lone: threading.Event(), other: threading.Event()}
+    gates = {lone: threading.Event(), other: threading.Event()}
+    held = {tuple(tokens(p)): p for p in started}
+
+    def on_step(step, prompt):  # the two first requests hold their lanes at their first step until let go
+        name = held.get(tuple(prompt))
+        if name is not None and not started[name].is_set():
+            started[name].set()
+            assert gates[name].wait(30), "the test never let the lane go"
+
+    got = {}
+
+    def user(prompt):
+        got[prompt] = "".join(c.text for c in stream(model, prompt, GREEDY))
+
+    threads = []
+    with hooked_steps(model, on_step):
+        for first in (lone, other):  # each alone, each on a lane of its own
+            threads.append(threading.Thread(target=user, args=(first,)))
+            threads[-1].start()
+            assert started[first].wait(30), "a lane never started the request"
+        for prompt in burst:  # the rest of the burst waits while both lanes are busy
+            threads.append(threading.Thread(target=user, args=(prompt,)))
+            threads[-1].start()
+        wait_for(lambda: waiting(queue_log) == len(burst), "the burst never queued")
+        gates[other].set()  # one lane frees up; the lone request's lane stays busy
+        wait_for(lambda: len(model.generator.batches) == 4, "the burst never started")
+        gates[lone].set()
+        for thread in threads:
+            thread.join(60)
+    assert got == expected
+    lengths = sorted(sorted(len(p) for p in prompts) for prompts, _ in model.generator.batches[2:])
+    by_length = sorted(len(tokens(p)) for p in burst)
+    assert lengths == [by_length[:5], by_length[5:]]
+    assert model.scheduler.stats.extra_batches == 1

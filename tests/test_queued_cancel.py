@@ -2,7 +2,6 @@
 not when the batch ahead of it ends (real CT2, held mid-reply by a test hook)."""
 
 import threading
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -16,6 +15,7 @@ from model_utils.engine.prompts import PreparedPrompt
 from model_utils.service.choices import BatchJob, run_batch
 from model_utils.store.local_dirs import describe_local_dir
 
+from concurrency import wait_for
 from ct2_hooks import hooked_steps, load_hookable_ct2_model
 
 PARAMS = SamplingParams(greedy=True, max_new_tokens=30, repetition_penalty=1.0)
@@ -51,14 +51,6 @@ def lane_held(model):
             gate.set()
             first.join()
             running.close()
-
-
-def wait_for(condition, message: str) -> None:
-    """Poll a condition another thread brings about, with a deadline."""
-    deadline = time.monotonic() + HANG
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.01)
 
 
 def test_a_waiting_request_that_is_cancelled_leaves_the_queue_at_once(model, queue_log):

@@ -17,10 +17,17 @@ more time (measured on the 2-vCPU benchmark machine), so a newcomer either waits
 (a whole reply: seconds) or starts a batch of its own:
 
 * ``workers`` base lanes start a batch as soon as requests arrive (a 10 ms quiet / 50 ms window
-  gathers simultaneous ones): an idle server answers at once. Simultaneous arrivals are shared among the
+  gathers simultaneous ones, longer when the measured decoding step is slow: see ``_gather_times``): an idle
+  server answers at once. Simultaneous arrivals are shared among the
   idle base lanes, sorted by prompt length (the shorter prompts in one batch, the longer in another): CT2
   reads a batch's prompts at once only up to the shortest, then one token per step, so mixed lengths cost
   steps and delay the long prompts' first tokens.
+* A burst whose first arrivals came alone (a gap of ``quiet_s`` before the others: seen under load) would leave
+  one lane with those few rows and the other with all the rest, mixed lengths in one batch: the lane with the
+  rest then decodes alone long after the first has finished, and its longest prompts wait a step per token over
+  its shortest. So a base lane that finds more waiting than its even share of the rows on the base lanes (by at
+  least ``MIN_SHARE_ROWS``) takes the part of them, sorted by length, that holds the oldest, and starts the other
+  part at once as an extra batch (while fewer than ``max_batches`` run).
 * When every base lane is busy, an *extra* batch starts for the waiting requests once the oldest
   has waited ``wait_steps`` decoding steps (the step time is measured on this device as batches
   run), taking every request that arrived meanwhile. Newcomers so wait a few steps, not a reply;
@@ -60,7 +67,7 @@ from ..core.sampling import SamplingParams
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
 _END = object()
-CANCEL_CHECK_S = 0.02  # how often a consumer waiting for its next step looks at its ``cancel`` flag
+CANCEL_CHECK_S = 0.02  # how often a consumer waiting in the queue looks at its ``cancel`` flag
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,11 @@ class BatchingConfig:
     """How a model's scheduler groups requests."""
 
     max_batch_size: int = 8  # rows decoded together (a row more costs far less than a batch more: see above)
-    window_s: float = 0.05  # a new batch waits at most this long for others to join it...
-    quiet_s: float = 0.01  # ...and starts as soon as no request arrived for this long (a lone visitor waits 10 ms)
+    # A new batch waits at most this long for others to join it (or ``wait_steps`` decoding steps, when longer)...
+    window_s: float = 0.05
+    # ...and starts as soon as no request arrived for this long (or half a step, when longer): a lone visitor waits
+    # 10 ms on a fast machine
+    quiet_s: float = 0.01
     workers: int = 1  # base lanes: batches that start as soon as requests arrive
     max_waiting: int = 64  # requests queued in the scheduler before new ones are told "busy"
     max_batches: int = 0  # batches at once, extra ones for newcomers included (CT2 inter_threads; 0: = workers)
@@ -168,6 +178,8 @@ class _Request:
     finished: threading.Event = field(default_factory=threading.Event)  # CT2 will not decode this row again
     produced: int = 0
     arrived: float = field(default_factory=time.monotonic)
+    # in a batch: CT2 looks at ``cancel`` at its every step and then ends the row with _END (set under the lock)
+    started: bool = False
 
     @property
     def abandoned(self) -> bool:
@@ -203,14 +215,17 @@ def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int):
         request = batch[step.batch_id]
         if request.finished.is_set():
             return True
-        if not request.wants_more():
+        if not request.wants_more():  # cancelled or closed: its consumer waits for this _END, not for a timeout
             request.finished.set()
+            request.steps.put(_END)
             return True
         request.produced += 1
         stats.tokens += 1
         request.steps.put(step)
         if not request.wants_more() or step.token_id == end_token:
+            # its reply ends now, not when the batch's longest row does
             request.finished.set()
+            request.steps.put(_END)
             return True
         return False
 
@@ -253,6 +268,7 @@ class BatchScheduler:
         self._running = 0  # batches decoding now
         self._rows = 0  # rows in them
         self._gathering = False  # one lane at a time gathers the next batch
+        self._released: list[_Request] = []  # waiting requests a base lane set apart to start at once, extra
         self.stats = BatchStats()
         self._refusals = RefusalLog(log, "busy")  # a flood of refusals is a few lines, each saying how many
         self._workers = [threading.Thread(target=self._work, name=f"ct2-batcher-{i}", daemon=True)
@@ -285,8 +301,13 @@ class BatchScheduler:
         if request.cancel is None:  # only close() ends it, from the consumer's own thread
             return request.steps.get()
         while True:
+            if request.started and not request.cancel.is_set():
+                # CT2 looks at ``cancel`` at the row's next step and then puts _END: no polling (16 consumers
+                # polling every CANCEL_CHECK_S woke 800 times a second, each for the interpreter lock)
+                return request.steps.get()
             try:
-                # a bounded wait: ``cancel`` is a plain Event set by the caller, which cannot wake this queue
+                # a bounded wait in the queue: ``cancel`` is a plain Event set by the caller, which cannot wake
+                # this queue
                 return request.steps.get(timeout=CANCEL_CHECK_S)
             except queue.Empty:
                 if not request.cancel.is_set():
@@ -323,6 +344,7 @@ class BatchScheduler:
                 request.steps.put(ServerBusy("The model was unloaded; try again."))
                 request.finished.set()
             self._pending.clear()
+            self._released.clear()
             self._cond.notify_all()
         for worker in self._workers:
             if worker is not threading.current_thread():
@@ -343,6 +365,8 @@ class BatchScheduler:
                 if self._pending and not self._gathering and room > 0 and self._running < config.max_lanes:
                     if self._running < config.workers:
                         return self._gather(min(room, config.max_batch_size)), False
+                    if self._released:  # a base lane set these apart: they start now, not after the patience
+                        return self._take_released(room), True
                     waited = time.monotonic() - self._pending[0].arrived
                     patience = config.wait_steps * self.stats.step_seconds
                     if self._running >= config.lanes:
@@ -362,13 +386,14 @@ class BatchScheduler:
         2/3 of one lane's time. The lanes split it by prompt length (``_by_length``)."""
         self._gathering = True
         ready = 0
+        window, quiet = self._gather_times()
         try:
-            deadline = time.monotonic() + self.config.window_s
+            deadline = time.monotonic() + window
             while not self._closing:
                 key = _batch_key(self._pending[0].params)
                 ready = sum(1 for r in self._pending if _batch_key(r.params) == key)
                 now = time.monotonic()
-                quiet_until = self._last_arrival + self.config.quiet_s
+                quiet_until = self._last_arrival + quiet
                 if ready >= size * self._idle_base_lanes() or now >= min(deadline, quiet_until):
                     break
                 self._cond.wait(timeout=min(deadline, quiet_until) - now)
@@ -376,32 +401,77 @@ class BatchScheduler:
                     return []
         finally:
             self._gathering = False
-        return self._take(size, parts=min(self._idle_base_lanes(), max(1, ready // MIN_SHARE_ROWS)))
+        idle = self._idle_base_lanes()
+        parts = min(idle, max(1, ready // MIN_SHARE_ROWS))
+        # Rows already decoding on the base lanes count in the share: a lane that started with the first few
+        # arrivals of a burst leaves this one more than half of it (see the module's docstring).
+        share = -(-(self._rows + ready) // self.config.workers)
+        release = (parts == 1 and ready - share >= MIN_SHARE_ROWS and self._running + 2 <= self.config.lanes
+                   and ready <= 2 * size)
+        return self._take(size, parts=2 if release else parts, release=release)
+
+    def _gather_times(self) -> tuple[float, float]:
+        """How long a base lane gathers a burst at most, and the pause in arrivals that ends it sooner.
+
+        On a slow or loaded machine the requests of a burst reach the scheduler spread out: each goes through the
+        event loop and a thread of its own, which wait for the cores like everything else (under load, 16 users
+        released together arrived over 100-300 ms, in clusters 10-20 ms apart). A batch started on the first
+        cluster leaves the rest to another batch, or to an extra one after the newcomers' patience, with all their
+        lengths mixed. So both scale with the decoding step this scheduler measures: the pause is at least half a
+        step, and the window as long as a newcomer's patience (``wait_steps`` steps) while arrivals keep coming. A
+        lone visitor still starts after half a step at most (10 ms with the defaults on a fast machine)."""
+        step = self.stats.step_seconds
+        return (max(self.config.window_s, self.config.wait_steps * step),
+                max(self.config.quiet_s, step / 2))
 
     def _idle_base_lanes(self) -> int:
         """Base lanes not decoding now, the one asking included. Holds the lock."""
         return max(1, self.config.workers - self._running)
 
-    def _take(self, size: int, parts: int = 1) -> list[_Request]:
+    def _take(self, size: int, parts: int = 1, release: bool = False) -> list[_Request]:
         """Move the oldest request and those that can share its batch out of the queue. Holds the lock.
 
         Rows are chosen by prompt length (see ``_by_length``): with ``parts`` idle lanes to share the waiting
-        requests, this batch is the part of them, sorted by length, that holds the oldest."""
+        requests, this batch is the part of them, sorted by length, that holds the oldest. ``release``: the rest
+        of them (the other part) start at once in an extra batch."""
         self._cond.notify_all()  # other lanes look again at what is left
-        for request in [r for r in self._pending if r.abandoned]:  # cancelled while waiting: never started
-            self._pending.remove(request)
-            request.finished.set()
-            request.steps.put(_END)
+        self._drop_abandoned()
         if not self._pending:
             return []
         leader = self._pending[0]
         key = _batch_key(leader.params)
-        batch = _by_length([r for r in self._pending if _batch_key(r.params) == key], leader, size, parts)
+        candidates = [r for r in self._pending if _batch_key(r.params) == key]
+        batch = _by_length(candidates, leader, size, parts)
         for request in batch:
             self._pending.remove(request)
+            request.started = True
         self._running += 1
         self._rows += len(batch)
+        if release:
+            chosen = {id(r) for r in batch}
+            self._released = [r for r in candidates if id(r) not in chosen]
         return batch
+
+    def _take_released(self, room: int) -> list[_Request]:
+        """The requests a base lane set apart (those still waiting), as an extra batch. Holds the lock."""
+        self._cond.notify_all()
+        self._drop_abandoned()
+        batch = [r for r in self._released if r in self._pending][:min(room, self.config.max_batch_size)]
+        self._released = []
+        for request in batch:
+            self._pending.remove(request)
+            request.started = True
+        if batch:
+            self._running += 1
+            self._rows += len(batch)
+        return batch
+
+    def _drop_abandoned(self) -> None:
+        """Requests cancelled while waiting leave the queue unstarted. Holds the lock."""
+        for request in [r for r in self._pending if r.abandoned]:
+            self._pending.remove(request)
+            request.finished.set()
+            request.steps.put(_END)
 
     def _work(self) -> None:
         while True:
