@@ -236,3 +236,27 @@ def test_down_and_silent_servers_give_readable_errors_and_local_models_keep_answ
         assert "127.0.0.1" not in message and "secret-key" not in message and "Traceback" not in message
     status = engine.status(engine.catalog.get(DEMO_MODEL), "step1000")
     assert status.remote and status.remote_problem
+
+
+def test_continuations_are_scored_as_transformers_and_the_prompt_scores_path_score_them(live, reference):
+    """lm-eval's loglikelihood on a remote model: score_continuations (prompt_logprobs, the last n positions)
+    gives transformers' sums and greedy flags, and the numbers score_prompts gives."""
+    model, tokenizer = reference
+    engine = live[1]
+    text = "In the beginning God created the heaven and the earth. And the earth was without form, and void"
+    ids = [0, *tokenizer.encode(text).ids]
+    rows = hf_log_probs(model, ids)
+    greedy_next = int(np.argmax(rows[-1]))
+    pairs = [(ids, 1), (ids, 5), (ids[:8], 3), (ids, 0), ([*ids, greedy_next], 1)]
+    with engine.open(engine.catalog.get(DEMO_MODEL), "main") as remote:
+        got = remote.score_continuations(pairs)
+        prompts = remote.score_prompts([seq for seq, _ in pairs], 1)
+    for (seq, n), (total, greedy), scores in zip(pairs, got, prompts, strict=True):
+        full = hf_log_probs(model, seq)
+        positions = range(len(seq) - n - 1, len(seq) - 1)
+        assert total == pytest.approx(sum(full[p, seq[p + 1]] for p in positions), abs=1e-4)
+        assert greedy == all(int(np.argmax(full[p])) == seq[p + 1] for p in positions)
+        via_prompts = scores.positions[len(scores.positions) - n:] if n else ()
+        assert total == pytest.approx(sum(p.log_prob for p in via_prompts), abs=1e-6)
+        assert greedy == all(p.alternatives[0][0] == t for p, t in zip(via_prompts, seq[len(seq) - n:], strict=True))
+    assert got[-1][1], "the greedy token is found greedy"

@@ -43,6 +43,14 @@ more time (measured on the 2-vCPU benchmark machine), so a newcomer either waits
   against 2.0-2.4 s for vLLM in the same run).
 * Rows in flight never exceed ``max_batch_size`` x ``workers``, which the memory guard reserved.
 
+Evaluation shares the CT2 workers (``LoadedModel.score_continuations``: lm-eval's scoring, one ``forward_batch`` or
+``generate_batch`` per group of sequences on a worker thread of its own, side by side with these batches). Visitors
+come first: before each group the evaluation asks :meth:`BatchScheduler.start_scoring_group`, which waits (at most
+``GIVE_WAY_S``) while a visitor's request waits in the queue or its batch has not yet produced its first token, and
+which tells whether visitors are about (waiting, decoding, or seen within ``VISITOR_QUIET_S``): then the evaluation
+scores short groups one at a time, so a visitor who arrives meets at most one short group on the cores; otherwise
+it scores larger groups on every base lane. It is never starved: after ``GIVE_WAY_S`` the next group starts anyway.
+
 One stream alone never meets an extra batch. Measured (BENCHMARKS.md, "Latency under load", 160m
 shape, 2 vCPU, against vLLM on the same machine in the same run): p95 time to first token 1.58 s at 8
 users and 4.35 s at 16 (vLLM 1.01 s and 2.26 s; the previous policy 3.90 s and 5.39 s), aggregate
@@ -68,6 +76,12 @@ log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engin
 
 _END = object()
 CANCEL_CHECK_S = 0.02  # how often a consumer waiting in the queue looks at its ``cancel`` flag
+# An evaluation's next scoring group waits at most this long for visitors' first tokens (then starts anyway: an
+# evaluation is never starved by a stream of arrivals, it advances at least a group per GIVE_WAY_S).
+GIVE_WAY_S = 2.0
+# Visitors count as about for this long after their last request arrived or batch ended: a chat's next message, or
+# the next round of a burst, comes soon after the last reply, and should not meet the evaluation's larger groups.
+VISITOR_QUIET_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,8 @@ class BatchStats:
     # The decoding step time on this device: a moving average over the steps of every running batch, each
     # batch timing its own steps. It sets how long a newcomer waits before an extra batch starts.
     step_seconds: float = FIRST_STEP_GUESS_S
+    scoring_groups: int = 0  # evaluation scoring groups started (start_scoring_group)
+    gave_way: int = 0  # of which waited for visitors' first tokens first
 
     def record(self, size: int, extra: bool = False) -> None:
         self.batches += 1
@@ -162,6 +178,13 @@ class RequestStream:
             self._done = True
             self._scheduler._forget(self._request)
 
+    @property
+    def groups_before_first_token(self) -> int | None:
+        """How many evaluation scoring groups started between this request's arrival and its first token (None
+        before that token): visitors come first, so 0 unless the request waited past ``GIVE_WAY_S``."""
+        first = self._request.groups_at_first
+        return None if first is None else first - self._request.groups_at_arrival
+
     def __del__(self):
         if not self._done:
             self._done = True
@@ -180,6 +203,8 @@ class _Request:
     arrived: float = field(default_factory=time.monotonic)
     # in a batch: CT2 looks at ``cancel`` at its every step and then ends the row with _END (set under the lock)
     started: bool = False
+    groups_at_arrival: int = 0  # BatchStats.scoring_groups when it arrived...
+    groups_at_first: int | None = None  # ...and when its first step came
 
     @property
     def abandoned(self) -> bool:
@@ -195,8 +220,10 @@ def _batch_key(params: SamplingParams) -> tuple:
     return tuple(sorted(params.ct2_options().items()))
 
 
-def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int):
-    """CT2's per-step callback for one batch; returning True ends that row.
+def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int,
+                  cond: threading.Condition | None = None):
+    """CT2's per-step callback for one batch; returning True ends that row. A row's first step wakes an evaluation
+    waiting for visitors' first tokens (``cond``: the scheduler's condition, not the scheduler).
 
     CT2 runs it in its own worker threads and drops it there, possibly after the Python side
     has let go of everything else. So it is built here, from the batch's plain state only, and
@@ -205,6 +232,7 @@ def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int):
     itself aborts the process (seen in the tests as a rare native abort after unloading).
     """
     clock = {"step": -1, "at": 0.0}  # this batch's current step and when it began
+    cond = cond or threading.Condition()
 
     def callback(step) -> bool:
         if step.step != clock["step"]:  # the first row of a new step: time the one before
@@ -219,7 +247,13 @@ def _row_callback(batch: list[_Request], stats: BatchStats, end_token: int):
             request.finished.set()
             request.steps.put(_END)
             return True
-        request.produced += 1
+        if request.produced == 0:
+            with cond:
+                request.groups_at_first = stats.scoring_groups
+                request.produced = 1
+                cond.notify_all()
+        else:
+            request.produced += 1
         stats.tokens += 1
         request.steps.put(step)
         if not request.wants_more() or step.token_id == end_token:
@@ -266,6 +300,8 @@ class BatchScheduler:
         self._closing = False
         self._last_arrival = 0.0
         self._running = 0  # batches decoding now
+        self._batches: list[list[_Request]] = []  # their requests
+        self._last_activity = float("-inf")  # when a request last arrived or a batch last ended
         self._rows = 0  # rows in them
         self._gathering = False  # one lane at a time gathers the next batch
         self._released: list[_Request] = []  # waiting requests a base lane set apart to start at once, extra
@@ -288,9 +324,10 @@ class BatchScheduler:
             if len(self._pending) >= self.config.max_waiting:
                 self._refusals.refused("", "refused a request; %d already wait for this model", len(self._pending))
                 raise ServerBusy("The server is busy right now; please try again in a moment.")
+            request.groups_at_arrival = self.stats.scoring_groups
             self._pending.append(request)
             log.debug("queued a request: %d wait for this model", len(self._pending))
-            self._last_arrival = time.monotonic()
+            self._last_arrival = self._last_activity = time.monotonic()
             self._cond.notify_all()
         return RequestStream(self, request)
 
@@ -352,6 +389,34 @@ class BatchScheduler:
         # Drop our reference so the owner destroys the CT2 Generator now, in its own thread,
         # rather than whenever this scheduler happens to be garbage-collected.
         self._generator = None
+
+    # -- evaluation's scoring: visitors first ----------------------------------------------
+    def _awaiting_first_token(self) -> bool:
+        """A visitor's request waits in the queue or in a batch that has not yet given it a step. Holds the lock."""
+        return (any(not r.abandoned for r in self._pending)
+                or any(r.produced == 0 and not r.finished.is_set() for b in self._batches for r in b))
+
+    def _about(self) -> bool:
+        """Visitors wait, decode, or were here within VISITOR_QUIET_S. Holds the lock."""
+        return bool(self._pending or self._running
+                    or time.monotonic() - self._last_activity < VISITOR_QUIET_S)
+
+    def visitors_about(self) -> bool:
+        """Whether visitors wait, decode, or were here within ``VISITOR_QUIET_S``."""
+        with self._cond:
+            return self._about()
+
+    def start_scoring_group(self, timeout: float = GIVE_WAY_S) -> bool:
+        """Called by an evaluation before each scoring group: waits, at most ``timeout`` seconds, until no visitor
+        waits for its first token (woken by the batches' first steps), counts the group as started (atomically: a
+        visitor arriving after this sees it), and returns whether visitors are about (then the evaluation scores
+        short groups, one at a time)."""
+        with self._cond:
+            if self._awaiting_first_token():
+                self.stats.gave_way += 1
+                self._cond.wait_for(lambda: self._closing or not self._awaiting_first_token(), timeout)
+            self.stats.scoring_groups += 1
+            return self._about()
 
     # -- worker side ---------------------------------------------------------------------
     def _next_batch(self) -> tuple[list[_Request], bool] | None:
@@ -445,6 +510,7 @@ class BatchScheduler:
         for request in batch:
             self._pending.remove(request)
             request.started = True
+        self._batches.append(batch)
         self._running += 1
         self._rows += len(batch)
         if release:
@@ -462,6 +528,7 @@ class BatchScheduler:
             self._pending.remove(request)
             request.started = True
         if batch:
+            self._batches.append(batch)
             self._running += 1
             self._rows += len(batch)
         return batch
@@ -487,6 +554,8 @@ class BatchScheduler:
                 with self._cond:
                     self._running -= 1
                     self._rows -= len(batch)
+                    self._batches = [b for b in self._batches if b is not batch]
+                    self._last_activity = time.monotonic()
                     self._cond.notify_all()
 
     def _run(self, batch: list[_Request], extra: bool = False) -> None:
@@ -494,7 +563,7 @@ class BatchScheduler:
         lengths = [len(r.tokens) for r in batch]
         log.debug("a batch of %d rows starts (%s; prompts of %d-%d tokens; %d batches running)", len(batch),
                   "extra" if extra else "base", min(lengths), max(lengths), self._running)
-        callback = _row_callback(batch, self.stats, self._end_token)
+        callback = _row_callback(batch, self.stats, self._end_token, self._cond)
 
         try:
             self._generator.generate_batch(

@@ -83,6 +83,12 @@ class ServedModel(Protocol):
         """Per sequence: each position's log-prob and ``top`` likeliest tokens (at least one), and the ``top``
         likeliest next tokens -- from one pass over the sequence, so every number comes from the same logits."""
 
+    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool]]:
+        """Per (sequence, n): the sum of the log-probs of its last ``n`` tokens, each given those before it, and
+        whether each of them was the likeliest token at its position (greedy decoding would have written them).
+        lm-eval's ``loglikelihood``: only those positions are computed and returned, in the order given. ``n`` is
+        0 (``(0.0, True)``) up to the sequence's length less one (the first token has no log-prob)."""
+
 
 class ModelEngine(Protocol):
     """Something that opens models: the local engine, the remote one, or the router over both."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..core.catalog import EOS_TOKEN, PythiaModel
-from ..core.errors import ModelUnavailable
+from ..core.errors import InvalidParameter, ModelUnavailable
 from ..core.progress import ProgressCallback
 from ..core.remote_spec import RemoteSpec
 from ..core.sampling import CONTROLS
@@ -185,6 +185,31 @@ class RemoteModel:
             following = (choice.get("logprobs") or {}).get("top_logprobs") or [{}]
             results.append(PromptScores(positions, _ranked(
                 ((_token_id(t), lp) for t, lp in following[0].items()), top)))
+        return results
+
+    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool]]:
+        """vLLM's ``prompt_logprobs`` (the likeliest token and the given one at every position), all sequences in
+        one request; only the last ``n`` positions of each are read."""
+        pairs = [(list(ids), int(n)) for ids, n in pairs]
+        for ids, n in pairs:
+            if not 0 <= n < len(ids):
+                raise InvalidParameter(f"Cannot score the last {n} tokens of a sequence of {len(ids)}: the first "
+                                       "token has no log-prob.")
+        asked = [i for i, (_, n) in enumerate(pairs) if n]
+        results = [(0.0, True)] * len(pairs)
+        if not asked:
+            return results
+        answers = self._prompt_logprobs([pairs[i][0] for i in asked], 1)
+        for i, entries in zip(asked, answers, strict=True):
+            ids, n = pairs[i]
+            total, greedy = 0.0, True
+            for token, entry in zip(ids[len(ids) - n:], entries[len(ids) - n:], strict=True):
+                given = entry[str(token)]
+                total += given["logprob"]
+                rank = given.get("rank")
+                greedy &= rank == 1 if rank is not None else given["logprob"] >= max(
+                    e["logprob"] for e in entry.values())
+            results[i] = (total, greedy)
         return results
 
     def _prompt_logprobs(self, prompts: list[list[int]], top: int) -> list[list[dict]]:

@@ -1,9 +1,10 @@
 """EleutherAI's lm-evaluation-harness sees a served model (local CTranslate2 or remote vLLM) as one of its own
 ``LM``s: the harness owns tasks, prompts, few-shot sampling and metrics; this class only scores and generates.
 
-- ``loglikelihood``: lm-eval's own ``TemplateLM`` encodes (context, continuation) pairs; every batch of sequences
-  is scored in one pass by ``score_prompts``, the path ``/v1/completions`` takes for ``echo`` + ``logprobs``, and
-  is_greedy is whether each continuation token was the likeliest one at its position.
+- ``loglikelihood``: lm-eval's own ``TemplateLM`` encodes (context, continuation) pairs; every batch of them is
+  scored by the engine's ``score_continuations`` (the continuation's log-likelihood and whether each of its tokens
+  was the likeliest one at its position, computed on those positions only; it gives the numbers of
+  ``score_prompts``, the path ``/v1/completions`` takes for ``echo`` + ``logprobs``, tests/test_score_continuations.py).
 - ``loglikelihood_rolling``: lm-eval's rolling windows (``get_rolling_token_windows``), scored the same way.
 - ``generate_until``: greedy decoding through the model's batch scheduler (the rows of a batch are submitted
   together and share decoding batches with visitors), cut at the task's stop strings by lm-eval's own helper.
@@ -44,7 +45,7 @@ from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ServedModel
 from ..engine.prompts import PreparedPrompt
 
-SCORE_BATCH = 32  # sequences scored per pass (score_prompts splits further to bound the log-prob memory)
+SCORE_BATCH = 64  # pairs per score_continuations call: Stop and progress act between calls; the engine groups them
 GENERATE_BATCH = 8  # generations submitted together to the batch scheduler
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default when a task does not say
 
@@ -120,18 +121,15 @@ class ServiceLM(TemplateLM):
                     self.cut.append(len(whole))
             # as lm-eval's hf model: the context is cut from the left to fit
             sequences.append((whole[-(self.max_length + 1):], len(continuation)))
-        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
+        # by context length, longest first: a batch holds alike lengths, and the engine's groups few decoding steps
+        order = sorted(range(len(sequences)), key=lambda i: (-(len(sequences[i][0]) - sequences[i][1]),
+                                                             -len(sequences[i][0])))
         results: list[tuple[float, bool] | None] = [None] * len(sequences)
         for start in range(0, len(order), SCORE_BATCH):
             self._check_stop()
             batch = order[start:start + SCORE_BATCH]
-            scored = self.model.score_prompts([sequences[i][0] for i in batch], 1)
-            for i, scores in zip(batch, scored, strict=True):
-                ids, n = sequences[i]
-                positions = scores.positions[-n:]  # position p scores token p + 1
-                tokens = ids[-n:]
-                results[i] = (float(sum(p.log_prob for p in positions)),
-                              all(p.alternatives[0][0] == t for p, t in zip(positions, tokens, strict=True)))
+            for i, scored in zip(batch, self.model.score_continuations([sequences[i] for i in batch]), strict=True):
+                results[i] = scored
             self._report(min(start + SCORE_BATCH, len(order)), len(order))
         return results  # type: ignore[return-value]
 
