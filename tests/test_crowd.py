@@ -7,7 +7,7 @@ with its default settings, over loopback, with real clients:
   same flood with --max-api-rows 0 (no cap on API clients together) breaks the bound: the cap is what holds it.
 * A 250 MB body is refused before it is read (the 413 comes with only the headers sent; a body sent without a
   length is cut at the cap), while /v1/models and a chat answer as usual; memory stays where it was.
-* A 30 s flood from one client writes a few summary lines to the log, which account for every refusal.
+* A 15 s flood from one client writes a few summary lines to the log, which account for every refusal.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def test_api_clients_on_16_addresses_leave_a_page_visitor_its_first_token_and_pa
             with ApiFlood(server.url, ADDRESSES) as flood:
                 if not flags:
                     loaded = visitor_times(browser, server.url, TRIES)
-                else:  # one try shows it: the first token waits for whole replies of the flood (or longer)
-                    loaded = visitor_times(browser, server.url, 1, loads=False, first_token_timeout_s=30)
+                else:  # one try shows it: the first token waits for whole replies of the flood (or longer); a
+                    # wait cut at 20 s is still past the bound (5.8 s measured under heavy load, 2 s quiet)
+                    loaded = visitor_times(browser, server.url, 1, loads=False, first_token_timeout_s=20)
             # seconds per decoding step of the flood's rows, while the visitor waited for its first tokens
             steps = sum(flood.steps_between(click, shown) for click, shown in loaded.spans)
             step = sum(shown - click for click, shown in loaded.spans) / max(steps, 1)
@@ -188,15 +189,16 @@ def test_a_250_mb_body_is_refused_unread_while_others_are_answered_and_memory_st
     assert "request body too large" in log and "262,144,000 bytes declared" in log, log[-2000:]
 
 
+FLOOD_S = 15  # three summary periods (5 s); ~1,450 refusals here under load, ~100 a second
 REFUSAL_LINE = re.compile(r"API client over its row limit: (.*)")
 
 
-def test_a_30_second_flood_from_one_client_logs_a_few_lines_that_count_every_refusal(slow_checkpoint, cache):
+def test_a_15_second_flood_from_one_client_logs_a_few_lines_that_count_every_refusal(slow_checkpoint, cache):
     server = serve(slow_checkpoint, cache)
     try:
         flood = ApiFlood(server.url, 1, parallel=6, max_tokens=64)  # one address, six streams: five over its cap
         with flood:
-            time.sleep(30)  # the flood's length, not a synchronisation: the clients run meanwhile
+            time.sleep(FLOOD_S)  # the flood's length, not a synchronisation: the clients run meanwhile
         deadline = time.monotonic() + 15  # the last period's summary comes by its timer (5 s)
         while True:
             lines = [m.group(1) for m in REFUSAL_LINE.finditer(server.output())]

@@ -165,14 +165,18 @@ def test_undo_retry_and_clear_reset_what_came_from_the_conversation(service):
 
 
 def test_state_stays_bounded_after_5000_sessions(tiny_ct2_dir, tmp_path, cpu_device):
-    svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: [5, 6], batching=BatchingConfig(window_s=0))
+    # No gathering for simultaneous arrivals (one visitor at a time), and replies of 4 tokens, so that the scheduler
+    # measures the fake's step: a lone request waits half a step for company, and a 2-token reply's step is never
+    # measured (step 0 is the prefill), so it kept the first guess (50 ms): 25 ms per session, 2 minutes in all.
+    svc = make_service(tiny_ct2_dir, tmp_path, cpu_device, lambda prompt: [5, 6, 7, 8],
+                       batching=BatchingConfig(window_s=0, quiet_s=0))
     h = Handlers(svc)
     stats_bytes = []  # the scheduler's stats, pickled, after 100 sessions and after 5000
     try:
         for i in range(5000):
             request = SimpleNamespace(session_hash=f"visitor-{i}")
             ticket = h.runs.accept(request.session_hash, COMPLETION)
-            for _ in h.completion(ticket, "Hi", "tiny", "main", ControlValues.defaults(max_new_tokens=2), False,
+            for _ in h.completion(ticket, "Hi", "tiny", "main", ControlValues.defaults(max_new_tokens=4), False,
                                   request, progress=lambda *a, **k: None):
                 pass
             h.runs.stop(request.session_hash, COMPLETION)  # a late Stop after the reply ended
