@@ -303,3 +303,19 @@ def test_a_burst_whose_first_request_came_alone_is_split_by_length_and_both_part
     by_length = sorted(len(tokens(p)) for p in burst)
     assert lengths == [by_length[:5], by_length[5:]]
     assert model.scheduler.stats.extra_batches == 1
+
+
+def test_a_lone_request_waits_the_configured_quiet_time_until_a_step_is_timed_then_half_a_step():
+    """The quiet pause that closes a burst scales with the decoding step measured on this device; before any step
+    is timed (a server whose replies were all one or two tokens) it is the configured one, not half the guess."""
+    from model_utils.engine.batching import FIRST_STEP_GUESS_S, BatchScheduler
+
+    config = BatchingConfig(window_s=0.05, quiet_s=0.01, wait_steps=4)
+    scheduler = BatchScheduler(None, 0, config)
+    try:
+        assert scheduler._gather_times() == (0.05, 0.01)  # not FIRST_STEP_GUESS_S / 2
+        scheduler.stats.add_step(0.04)  # the first timed step replaces the guess
+        assert scheduler.stats.step_seconds == 0.04 != FIRST_STEP_GUESS_S
+        assert scheduler._gather_times() == pytest.approx((0.16, 0.02))
+    finally:
+        scheduler.close()

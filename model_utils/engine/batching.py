@@ -139,6 +139,7 @@ class BatchStats:
     # The decoding step time on this device: a moving average over the steps of every running batch, each
     # batch timing its own steps. It sets how long a newcomer waits before an extra batch starts.
     step_seconds: float = FIRST_STEP_GUESS_S
+    steps_measured: int = 0
     scoring_groups: int = 0  # evaluation scoring groups started (start_scoring_group)
     gave_way: int = 0  # of which waited for visitors' first tokens first
 
@@ -149,7 +150,9 @@ class BatchStats:
         self.sizes[size] += 1
 
     def add_step(self, seconds: float) -> None:
-        self.step_seconds = 0.8 * self.step_seconds + 0.2 * seconds
+        # the first measurement replaces the guess: it is this device's, the guess is not
+        self.step_seconds = seconds if not self.steps_measured else 0.8 * self.step_seconds + 0.2 * seconds
+        self.steps_measured += 1
 
 
 class RequestStream:
@@ -485,6 +488,8 @@ class BatchScheduler:
         lengths mixed. So both scale with the decoding step this scheduler measures: the pause is at least half a
         step, and the window as long as a newcomer's patience (``wait_steps`` steps) while arrivals keep coming. A
         lone visitor still starts after half a step at most (10 ms with the defaults on a fast machine)."""
+        if not self.stats.steps_measured:  # no step timed on this device yet: the guess would hold a lone visitor
+            return self.config.window_s, self.config.quiet_s
         step = self.stats.step_seconds
         return (max(self.config.window_s, self.config.wait_steps * step),
                 max(self.config.quiet_s, step / 2))
