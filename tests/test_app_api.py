@@ -3,25 +3,27 @@
 import math
 import threading
 import time
+from collections import Counter
 
 import pytest
 from gradio_client import Client
+from scheduler_log import waiting
 
 from model_utils.settings import Settings
 
-from concurrency import run_concurrently
+from concurrency import wait_for
+from ct2_hooks import hooked_steps, load_hookable_ct2_model
 from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
 
 DEMO = "demo-pythia-kjv"
+HANG = 60  # seconds a step may take on a loaded 2-core machine before the test counts it as stuck
 
 
 @pytest.fixture(scope="module")
 def live(model_cache):
-    # A wide batching window so that the concurrent smoke test's requests surely share a batch.
-    settings = Settings(demo=True, cache_dir=str(model_cache), device="cpu",
-                        batch_window_ms=300)
+    settings = Settings(demo=True, cache_dir=str(model_cache), device="cpu")
     with running_app(settings) as (url, engine):
         yield url, engine
 
@@ -133,21 +135,37 @@ def test_hub_model_without_network_says_how_to_run_offline(client, monkeypatch):
     assert "pythia-31m" in str(info.value)
 
 
-def test_concurrent_users_are_batched_and_correct(live):
-    url, engine = live
-    prompts = [f"User {i} says" for i in range(4)]
-    args = dict(max_new_tokens=20, top_k=1, repetition_penalty=1.0, model=DEMO, api_name="/complete")
-    solo = Client(url, verbose=False)
-    expected = [solo.predict(prompt=p, **args) for p in prompts]
-    with engine.open(DEMO) as model:
-        before = model.scheduler.stats.sizes.copy()
-    clients = [Client(url, verbose=False) for _ in prompts]  # one client per simulated user...
-    # ...all released at once
-    results = run_concurrently(lambda i: clients[i].predict(prompt=prompts[i], **args), range(len(prompts)))
-    assert results == expected
-    with engine.open(DEMO) as model:
-        batches = model.scheduler.stats.sizes - before
-    assert set(batches) - {1}, f"requests were not batched: {dict(batches)}"
+def test_concurrent_users_are_batched_and_correct(model_cache, queue_log):
+    """Four users whose requests wait together for the lane decode in one batch, each reply as it is alone.
+
+    One lane and no extra batches; a reply ahead holds the lane (in CT2's own step, tests/ct2_hooks.py) until all
+    four wait, as the scheduler's log says: what they share does not depend on how fast their requests arrive."""
+    settings = Settings(demo=True, cache_dir=str(model_cache), device="cpu", workers=1, max_batches=1)
+    with running_app(settings, loader=load_hookable_ct2_model) as (url, engine):
+        prompts = [f"User {i} says" for i in range(4)]
+        args = dict(max_new_tokens=20, top_k=1, repetition_penalty=1.0, model=DEMO, api_name="/complete")
+        solo = Client(url, verbose=False)
+        expected = [solo.predict(prompt=p, **args) for p in prompts]
+        with engine.open(DEMO) as model:
+            scheduler = model.scheduler
+        gate, decoding = threading.Event(), threading.Event()
+
+        def hold(step, prompt):  # the reply ahead holds the lane until the test lets it go
+            decoding.set()
+            gate.wait(HANG)
+
+        clients = [Client(url, verbose=False) for _ in prompts]  # one client per simulated user
+        with hooked_steps(model, hold):
+            ahead = Client(url, verbose=False).submit(prompt="Once upon a time", max_new_tokens=4, model=DEMO,
+                                                      api_name="/complete")
+            assert decoding.wait(HANG), "the reply ahead never started"
+            before = scheduler.stats.sizes.copy()
+            jobs = [c.submit(prompt=p, **args) for c, p in zip(clients, prompts, strict=True)]
+            wait_for(lambda: waiting(queue_log) == len(prompts), "the four requests never waited together", HANG)
+            gate.set()
+        ahead.result(timeout=HANG)
+        assert [job.result(timeout=HANG) for job in jobs] == expected
+        assert scheduler.stats.sizes - before == Counter({len(prompts): 1}), "they did not share one batch"
 
 
 def test_loading_a_model_does_not_block_users_of_a_loaded_one(live, fresh_hub, monkeypatch):
