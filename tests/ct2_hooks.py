@@ -77,3 +77,23 @@ def hooked_loader(on_step: OnStep):
         return model
 
     return load
+
+
+class Hold:
+    """An ``on_step`` that holds each step until :meth:`release`: a reply ahead keeps its lane busy (inside CT2's
+    own step) while a test arranges what comes after it."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._gate, self._decoding = threading.Event(), threading.Event()
+
+    def __call__(self, step, prompt) -> None:
+        self._decoding.set()
+        self._gate.wait(self.timeout)
+
+    def decoding(self) -> bool:
+        """Whether the reply ahead reached its first step (waits up to the timeout)."""
+        return self._decoding.wait(self.timeout)
+
+    def release(self) -> None:
+        self._gate.set()

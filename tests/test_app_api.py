@@ -12,7 +12,7 @@ from scheduler_log import waiting
 from model_utils.settings import Settings
 
 from concurrency import wait_for
-from ct2_hooks import hooked_steps, load_hookable_ct2_model
+from ct2_hooks import Hold, hooked_steps, load_hookable_ct2_model
 from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server, a browser or a subprocess
@@ -148,21 +148,16 @@ def test_concurrent_users_are_batched_and_correct(model_cache, queue_log):
         expected = [solo.predict(prompt=p, **args) for p in prompts]
         with engine.open(DEMO) as model:
             scheduler = model.scheduler
-        gate, decoding = threading.Event(), threading.Event()
-
-        def hold(step, prompt):  # the reply ahead holds the lane until the test lets it go
-            decoding.set()
-            gate.wait(HANG)
-
+        hold = Hold(HANG)  # the reply ahead holds the lane until the test lets it go
         clients = [Client(url, verbose=False) for _ in prompts]  # one client per simulated user
         with hooked_steps(model, hold):
             ahead = Client(url, verbose=False).submit(prompt="Once upon a time", max_new_tokens=4, model=DEMO,
                                                       api_name="/complete")
-            assert decoding.wait(HANG), "the reply ahead never started"
+            assert hold.decoding(), "the reply ahead never started"
             before = scheduler.stats.sizes.copy()
             jobs = [c.submit(prompt=p, **args) for c, p in zip(clients, prompts, strict=True)]
             wait_for(lambda: waiting(queue_log) == len(prompts), "the four requests never waited together", HANG)
-            gate.set()
+            hold.release()
         ahead.result(timeout=HANG)
         assert [job.result(timeout=HANG) for job in jobs] == expected
         assert scheduler.stats.sizes - before == Counter({len(prompts): 1}), "they did not share one batch"

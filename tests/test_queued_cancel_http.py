@@ -16,7 +16,7 @@ from scheduler_log import waiting
 from model_utils.settings import Settings
 
 from conftest import SLOW
-from ct2_hooks import hooked_steps, load_hookable_ct2_model
+from ct2_hooks import Hold, hooked_steps, load_hookable_ct2_model
 from live_app import running_app
 
 pytestmark = pytest.mark.slow  # a live server
@@ -41,16 +41,11 @@ def test_an_openai_client_leaving_while_queued_frees_its_request_at_once(slow_ch
         Client(url, verbose=False).predict(prompt="warm up", max_new_tokens=2, api_name="/complete")
         with engine.open(SLOW) as model:
             scheduler = model.scheduler
-        gate, decoding = threading.Event(), threading.Event()
-
-        def hold(step, prompt):  # the reply ahead holds the lane until the test lets it go
-            decoding.set()
-            gate.wait(HANG)
-
+        hold = Hold(HANG)  # the reply ahead holds the lane until the test lets it go
         with hooked_steps(model, hold):
             ahead = Client(url, verbose=False).submit(prompt="Once upon a time", max_new_tokens=64,
                                                       api_name="/complete")
-            assert decoding.wait(HANG), "the reply ahead never started"
+            assert hold.decoding(), "the reply ahead never started"
             rows_before = scheduler.stats.rows
             leaving = raw_post(url, "/v1/completions", {"prompt": "Hello there", "max_tokens": 200, "stream": stream})
             wait_until(lambda: waiting(queue_log) == 1, "the API request never queued for the lane")
@@ -61,7 +56,7 @@ def test_an_openai_client_leaving_while_queued_frees_its_request_at_once(slow_ch
                                     if t.name.startswith(("choice-", "openai-request"))],
                        "the request's threads waited for the reply ahead")
             assert not ahead.done()
-            gate.set()
+            hold.release()
         ahead.result(timeout=HANG)
         assert scheduler.stats.rows == rows_before, "the abandoned request never started"
 
