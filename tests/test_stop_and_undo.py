@@ -169,6 +169,25 @@ def test_a_message_sent_while_a_reply_is_written_goes_back_to_the_box(service):
     assert "stopped by you" in reader.outputs[-1][1]["metrics"]
 
 
+def test_a_message_sent_as_soon_as_the_reply_shows_its_end_is_accepted(service):
+    """The reply's last update (its metrics line) is the page's sign that it ended: a Send clicked the moment it
+    shows is answered, not refused as "still being written" (Gradio asks the handler for more only after that
+    update reached the page, and under load that can take long enough for a quick visitor, or a test)."""
+    h = Handlers(service)
+    history, (_, _, pending, _) = send(h, "First", [], VISITOR)
+    updates = reply(h, pending, history, max_new_tokens=4)
+    last = None
+    for outputs in updates:  # as Gradio reads them, up to the one with the metrics line, and not beyond it
+        last = outputs[1]
+        if isinstance(last, dict) and "metrics" in last:
+            break
+    assert last and "reached the new-token limit" in last["metrics"]
+    shown = apply(last, history, "")[0]
+    _, (update, notice, ticket, _) = send(h, "Second", shown, VISITOR)
+    assert update == gr.update() and notice == "" and isinstance(ticket, str), "the next message is accepted"
+    updates.close()
+
+
 # Under load, clicks reach the server out of order: the page numbers them, and a late one never undoes what a
 # later click did. (Each pair below in both orders of arrival.)
 def test_send_then_undo_arriving_in_either_order_takes_the_new_message_back_and_nothing_else(service):

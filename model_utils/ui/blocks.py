@@ -159,11 +159,11 @@ def build_demo(service: PythiaService, concurrency: int = 16, notice: str | None
         # Every chat click changes the chat and the box in the page at once (chat_clicks.py); the server then
         # decides. Send and Retry are accepted at once (Stop can reach the message from then on); the reply waits
         # in the queue with everyone else's. The server's words about the chat come as updates for one turn.
-        sent = (gr.on([message.submit, send.click], inputs=[message, chatbot],
-                      outputs=[message, chatbot, clicks["send"]], js=chat_clicks.SEND, **browser)
+        sent = (gr.on([message.submit, send.click], inputs=[message, chatbot, chat_metrics],
+                      outputs=[message, chatbot, clicks["send"], chat_metrics], js=chat_clicks.SEND, **browser)
                 .then(h.send, [clicks["send"], chatbot], [chat_update, chat_notice, pending, chat_metrics], **quick))
-        retried = (retry_btn.click(inputs=chatbot, outputs=[chatbot, clicks["retry"]], js=chat_clicks.RETRY,
-                                   **browser)
+        retried = (retry_btn.click(inputs=[chatbot, chat_metrics], outputs=[chatbot, clicks["retry"], chat_metrics],
+                                   js=chat_clicks.RETRY, **browser)
                    .then(h.retry, [clicks["retry"], chatbot], [chat_notice, pending], **quick))
         for accepted in (sent, retried):
             accepted.then(with_controls(h.bot_reply), bot_inputs, bot_outputs, **REPLY_EVENT, **common).then(**refresh)

@@ -40,11 +40,13 @@ def _js(args: str, body: str) -> str:
     return f"({args}) => {{ {_BOOT} {body} }}"
 
 
-# Send: the message goes from the box to the chat now; the server is told its text and number.
-SEND = _js("text, chat", """
+# Send: the message goes from the box to the chat now; the server is told its text and number. The metrics line
+# was the last reply's: it is emptied, so that what stands there while the new reply is written is never read as
+# the new reply's (and the line that comes is this reply's).
+SEND = _js("text, chat, metrics", """
   P.seq += 1; chat = chat || [];
-  if (!(text || "").trim()) return [text, chat, {seq: P.seq, text: ""}];
-  return ["", [...chat, P.msg("user", text)], {seq: P.seq, text}];
+  if (!(text || "").trim()) return [text, chat, {seq: P.seq, text: ""}, metrics];
+  return ["", [...chat, P.msg("user", text)], {seq: P.seq, text}, ""];
 """)
 
 # Undo: the last exchange leaves the chat now, its message goes to the box (beside anything typed there).
@@ -61,11 +63,11 @@ CLEAR = _js("", """
   return [[], {seq: P.seq}];
 """)
 
-# Retry: the last reply leaves the chat now (the server writes it again, or says why not).
-RETRY = _js("chat", """
+# Retry: the last reply leaves the chat now, and its metrics line (the server writes it again, or says why not).
+RETRY = _js("chat, metrics", """
   P.seq += 1; chat = [...(chat || [])];
   const kept = chat.slice(); while (kept.length && kept[kept.length - 1].role === "assistant") kept.pop();
-  return [kept.length ? kept : chat, {seq: P.seq}];
+  return [kept.length ? kept : chat, {seq: P.seq}, kept.length ? "" : metrics];
 """)
 
 # Stop: only numbered; the server says whether a waiting message comes back (an update) or a reply ends.

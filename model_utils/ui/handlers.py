@@ -196,45 +196,52 @@ class Handlers:
                   show_probs: bool, request: gr.Request = None, progress=gr.Progress()) -> Iterator[tuple]:
         """Write the reply of the accepted message. Outputs: (chatbot, chat_update, metrics, heatmap, table, notice,
         pending); the chatbot is never changed here (the page owns it), it shows the reply's place in the queue
-        and the model's download and load."""
+        and the model's download and load.
+
+        The last update (the reply's end, its metrics, or the message taken back) is sent after the run ended:
+        once the page shows it, a Send is accepted (sent while the generator still held the run, a visitor's quick
+        next message was refused as "still being written")."""
         unchanged = (NO_CHANGE,) * 5
+        untouched = (NO_CHANGE,) * 7  # a handler that yields nothing would blank its outputs: Gradio sends None
+        last = untouched
         with self.runs.running(session_of(request), CHAT, pending) as run:
             history = list(history or [])
-            if run is None or not _message_at(history, run.at - 1, run.message):
-                # stopped, undone or cleared before it started: the page already says so. (A handler that
-                # yields nothing would blank its outputs: Gradio sends None for each.)
-                yield (NO_CHANGE,) * 7
-                return
-            previous, text = history[:run.at - 1], run.message
-            turn = {"turn": run.seq, "at": run.at, "message": text}
-            reply, first_at = None, None
-            try:
-                chat = self.service.parse(ChatRequest, message=text, history=previous, model=model, revision=revision,
-                                          logprobs=TOKEN_VIEW_TOP if show_probs else None,
-                                          **controls.kwargs())
-                for reply in self.service.chat(chat, progress=gradio_progress(progress, model, revision),
-                                               cancel=run.stop):
-                    if run.discarded:  # Undo or Clear took the turn back: nothing more of it may show
-                        yield (NO_CHANGE,) * 7
-                        return
-                    if not reply.done:
-                        first_at = first_at or time.monotonic()
-                        yield NO_CHANGE, {**turn, "reply": reply.text or EMPTY_REPLY}, *unchanged
-            except Exception as exc:  # the message goes back to the box, nothing is lost, the reason stays
-                yield (NO_CHANGE,) * 7 if run.discarded else (NO_CHANGE, {**turn, "takeback": True}, "", *CLEARED,
-                                                               notice(exc), "")
-                return
-            if run.discarded or reply is None:
-                yield (NO_CHANGE,) * 7
-                return
-            if reply.finish_reason == FinishReason.CANCELLED and not reply.num_tokens:
-                stopped = {**turn, "takeback": True, "metrics": STOPPED_BEFORE_REPLY}
-                yield NO_CHANGE, stopped, NO_CHANGE, *CLEARED, "", ""
-                return
-            since_click = (first_at or time.monotonic()) - run.accepted_at
-            last = {**turn, "reply": reply.text or EMPTY_REPLY,
-                    "metrics": metrics_markdown(reply, chat=True, since_click=since_click)}
-            yield NO_CHANGE, last, NO_CHANGE, *token_view(reply), "", ""
+            if run is not None and _message_at(history, run.at - 1, run.message):
+                # (else: stopped, undone or cleared before it started: the page already says so)
+                previous, text = history[:run.at - 1], run.message
+                turn = {"turn": run.seq, "at": run.at, "message": text}
+                reply, first_at = None, None
+                try:
+                    chat = self.service.parse(ChatRequest, message=text, history=previous, model=model,
+                                              revision=revision, logprobs=TOKEN_VIEW_TOP if show_probs else None,
+                                              **controls.kwargs())
+                    for reply in self.service.chat(chat, progress=gradio_progress(progress, model, revision),
+                                                   cancel=run.stop):
+                        if run.discarded:  # Undo or Clear took the turn back: nothing more of it may show
+                            break
+                        if not reply.done:
+                            first_at = first_at or time.monotonic()
+                            yield NO_CHANGE, {**turn, "reply": reply.text or EMPTY_REPLY}, *unchanged
+                except Exception as exc:  # the message goes back to the box, nothing is lost, the reason stays
+                    last = (NO_CHANGE, {**turn, "takeback": True}, "", *CLEARED, notice(exc), "")
+                else:
+                    last = self._reply_end(turn, reply, first_at, run.accepted_at)
+                if run.discarded:
+                    last = untouched
+        yield last
+
+    @staticmethod
+    def _reply_end(turn: dict, reply: Reply | None, first_at: float | None, accepted_at: float) -> tuple:
+        """bot_reply's last update for a reply that ran to its end or was stopped."""
+        if reply is None:
+            return (NO_CHANGE,) * 7
+        if reply.finish_reason == FinishReason.CANCELLED and not reply.num_tokens:
+            stopped = {**turn, "takeback": True, "metrics": STOPPED_BEFORE_REPLY}
+            return NO_CHANGE, stopped, NO_CHANGE, *CLEARED, "", ""
+        since_click = (first_at or time.monotonic()) - accepted_at
+        end = {**turn, "reply": reply.text or EMPTY_REPLY,
+               "metrics": metrics_markdown(reply, chat=True, since_click=since_click)}
+        return NO_CHANGE, end, NO_CHANGE, *token_view(reply), "", ""
 
     def stop_chat(self, click: dict | None, request: gr.Request = None):
         """Stop: a reply being written ends at its next token and keeps its text; a message still waiting for
