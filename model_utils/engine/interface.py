@@ -90,6 +90,18 @@ class ServedModel(Protocol):
         0 (``(0.0, True)``) up to the sequence's length less one (the first token has no log-prob)."""
 
 
+def checked_continuations(pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[list[int], int]]:
+    """``score_continuations``' pairs as plain ints, each ``n`` checked against its sequence: for every engine."""
+    checked = []
+    for ids, n in pairs:
+        ids, n = [int(i) for i in ids], int(n)
+        if not 0 <= n < len(ids):
+            raise InvalidParameter(f"Cannot score the last {n} tokens of a sequence of {len(ids)}: the first token "
+                                   "has no log-prob.")
+        checked.append((ids, n))
+    return checked
+
+
 class ModelEngine(Protocol):
     """Something that opens models: the local engine, the remote one, or the router over both."""
 

@@ -12,10 +12,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN, PythiaModel
-from ..core.errors import InvalidParameter, ModelUnavailable
+from ..core.errors import ModelUnavailable
 from .batching import BatchingConfig, BatchScheduler
 from .devices import DeviceConfig
-from .interface import PromptScores, TokenChoices
+from .interface import PromptScores, TokenChoices, checked_continuations
 
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
@@ -69,17 +69,6 @@ def _prompt_scores(log_probs: np.ndarray, ids: Sequence[int], top: int) -> Promp
         for p, token in enumerate(ids[1:]))
     last = len(ids) - 1
     return PromptScores(positions, tuple((int(i), float(log_probs[last, i])) for i in best[last]))
-
-
-def _check_pairs(pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[list[int], int]]:
-    checked = []
-    for ids, n in pairs:
-        ids, n = [int(i) for i in ids], int(n)
-        if not 0 <= n < len(ids):
-            raise InvalidParameter(f"Cannot score the last {n} tokens of a sequence of {len(ids)}: the first token "
-                                   "has no log-prob.")
-        checked.append((ids, n))
-    return checked
 
 
 def _to_numpy(view) -> np.ndarray:
@@ -198,7 +187,7 @@ class LoadedModel:
         Groups of sequences alike in context length run on the base lanes' workers side by side; visitors come
         first: before each group the scheduler waits for their first tokens (bounded), and while they are about
         the groups are short and go one at a time (``BatchScheduler.start_scoring_group``)."""
-        checked = _check_pairs(pairs)
+        checked = checked_continuations(pairs)
         results: list[tuple[float, bool]] = [(0.0, True)] * len(checked)
         order = sorted((i for i, (_, n) in enumerate(checked) if n), key=lambda i: (
             -(len(checked[i][0]) - checked[i][1]), -len(checked[i][0])))  # by context length, longest first

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..core.catalog import EOS_TOKEN, PythiaModel
-from ..core.errors import InvalidParameter, ModelUnavailable
+from ..core.errors import ModelUnavailable
 from ..core.progress import ProgressCallback
 from ..core.remote_spec import RemoteSpec
 from ..core.sampling import CONTROLS
-from .interface import Capabilities, PromptScores, TokenChoices
+from .interface import Capabilities, PromptScores, TokenChoices, checked_continuations
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
 
@@ -190,11 +190,7 @@ class RemoteModel:
     def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool]]:
         """vLLM's ``prompt_logprobs`` (the likeliest token and the given one at every position), all sequences in
         one request; only the last ``n`` positions of each are read."""
-        pairs = [(list(ids), int(n)) for ids, n in pairs]
-        for ids, n in pairs:
-            if not 0 <= n < len(ids):
-                raise InvalidParameter(f"Cannot score the last {n} tokens of a sequence of {len(ids)}: the first "
-                                       "token has no log-prob.")
+        pairs = checked_continuations(pairs)
         asked = [i for i, (_, n) in enumerate(pairs) if n]
         results = [(0.0, True)] * len(pairs)
         if not asked:
