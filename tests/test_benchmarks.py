@@ -4,6 +4,7 @@ single-flight, EleutherAI's published curves, and the readable refusals of /benc
 from __future__ import annotations
 
 import math
+import subprocess
 import threading
 from contextlib import contextmanager
 
@@ -191,6 +192,24 @@ def test_a_benchmark_curve_on_the_demo_model_learns_and_comes_back_at_once(serve
     restarted = PythiaService(engine, service.catalog, DEMO_MODEL, results_dir=root)
     assert [u.cached for u in _run(restarted, **raw).units] == [True, True]
     assert [u.cached for u in _run(service, **{**raw, "limit": LIMIT + 1}).units[:1]] == [False]  # another key
+
+
+def test_an_evaluation_starts_no_program(served, monkeypatch):
+    """lm-eval's simple_evaluate describes the machine after each evaluation (git, and where torch is installed,
+    as here, pip, nvidia-smi and more through torch's collect_env: seconds per checkpoint, unbounded). The app
+    keeps none of it, so a checkpoint's evaluation starts no program at all."""
+    service, _, _ = served
+    started = []
+    real_init = subprocess.Popen.__init__
+
+    def recording_init(self, args, *rest, **kwargs):
+        started.append(args)
+        real_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", recording_init)
+    last = _run(service, model=DEMO_MODEL, revisions=["step16"], tasks=["kjv_lambada"], limit=LIMIT - 3)
+    assert [u.status for u in last.units] == ["ok"] and not last.units[0].cached
+    assert started == []
 
 
 def test_stop_ends_the_job_and_keeps_what_finished(served):

@@ -340,6 +340,8 @@ class Benchmarks:
     def _evaluate(self, loaded, key: ResultKey, step: int, cancel, say) -> StoredResult:
         import lm_eval
 
+        _no_machine_report()
+
         def progress(done: int, total: int) -> None:
             say(f"{done:,} of {total:,} requests")
 
@@ -364,6 +366,28 @@ class Benchmarks:
                    "n-samples": out.get("n-samples", {}), "config": out.get("configs", {}).get(key.task),
                    "notes": notes}
         return StoredResult(key, step, metrics_of(task_results), results)
+
+
+def _no_machine_report() -> None:
+    """lm-eval's ``simple_evaluate`` ends by describing the machine for a results file: ``git describe`` in the
+    working directory and, where torch is installed, torch's ``collect_env``, which runs pip, nvidia-smi and a dozen
+    other programs, with no time limit, after every checkpoint (3.5 s of CPU here, counted in every evaluation's
+    time; more on a loaded machine). The app keeps none of it (its results JSON has the metrics, the task's config
+    and versions, and the key), so both are replaced, in lm-eval's evaluator module, by what costs nothing. Done
+    before each evaluation (idempotent, stateless: safe with evaluations running side by side); lm-eval's own
+    ``hf`` reference runs in the tests go through the same module and lose only that report too."""
+    import lm_eval.evaluator
+
+    lm_eval.evaluator.add_env_info = _keep_no_machine_info
+    lm_eval.evaluator.get_git_commit_hash = _no_git_hash
+
+
+def _keep_no_machine_info(storage: dict) -> None:
+    storage["pretty_env_info"] = "not collected (pythia-ct2)"
+
+
+def _no_git_hash() -> None:
+    return None
 
 
 def _readable(exc: Exception) -> str:
