@@ -340,7 +340,7 @@ class Benchmarks:
     def _evaluate(self, loaded, key: ResultKey, step: int, cancel, say) -> StoredResult:
         import lm_eval
 
-        _no_machine_report()
+        skip_lm_eval_machine_report()
 
         def progress(done: int, total: int) -> None:
             say(f"{done:,} of {total:,} requests")
@@ -368,7 +368,7 @@ class Benchmarks:
         return StoredResult(key, step, metrics_of(task_results), results)
 
 
-def _no_machine_report() -> None:
+def skip_lm_eval_machine_report() -> None:
     """lm-eval's ``simple_evaluate`` ends by describing the machine for a results file: ``git describe`` in the
     working directory and, where torch is installed, torch's ``collect_env``, which runs pip, nvidia-smi and a dozen
     other programs, with no time limit, after every checkpoint (3.5 s of CPU here, counted in every evaluation's
