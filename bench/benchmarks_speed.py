@@ -180,9 +180,9 @@ def worker(kind: str, target: str, tasks_dir: str, batch_size: int, server_pid: 
         extra = {"compute_type": "the app's default (int8 on CPU)"}
     load = time.perf_counter() - start
     server = server_cpu(int(server_pid)) if server_pid else 0.0
-    from model_utils.service.benchmarks import skip_lm_eval_machine_report
+    from model_utils.service.benchmarks import lm_eval_for_a_server
 
-    skip_lm_eval_machine_report()  # as the app does: every way is timed without lm-eval's machine report
+    lm_eval_for_a_server()  # as the app runs lm-eval: every way is timed alike
     start, cpu = time.perf_counter(), time.process_time()
     out = evaluator.simple_evaluate(model=lm, tasks=[TASK], task_manager=tasks, log_samples=False,
                                     bootstrap_iters=BOOTSTRAP_ITERS)

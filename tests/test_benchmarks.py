@@ -4,6 +4,7 @@ single-flight, EleutherAI's published curves, and the readable refusals of /benc
 from __future__ import annotations
 
 import math
+import multiprocessing.pool
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -194,22 +195,29 @@ def test_a_benchmark_curve_on_the_demo_model_learns_and_comes_back_at_once(serve
     assert [u.cached for u in _run(service, **{**raw, "limit": LIMIT + 1}).units[:1]] == [False]  # another key
 
 
-def test_an_evaluation_starts_no_program(served, monkeypatch):
-    """lm-eval's simple_evaluate describes the machine after each evaluation (git, and where torch is installed,
-    as here, pip, nvidia-smi and more through torch's collect_env: seconds per checkpoint, unbounded). The app
-    keeps none of it, so a checkpoint's evaluation starts no program at all."""
+def test_an_evaluation_forks_no_process_and_starts_no_program(served, monkeypatch):
+    """lm-eval forks a multiprocessing pool for bootstrapped standard errors (perplexity's) unless told not to: a
+    fork of the multithreaded server could wait for ever on a lock another thread held. And simple_evaluate
+    describes the machine after each evaluation (git, and where torch is installed, as here, pip, nvidia-smi and
+    more through torch's collect_env: seconds per checkpoint, unbounded). Neither happens."""
     service, _, _ = served
-    started = []
-    real_init = subprocess.Popen.__init__
+    pools, started = [], []
+    real_pool, real_init = multiprocessing.pool.Pool.__init__, subprocess.Popen.__init__
+
+    def recording_pool(self, *args, **kwargs):
+        pools.append(args)
+        real_pool(self, *args, **kwargs)
 
     def recording_init(self, args, *rest, **kwargs):
         started.append(args)
         real_init(self, args, *rest, **kwargs)
 
+    monkeypatch.setattr(multiprocessing.pool.Pool, "__init__", recording_pool)
     monkeypatch.setattr(subprocess.Popen, "__init__", recording_init)
     last = _run(service, model=DEMO_MODEL, revisions=["step16"], tasks=["kjv_lambada"], limit=LIMIT - 3)
     assert [u.status for u in last.units] == ["ok"] and not last.units[0].cached
-    assert started == []
+    assert "perplexity_stderr,none" in last.units[0].results["results"]  # bootstrapped: it ran
+    assert pools == [] and started == []
 
 
 def test_stop_ends_the_job_and_keeps_what_finished(served):

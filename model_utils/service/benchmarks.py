@@ -340,7 +340,7 @@ class Benchmarks:
     def _evaluate(self, loaded, key: ResultKey, step: int, cancel, say) -> StoredResult:
         import lm_eval
 
-        skip_lm_eval_machine_report()
+        lm_eval_for_a_server()
 
         def progress(done: int, total: int) -> None:
             say(f"{done:,} of {total:,} requests")
@@ -368,14 +368,18 @@ class Benchmarks:
         return StoredResult(key, step, metrics_of(task_results), results)
 
 
-def skip_lm_eval_machine_report() -> None:
-    """lm-eval's ``simple_evaluate`` ends by describing the machine for a results file: ``git describe`` in the
-    working directory and, where torch is installed, torch's ``collect_env``, which runs pip, nvidia-smi and a dozen
-    other programs, with no time limit, after every checkpoint (3.5 s of CPU here, counted in every evaluation's
-    time; more on a loaded machine). The app keeps none of it (its results JSON has the metrics, the task's config
-    and versions, and the key), so both are replaced, in lm-eval's evaluator module, by what costs nothing. Done
-    before each evaluation (idempotent, stateless: safe with evaluations running side by side); lm-eval's own
-    ``hf`` reference runs in the tests go through the same module and lose only that report too."""
+def lm_eval_for_a_server() -> None:
+    """lm-eval as a library inside a server: no program started per evaluation.
+
+    ``simple_evaluate`` ends by describing the machine for a results file: ``git describe`` in the working directory
+    and, where torch is installed, torch's ``collect_env``, which runs pip, nvidia-smi and a dozen other programs,
+    with no time limit (3.5 s of CPU here per checkpoint, counted in each evaluation's time, and ahead of a Stop).
+    The app keeps none of it (its results JSON has the metrics, the task's config and versions, and the key): both
+    are replaced, in lm-eval's evaluator module, by what costs nothing. (Its process pool for bootstrapped errors is
+    off already: ``DISABLE_MULTIPROC`` above.)
+
+    Called before each evaluation (idempotent and stateless: safe with evaluations side by side); the benchmark
+    scripts call it for lm-eval's own ``hf`` and ``local-completions`` ways too, so that every way is timed alike."""
     import lm_eval.evaluator
 
     lm_eval.evaluator.add_env_info = _keep_no_machine_info
