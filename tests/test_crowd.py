@@ -129,6 +129,15 @@ def chunked(total: int, size: int = 2**20):
         yield b"%x\r\n%s\r\n" % (len(chunk), chunk)
 
 
+def kernel_buffer_max(name: str) -> int:
+    """The most a TCP socket's buffer (``tcp_rmem`` or ``tcp_wmem``) may grow to on this machine: bytes a client has
+    sent that the server never read can sit there (loopback autotunes the receive buffer up to 32 MiB here)."""
+    try:
+        return int(open(f"/proc/sys/net/ipv4/{name}").read().split()[2])
+    except (OSError, IndexError, ValueError):
+        return 8 * 2**20
+
+
 def timed(fn) -> float:
     start = time.monotonic()
     fn()
@@ -179,7 +188,10 @@ def test_a_250_mb_body_is_refused_unread_while_others_are_answered_and_memory_st
         if i % 2 == 0:
             assert sent == 0 and body["error"]["code"] == "request_too_large", "refused from the headers alone"
         else:
-            assert sent <= limit + 8 * 2**20, f"{sent:,} bytes went in before the refusal"
+            # sent, not read: what the two sockets' buffers hold unread counts too (once 18.9 MB under load, over a
+            # bound of limit + 8 MiB); still a fraction of the 250 MB, and the server's memory is checked below
+            buffered = kernel_buffer_max("tcp_rmem") + kernel_buffer_max("tcp_wmem") + 2**20
+            assert sent <= limit + buffered, f"{sent:,} bytes went in before the refusal"
             assert "larger than this server accepts (8.0 MiB)" in body["detail"]
     # the other requests went on as usual (at least one of each ran while the bodies came)
     for name, seconds in during.items():
