@@ -36,11 +36,30 @@ def open_tab(page, url):
     page.fill("#benchmark-limit input", LIMIT)
 
 
+PROBLEMS: dict[int, list[str]] = {}  # per page: what its console, its scripts and its requests said went wrong
+
+
+def new_page(browser, **options):
+    """A page whose console errors, script errors and failed requests are kept for a failure's message."""
+    page = browser.new_page(**options)
+    problems = PROBLEMS.setdefault(id(page), [])
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text[:300]}") if m.type in (
+        "error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {str(e)[:500]}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.method} {r.url[-80:]} {r.failure}"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.request.method} {r.url[-80:]}") if (
+        r.status >= 400) else None)
+    return page
+
+
 def wait_for_status(page, words: list[str], timeout_ms: int, output_dir) -> None:
     """Until the status line says one of ``words``. If it never does, the test fails with what the page shows and
     where the server's threads were (its app runs in this process): a hang names its place. (This wait once timed
     out, with the first checkpoint shown and the second one's scoring begun, 4 times in 16 runs, and never again
-    in 20 since: the stacks say where, should it come back.)"""
+    in 20 since; in the next two caught, the server's job had ended and no thread of it was left, and the page's
+    event stream had been closed (its request aborted) with the job's last updates not yet sent: the Stop, queued
+    beside the job's event, is a plain request since (FLAG_STOP_EVENT). The page's own errors and failed requests
+    are in the message, should it come back.)"""
     try:
         page.wait_for_function("(words) => words.some((w) => "
                                "document.querySelector('#benchmark-status').innerText.includes(w))",
@@ -50,9 +69,12 @@ def wait_for_status(page, words: list[str], timeout_ms: int, output_dir) -> None
         with open(stacks, "w") as f:
             faulthandler.dump_traceback(file=f, all_threads=True)
         page.screenshot(path=str(output_dir / "benchmarks-stuck.png"), full_page=True)
-        job = "\n\n".join(b for b in stacks.read_text().split("\n\n") if "benchmark" in b or "score" in b)
+        job = "\n\n".join(b for b in stacks.read_text().split("\n\n")
+                          if ("benchmarks.py" in b or "score" in b) and "wait_for_status" not in b)
+        problems = "\n".join(PROBLEMS.get(id(page), [])[-30:])
         pytest.fail(f"the status never said {words}: {page.locator('#benchmark-status').inner_text()!r}, notice "
-                    f"{page.locator('#benchmark-notice').inner_text()!r}; the job's threads ({stacks}):\n{job[:6000]}")
+                    f"{page.locator('#benchmark-notice').inner_text()!r}; the page's problems:\n{problems}\n"
+                    f"the job's threads ({stacks}; none: the job ended):\n{job[:6000]}")
 
 
 def finished(page) -> int:
@@ -61,7 +83,7 @@ def finished(page) -> int:
 
 
 def test_run_grows_the_chart_stop_keeps_it_and_a_reload_brings_it_back(browser, demo_url, output_dir):
-    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    page = new_page(browser, viewport={"width": 1200, "height": 1100})
     try:
         open_tab(page, demo_url)
         page.click("#benchmark-run")
@@ -104,7 +126,7 @@ def test_run_grows_the_chart_stop_keeps_it_and_a_reload_brings_it_back(browser, 
 
 def test_the_tab_fits_a_phone(browser, demo_url, output_dir):
     """(After the test above: the same curve, kept, comes back at once.)"""
-    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page = new_page(browser, viewport={"width": 390, "height": 844})
     try:
         open_tab(page, demo_url)
         page.click("#benchmark-run")
