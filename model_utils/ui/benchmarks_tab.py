@@ -19,7 +19,7 @@ from .charts import Series, chart_caption, line_chart, png_download_js
 from .common import session_of
 from .exports import EXPORT_DIR, csv_file
 from .handlers import Handlers, notice
-from .stopping import FLAG_STOP_EVENT, queued_with_stop
+from .stopping import queued_with_stop
 
 BENCHMARK = "benchmark"  # the section Stop reaches
 TABLE_HEADER = ["checkpoint", "task", "metric", "value ± stderr"]  # four columns: readable on a phone
@@ -203,6 +203,5 @@ def build_benchmarks_tab(service: PythiaService, h: Handlers, concurrency: int) 
         png.click(None, js=png_download_js("#benchmark-charts svg", "benchmark.png"))
         queued_with_stop(h.runs, BENCHMARK, [run_btn.click], run, [models, tasks, revisions, limit, shots],
                          [status, charts, table, csv_btn, json_btn, png, bench_notice], notice=bench_notice,
-                         stopped_line=bench_notice, stop_buttons=[stop_btn], stop_event=FLAG_STOP_EVENT,
-                         concurrency_limit=concurrency,
+                         stopped_line=bench_notice, stop_buttons=[stop_btn], concurrency_limit=concurrency,
                          concurrency_id="benchmark", api_visibility="private")

@@ -24,11 +24,6 @@ from .wording import STILL_WORKING, STOPPED_BEFORE_START
 # outputs then travel on the same stream as the handler's, after anything it sent before it ended.
 STOP_EVENT = dict(queue=True, concurrency_limit=None, concurrency_id="stop", show_progress="hidden",
                   api_visibility="private")
-# A Stop that only sets a flag and whose words never need to follow the handler's: a plain request, outside the
-# queue, so that the page's event stream carries the one running event alone. (The Benchmarks tab's: there a queued
-# Stop beside the long job's event once in about 25 runs left the page's stream closed before the job's last
-# updates, "stopped" included, which never showed; the job itself had ended. Cause in Gradio 6.31 not found.)
-FLAG_STOP_EVENT = dict(queue=False, show_progress="hidden", api_visibility="private")
 # A click while an earlier request still waits in the queue (stopped, so it will do nothing) is not ignored.
 REPLY_EVENT = dict(trigger_mode="multiple")
 
@@ -51,8 +46,7 @@ def stopper(runs: Runs, section: str, stopped_line: str = STOPPED_BEFORE_START) 
 
 
 def queued_with_stop(runs: Runs, section: str, triggers: Sequence[Any], fn: Callable, inputs: list, outputs: list,
-                     *, notice, stopped_line, stop_buttons: Sequence[gr.Button], stop_event: dict = STOP_EVENT,
-                     **queued: Any):
+                     *, notice, stopped_line, stop_buttons: Sequence[gr.Button], **queued: Any):
     """Wire ``triggers`` -> accept (at once) -> ``fn(ticket, *inputs)`` (queued, with ``queued`` settings), and
     each of ``stop_buttons`` -> Stop. ``notice`` gets the refusal of a click while a request runs (and is cleared
     on a new one); ``stopped_line`` says when a Stop dropped a request before it started. Returns the queued
@@ -61,5 +55,5 @@ def queued_with_stop(runs: Runs, section: str, triggers: Sequence[Any], fn: Call
     event = gr.on(triggers, accept_into(runs, section), None, [ticket, notice], queue=False,
                   api_visibility="private").then(fn, [ticket, *inputs], outputs, **REPLY_EVENT, **queued)
     for button in stop_buttons:
-        button.click(stopper(runs, section), None, stopped_line, **stop_event)
+        button.click(stopper(runs, section), None, stopped_line, **STOP_EVENT)
     return event
