@@ -26,6 +26,7 @@ from model_utils.store.demo_model import DEMO_MODEL, demo_model
 from model_utils.store.disk import ModelStore
 
 LIMIT = 24  # documents of kjv_lambada per checkpoint: a few seconds
+HANG = 60  # seconds after which a wait counts as stuck
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +219,37 @@ def test_an_evaluation_forks_no_process_and_starts_no_program(served, monkeypatc
     assert [u.status for u in last.units] == ["ok"] and not last.units[0].cached
     assert "perplexity_stderr,none" in last.units[0].results["results"]  # bootstrapped: it ran
     assert pools == [] and started == []
+
+
+def test_the_last_update_says_the_job_ended_however_fast_its_end_came(served):
+    """The job's end (its last units and 'done') can all come while the consumer still holds the previous update (a
+    Gradio handler sending it to the page): the stream still ends on an update that is done and holds every unit.
+    (It ended on the held one: the page stayed at "step1: loading the checkpoint" after Stop, 1 run in 25.)"""
+    service, engine, _ = served
+    gate, cancel = threading.Event(), threading.Event()
+    real_open = engine.open
+
+    @contextmanager
+    def held_open(model, revision="main", progress=None):
+        assert gate.wait(HANG)
+        with real_open(model, revision, progress) as loaded:
+            yield loaded
+
+    engine.open = held_open
+    try:
+        request = service.parse(BenchmarkRequest, model=DEMO_MODEL, revisions=["step1", "step2000"],
+                                tasks=["kjv_lambada"], limit=LIMIT - 4)
+        updates = service.benchmark(request, cancel=cancel)
+        assert not next(updates).done  # the consumer holds this one...
+        cancel.set()  # ...while Stop comes and the whole job ends
+        gate.set()
+        for job in [t for t in threading.enumerate() if t.name == "benchmark-job"]:
+            job.join(HANG)
+        rest = list(updates)
+    finally:
+        del engine.open
+    assert rest and rest[-1].done and rest[-1].stopped
+    assert [u.status for u in rest[-1].units] == ["stopped", "stopped"]
 
 
 def test_stop_ends_the_job_and_keeps_what_finished(served):

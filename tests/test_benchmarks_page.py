@@ -53,13 +53,11 @@ def new_page(browser, **options):
 
 
 def wait_for_status(page, words: list[str], timeout_ms: int, output_dir) -> None:
-    """Until the status line says one of ``words``. If it never does, the test fails with what the page shows and
-    where the server's threads were (its app runs in this process): a hang names its place. (This wait once timed
-    out, with the first checkpoint shown and the second one's scoring begun, 4 times in 16 runs, and never again
-    in 20 since; in the next two caught, the server's job had ended and no thread of it was left, and the page's
-    event stream had been closed (its request aborted) with the job's last updates not yet sent: the Stop, queued
-    beside the job's event, is a plain request since (FLAG_STOP_EVENT). The page's own errors and failed requests
-    are in the message, should it come back.)"""
+    """Until the status line says one of ``words``. If it never does, the test fails with what the page shows, the
+    page's console errors and failed requests, and where the server's threads were (its app runs in this process):
+    a hang names its place. (This wait timed out 1 run in about 20: the job had ended, and the stream of updates
+    ended on one taken before its end -- Benchmarks.run read ``finished`` after yielding; fixed, with a test in
+    tests/test_benchmarks.py.)"""
     try:
         page.wait_for_function("(words) => words.some((w) => "
                                "document.querySelector('#benchmark-status').innerText.includes(w))",

@@ -270,10 +270,15 @@ class Benchmarks:
                                   name="benchmark-job")
         worker.start()
         try:
-            yield state.snapshot()
-            while not state.finished:
+            update = state.snapshot()
+            yield update
+            # the snapshot yielded decides, never ``state.finished`` read after it: a job whose last units and end
+            # came while the consumer held the previous snapshot would otherwise end on that one (not done, its last
+            # results missing; seen as a page stuck on "step1: loading the checkpoint" after Stop)
+            while not update.done:
                 state.wait_for_change(POLL_S)
-                yield state.snapshot()
+                update = state.snapshot()
+                yield update
         finally:
             cancel.set()  # the consumer left (Stop, a closed page): the job ends at its next batch
             worker.join(timeout=30)
