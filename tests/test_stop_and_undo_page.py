@@ -115,9 +115,11 @@ def send_behind(page, message: str, busy) -> None:
 
 
 def busy_with_another_visitor(url):
-    """Another visitor's long completion holds the only decoding slot (until cancelled)."""
-    job = Client(url, verbose=False).submit(prompt="Once upon a time", max_new_tokens=1024, top_k=0, top_p=1.0,
-                                            temperature=1.0, api_name="/complete")
+    """Another visitor's long completion holds the only decoding slot (until cancelled). min_tokens: sampled from a
+    random model, it could draw the end-of-text token early and end (CI once: "the other visitor's reply had
+    ended" before the page's message was queued behind it); now it runs its 1,024 tokens unless cancelled."""
+    job = Client(url, verbose=False).submit(prompt="Once upon a time", max_new_tokens=1024, min_tokens=1024, top_k=0,
+                                            top_p=1.0, temperature=1.0, api_name="/complete")
     wait_until(lambda: job.outputs(), "the other visitor's reply never started")
     return job
 
