@@ -156,8 +156,21 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Build the vLLM test venv (tests/vllm_server.py) before the first test that needs it, outside every test's time
-    limit: on a cold cache pip downloads vLLM and its torch for minutes, bounded by vllm_server.INSTALL_TIMEOUT_S."""
+    """Keep the tests of this run's part (``PYTHIA_TESTS_PART``, set by tests/run.sh: ``parallel`` leaves out the
+    ``alone`` tests, ``alone`` keeps only them; unset keeps every test).
+
+    Then build the vLLM test venv (tests/vllm_server.py) before the first test that needs it, outside every test's
+    time limit: on a cold cache pip downloads vLLM and its torch for minutes, bounded by
+    vllm_server.INSTALL_TIMEOUT_S."""
+    part = os.environ.get("PYTHIA_TESTS_PART")
+    if part in ("parallel", "alone"):
+        keep, left_out = [], []
+        for item in items:
+            alone = item.get_closest_marker("alone") is not None
+            (keep if alone == (part == "alone") else left_out).append(item)
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = keep
     if any(getattr(item.module, "NEEDS_VLLM", False) for item in items):
         from vllm_server import venv_python
 

@@ -18,12 +18,22 @@ python -m ruff check .
 stderr_copy=$(mktemp)
 rm -f core core.[0-9]*
 ulimit -c unlimited 2>/dev/null || true
+# Two parts: most tests on two workers (pytest-xdist; a test file stays on one worker, so its app and browser start
+# once), then the tests that judge a time against a bound (marked `alone`), with nothing beside them.
+# Exit status 5 means that a part had no test to run (e.g. `-m "not slow"` leaves the second part empty).
 set +e
-python -m pytest "$@" 2> >(tee "$stderr_copy" >&2)
-rc=$?
+PYTHIA_TESTS_PART=parallel python -m pytest -n 2 --dist loadfile "$@" 2> >(tee "$stderr_copy" >&2)
+rc_parallel=$?
+PYTHIA_TESTS_PART=alone python -m pytest "$@" 2> >(tee -a "$stderr_copy" >&2)
+rc_alone=$?
 set -e
 wait  # for tee to flush
-if [ "$rc" -ge 128 ]; then
+if [ "$rc_parallel" -eq 5 ] && [ "$rc_alone" -eq 5 ]; then rc=5
+elif [ "$rc_parallel" -ne 0 ] && [ "$rc_parallel" -ne 5 ]; then rc=$rc_parallel
+elif [ "$rc_alone" -ne 5 ]; then rc=$rc_alone
+else rc=0
+fi
+if [ "$rc" -ge 128 ] || grep -q "^Fatal Python error" "$stderr_copy"; then  # a worker that died says so there
   python tests/crash_report.py "$stderr_copy" || true
 fi
 rm -f "$stderr_copy" core core.[0-9]*

@@ -31,7 +31,7 @@ from model_utils.engine.batching import OVERFLOW_PATIENCE
 from app_process import AppProcess
 from conftest import DEMO
 
-pytestmark = pytest.mark.slow  # subprocesses, a browser and a load
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # subprocesses, a browser and a load; first tokens timed
 
 WAIT_STEPS = 4  # the default --wait-steps
 POLICY_STEPS = WAIT_STEPS * OVERFLOW_PATIENCE  # the longest a newcomer waits for an extra batch

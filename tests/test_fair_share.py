@@ -27,7 +27,7 @@ from model_utils.settings import Settings
 from conftest import SLOW
 from live_app import running_app
 
-pytestmark = pytest.mark.slow  # a live server, a browser and a load
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # a live server, a browser and a load; first tokens timed
 
 WAIT_STEPS = 4  # the default --wait-steps
 POLICY_STEPS = WAIT_STEPS * OVERFLOW_PATIENCE  # the longest a newcomer waits for an extra batch
