@@ -120,3 +120,19 @@ def test_the_disk_budget_reaches_the_store(tmp_path):
         assert DEMO_MODEL in engine.local.catalog.names()
     finally:
         engine.close()
+
+
+def test_the_page_keeps_the_sessions_of_its_last_visitors_only(tmp_path, monkeypatch):
+    """Each page load or API client is a Gradio session holding its own copy of the page's configuration: the
+    oldest go once SESSIONS_KEPT are held (Gradio's default, 10,000, is ~3 GB for this page), the latest stay.
+    (A bound of 5 here: each session takes ~20 ms to make.)"""
+    from model_utils.ui import blocks
+
+    assert blocks.SESSIONS_KEPT * 0.3 <= 512, "the sessions' memory (MiB) stays well within a free Space's"
+    monkeypatch.setattr(blocks, "SESSIONS_KEPT", 5)
+    demo = app.build(Settings(demo=True, cache_dir=str(tmp_path), device="cpu")).demo
+    sessions = demo.state_holder  # the mounted page's: where Gradio's routes look sessions up
+    for visitor in range(8):
+        sessions[f"visitor-{visitor}"]
+    assert len(sessions.session_data) == 5
+    assert "visitor-2" not in sessions and "visitor-3" in sessions and "visitor-7" in sessions
