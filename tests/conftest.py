@@ -155,6 +155,11 @@ def pytest_configure(config):
     hub.bound_requests()  # bounded Hub requests, as app.py sets them up
 
 
+LONGEST_FILES = ("test_bench_smoke.py", "test_load.py", "test_remote_engine.py", "test_task_index.py",
+                 "test_lm_eval.py", "test_benchmarks_page.py", "test_app_process.py", "test_page_words.py",
+                 "test_hub_trouble.py", "test_stop_and_undo_page.py", "test_benchmarks_parity.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Keep the tests of this run's part (``PYTHIA_TESTS_PART``, set by tests/run.sh: ``parallel`` leaves out the
     ``alone`` tests, ``alone`` keeps only them; unset keeps every test).
@@ -162,6 +167,10 @@ def pytest_collection_modifyitems(config, items):
     Then build the vLLM test venv (tests/vllm_server.py) before the first test that needs it, outside every test's
     time limit: on a cold cache pip downloads vLLM and its torch for minutes, bounded by
     vllm_server.INSTALL_TIMEOUT_S."""
+    # The longest files first: two workers take whole files in this order, so a long one started last would run
+    # alone at the end (durations from `bash tests/run.sh --durations=60`).
+    items.sort(key=lambda item: LONGEST_FILES.index(item.path.name) if item.path.name in LONGEST_FILES
+               else len(LONGEST_FILES))
     part = os.environ.get("PYTHIA_TESTS_PART")
     if part in ("parallel", "alone"):
         keep, left_out = [], []

@@ -31,7 +31,7 @@ from model_utils.engine.batching import OVERFLOW_PATIENCE
 from app_process import AppProcess
 from conftest import DEMO
 
-pytestmark = [pytest.mark.slow, pytest.mark.alone]  # subprocesses, a browser and a load; first tokens timed
+pytestmark = pytest.mark.slow  # subprocesses, a browser and a load
 
 WAIT_STEPS = 4  # the default --wait-steps
 POLICY_STEPS = WAIT_STEPS * OVERFLOW_PATIENCE  # the longest a newcomer waits for an extra batch
@@ -51,6 +51,7 @@ def cache(model_cache):
     return model_cache  # the runs share the converted model (conftest: the session's apps share it too)
 
 
+@pytest.mark.alone  # first tokens timed
 @pytest.mark.parametrize("flags", [(), ("--max-api-rows", "0")], ids=["default", "no-api-row-cap"])
 def test_api_clients_on_16_addresses_leave_a_page_visitor_its_first_token_and_page(slow_checkpoint, cache, flags):
     server = serve(slow_checkpoint, cache, *flags)
@@ -144,6 +145,7 @@ def timed(fn) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.alone  # the other requests' times judged against their usual times
 def test_a_250_mb_body_is_refused_unread_while_others_are_answered_and_memory_stays(tmp_path):
     server = AppProcess("--demo", "--cache-dir", str(tmp_path), "--device", "cpu")
     client = Client(server.url, verbose=False)

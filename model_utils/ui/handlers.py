@@ -41,6 +41,8 @@ CHAT, COMPLETION = "chat", "completion"  # the sections whose requests Stop, Und
 NO_CHANGE = gr.update()
 HIDDEN = (gr.update(visible=False), gr.update(visible=False))  # the token views, hidden (a later tick shows them)
 CLEARED = (gr.update(value="", visible=False), gr.update(value=[], visible=False))  # the token views, emptied
+# bot_reply's seven outputs left as they are: a handler that yields nothing would blank them (Gradio sends None)
+REPLY_UNTOUCHED = (NO_CHANGE,) * 7
 EMPTY_REPLY = "…"  # a reply with no text still shows a bubble; the metrics line says why
 
 
@@ -202,8 +204,7 @@ class Handlers:
         once the page shows it, a Send is accepted (sent while the generator still held the run, a visitor's quick
         next message was refused as "still being written")."""
         unchanged = (NO_CHANGE,) * 5
-        untouched = (NO_CHANGE,) * 7  # a handler that yields nothing would blank its outputs: Gradio sends None
-        last = untouched
+        last = REPLY_UNTOUCHED
         with self.runs.running(session_of(request), CHAT, pending) as run:
             history = list(history or [])
             if run is not None and _message_at(history, run.at - 1, run.message):
@@ -227,14 +228,14 @@ class Handlers:
                 else:
                     last = self._reply_end(turn, reply, first_at, run.accepted_at)
                 if run.discarded:
-                    last = untouched
+                    last = REPLY_UNTOUCHED
         yield last
 
     @staticmethod
     def _reply_end(turn: dict, reply: Reply | None, first_at: float | None, accepted_at: float) -> tuple:
         """bot_reply's last update for a reply that ran to its end or was stopped."""
         if reply is None:
-            return (NO_CHANGE,) * 7
+            return REPLY_UNTOUCHED
         if reply.finish_reason == FinishReason.CANCELLED and not reply.num_tokens:
             stopped = {**turn, "takeback": True, "metrics": STOPPED_BEFORE_REPLY}
             return NO_CHANGE, stopped, NO_CHANGE, *CLEARED, "", ""
