@@ -155,6 +155,15 @@ def pytest_configure(config):
     hub.bound_requests()  # bounded Hub requests, as app.py sets them up
 
 
+def pytest_ignore_collect(collection_path, config):
+    """The ``alone`` part (tests/run.sh) imports only the test files that mark a test ``alone``: importing every file
+    costs ~12 s, which the fast tier (``-m "not slow"``, where that part selects nothing) would pay for nothing."""
+    if (os.environ.get("PYTHIA_TESTS_PART") == "alone" and collection_path.suffix == ".py"
+            and collection_path.name.startswith("test_") and "mark.alone" not in collection_path.read_text()):
+        return True
+    return None
+
+
 LONGEST_FILES = ("test_bench_smoke.py", "test_load.py", "test_remote_engine.py", "test_task_index.py",
                  "test_lm_eval.py", "test_benchmarks_page.py", "test_app_process.py", "test_page_words.py",
                  "test_hub_trouble.py", "test_stop_and_undo_page.py", "test_benchmarks_parity.py")
