@@ -17,6 +17,12 @@ time = load + evaluate):
 (c) ``http``: lm-eval ``local-completions`` through the app's own ``/v1/completions`` (``python app.py --model-dir``,
     int8, model already loaded: load is 0), lm-eval's remote tokenizer.
 
+(e) ``ceiling``: CTranslate2 alone, the work the engine gives it and nothing else: each document's tokens (context
+    and last word tokenized apart, as lm-eval does) scored with the engine's own call (``generate_batch`` with
+    ``return_logits_vocab``, groups of ``GROUP_TOKENS`` alike in length, on as many CT2 workers as the app runs,
+    at its threads and compute type), every group queued at once; no lm-eval, no Python per token. No evaluation
+    on this machine can be faster than this.
+
 (d) Chat latency: ``--users`` plain httpx clients stream ``/v1/chat/completions`` at once (distinct prompts, greedy,
     ``--chat-tokens`` tokens), ``--chat-rounds`` times, first with the app idle, then while the same app evaluates
     the task through its Gradio API (``/benchmark``, every document); the time to first token's p50/p95 over every
@@ -125,6 +131,8 @@ def worker(kind: str, target: str, tasks_dir: str, batch_size: int, server_pid: 
 
     from model_utils.service.task_index import task_manager  # lm-eval's TaskManager, its index kept on disk
 
+    if kind == "ceiling":
+        return ceiling(Path(target), Path(tasks_dir))
     if kind == "engine":
         import tempfile
 
@@ -192,6 +200,47 @@ def worker(kind: str, target: str, tasks_dir: str, batch_size: int, server_pid: 
         cpu += extra["server_cpu_s"]
     return {"registry_s": registry, "load_s": load, "evaluate_s": seconds, "evaluate_cpu_s": cpu, **extra,
             "metrics": _metrics(out["results"][TASK])}
+
+
+def ceiling(ct2_dir: Path, tasks_dir: Path) -> dict:
+    """(e): the task's documents scored by CTranslate2 alone, as the engine calls it (see the module's docstring)."""
+    import ctranslate2
+    from tokenizers import Tokenizer
+
+    from model_utils.engine.configure import resolve
+    from model_utils.engine.loaded_model import GROUP_TOKENS
+    from model_utils.settings import Settings
+
+    resolved = resolve(Settings(device="cpu"))  # what `python app.py` would run with on this machine
+    tokenizer = Tokenizer.from_file(str(ct2_dir / "tokenizer.json"))
+    vocabulary = json.loads((ct2_dir / "vocabulary.json").read_text())
+    prompts = []
+    for line in (tasks_dir / f"{TASK}.jsonl").read_text().splitlines():
+        context, word = json.loads(line)["text"].rsplit(" ", 1)
+        ids = tokenizer.encode(context).ids + tokenizer.encode(" " + word).ids
+        prompts.append([vocabulary[i] for i in ids[:-1]])  # the last token is only read, never scored after
+    prompts.sort(key=len, reverse=True)
+    groups, group = [], []
+    for prompt in prompts:  # longest first: a group's first prompt is its longest
+        if group and (len(group) + 1) * len(group[0]) > GROUP_TOKENS:
+            groups.append(group)
+            group = []
+        group.append(prompt)
+    groups.append(group)
+    start = time.perf_counter()
+    generator = ctranslate2.Generator(str(ct2_dir), device="cpu", compute_type=resolved.device.compute_type,
+                                      intra_threads=resolved.device.intra_threads,
+                                      inter_threads=resolved.batching.workers)
+    load = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    pending = [generator.generate_batch(g, max_length=1, include_prompt_in_result=False, return_logits_vocab=True,
+                                        asynchronous=True) for g in groups]
+    scored = sum(bool(r.result().logits[0]) for rows in pending for r in rows)  # every result fetched
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert scored == len(prompts), "each document's last position scored"
+    return {"load_s": load, "evaluate_s": seconds, "evaluate_cpu_s": cpu, "groups": len(groups),
+            "tokens": sum(len(p) + 1 for p in prompts), "compute_type": resolved.device.compute_type,
+            "threads": resolved.device.intra_threads, "workers": resolved.batching.workers, "metrics": {}}
 
 
 def run_worker(kind: str, target: str, tasks_dir: Path, batch_size: int, server_pid: int | None = None) -> dict:
@@ -340,7 +389,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--chat-tokens", type=int, default=16)
     parser.add_argument("--chat-rounds", type=int, default=6)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["engine", "hf", "http", "chat"],
+    parser.add_argument("--skip", nargs="*", default=[], choices=["engine", "hf", "http", "chat", "ceiling"],
                         help="leave parts out")
     parser.add_argument("--out", type=Path, help="default: bench/results/benchmarks_speed.json (--smoke: a "
                                                  "temporary folder)")
@@ -369,6 +418,11 @@ def main() -> int:
     for kind in ("engine", "hf"):
         if kind not in args.skip:
             ways[kind] = []
+    if "ceiling" not in args.skip:
+        row = run_worker("ceiling", str(ct2), tasks_dir, args.batch_size)
+        ways["ceiling"] = [row]
+        print(f"ceiling: CT2 alone scored {row['tokens']:,} tokens in {row['evaluate_s']:.1f} s "
+              f"({row['tokens'] / row['evaluate_s']:,.0f} tokens/s)", flush=True)
     app = None
     try:
         for round_ in range(args.rounds):
@@ -409,7 +463,8 @@ def main() -> int:
         "batch_size": args.batch_size, "rounds": args.rounds,
         "ways": {"engine": "(a) the Benchmarks engine in-process (PythiaService.benchmark over ServiceLM)",
                  "hf": "(b) lm-eval's hf backend in-process, torch float32",
-                 "http": "(c) lm-eval local-completions through the app's /v1/completions"},
+                 "http": "(c) lm-eval local-completions through the app's /v1/completions",
+                 "ceiling": "(e) CTranslate2 alone: the engine's scoring calls on the same tokens, nothing else"},
         "runs": ways, "median_per_checkpoint_s": median,
         "ratios": {f"{k}_over_engine": median[k] / median["engine"] for k in median if "engine" in median
                    and k != "engine"},

@@ -71,12 +71,15 @@ def check_benchmarks_speed(out: str, tmp: Path) -> None:
     were timed with the app idle and while it evaluated."""
     result = _json_written(out)
     assert result["workload"]["documents"] == 40 and 70 <= result["workload"]["tokens_mean"] <= 90
-    assert set(result["runs"]) == {"engine", "hf", "http"}
+    assert set(result["runs"]) == {"engine", "hf", "http", "ceiling"}
     for way, (row,) in result["runs"].items():
-        assert set(row["metrics"]) >= {"acc", "perplexity"} and row["per_checkpoint_s"] > 0, way
+        assert row["per_checkpoint_s"] > 0, way
+        assert way == "ceiling" or set(row["metrics"]) >= {"acc", "perplexity"}, way
+    (ceiling,) = result["runs"]["ceiling"]  # CT2 alone read every document's tokens
+    assert ceiling["tokens"] >= 40 * 70 and ceiling["groups"] >= 1
     assert result["runs"]["engine"][0]["compute_type"] == "int8" and result["runs"]["hf"][0]["dtype"] == "float32"
     assert all(rows[0]["evaluate_cpu_s"] > 0 for rows in result["runs"].values())
-    assert set(result["ratios"]) == {"hf_over_engine", "http_over_engine"}
+    assert set(result["ratios"]) == {"hf_over_engine", "http_over_engine", "ceiling_over_engine"}
     idle, evaluating = result["chat"]["idle"], result["chat"]["evaluating"]
     assert idle["requests"] == 16 and idle["ttft_p95_s"] > 0  # 8 users, 2 rounds
     assert evaluating["requests"] == 8 * evaluating["rounds"]
