@@ -15,7 +15,7 @@ from model_utils.core.sampling import SamplingParams
 from model_utils.engine import loaded_model
 from model_utils.engine.batching import BatchingConfig
 from model_utils.engine.loaded_model import load_ct2_model
-from model_utils.service.benchmark_lm import SCORE_BATCH, ServiceLM
+from model_utils.service.benchmark_lm import EvaluationStopped, ServiceLM
 from model_utils.store.local_dirs import describe_local_dir
 
 GREEDY = SamplingParams(greedy=True, max_new_tokens=8, repetition_penalty=1.0)
@@ -93,7 +93,7 @@ def test_a_continuation_the_sequence_cannot_hold_is_refused_in_words(two_lanes):
 
 
 def test_a_visitor_arriving_while_an_evaluation_scores_gets_its_first_token_before_its_next_group(two_lanes):
-    """The visitor arrives between two of the evaluation's scoring calls (from its progress report, in the
+    """The visitor arrives between two of the evaluation's scoring groups (from its progress report, in the
     evaluation's own thread); the scheduler counts the groups that started between the visitor's arrival and its
     first token: none, though the evaluation went on afterwards."""
     scheduler = two_lanes.scheduler
@@ -119,15 +119,38 @@ def test_a_visitor_arriving_while_an_evaluation_scores_gets_its_first_token_befo
             visitor["thread"].start()
 
     lm = ServiceLM(two_lanes, progress=progress)
-    # three of lm-eval's batches of LAMBADA-like pairs (the 1,324-token one scored alone is the other tests' case)
+    # 190 LAMBADA-like pairs, a few groups (the 1,324-token one scored alone is the other tests' case)
     distinct = [p for p in _pairs(two_lanes, seed=2) if p[1] and len(p[0]) < 100][:10]
-    repeats = 3 * SCORE_BATCH // len(distinct)
+    repeats = 19
     requests = [(None, ids[:len(ids) - n], ids[len(ids) - n:]) for ids, n in distinct * repeats]
     scored = lm._loglikelihood_tokens(requests)
     visitor["thread"].join(timeout=60)
     assert visitor["groups_before"] == 0
     assert scheduler.stats.scoring_groups > visitor["groups_at_first"], "the evaluation went on after it"
     _assert_same(scored, _by_score_prompts(two_lanes, distinct) * repeats)
+
+
+def test_a_stop_between_groups_ends_the_scoring_once_the_running_groups_end(two_lanes):
+    """lm-eval's whole batch of pairs goes to the engine in one call; Stop acts between its groups: a Stop at the
+    first progress report lets only the groups already running end, and the rest are never scored."""
+    cancel, reports = threading.Event(), []
+
+    def progress(done: int, total: int) -> None:
+        reports.append((done, total))
+        cancel.set()  # the visitor presses Stop as the first group ends
+
+    distinct = [p for p in _pairs(two_lanes, seed=2) if p[1] and len(p[0]) < 100][:10]
+    requests = [(None, ids[:len(ids) - n], ids[len(ids) - n:]) for ids, n in distinct * 19]
+    groups = two_lanes.scheduler.stats.scoring_groups
+    with pytest.raises(EvaluationStopped):
+        ServiceLM(two_lanes, cancel=cancel, progress=progress)._loglikelihood_tokens(requests)
+    assert len(reports) == 1 and 0 < reports[0][0] < reports[0][1] == len(requests), reports
+    started = two_lanes.scheduler.stats.scoring_groups - groups
+    assert started <= two_lanes.batching.workers, f"{started} groups started, one per worker at most"
+    everything = ServiceLM(two_lanes, progress=lambda done, total: reports.append((done, total)))
+    everything._loglikelihood_tokens(requests)
+    assert reports[-1] == (len(requests), len(requests)), "the last report says every pair was scored"
+    assert two_lanes.scheduler.stats.scoring_groups - groups > 3 * started, "many groups: the Stop saved most"
 
 
 def test_a_visitor_that_cannot_start_delays_a_group_only_for_the_bound(tiny_ct2_dir, cpu_device):

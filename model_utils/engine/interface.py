@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..core.catalog import PythiaModel
 from ..core.errors import InvalidParameter
@@ -83,11 +83,19 @@ class ServedModel(Protocol):
         """Per sequence: each position's log-prob and ``top`` likeliest tokens (at least one), and the ``top``
         likeliest next tokens -- from one pass over the sequence, so every number comes from the same logits."""
 
-    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool]]:
+    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]],
+                            between: Between | None = None) -> list[tuple[float, bool]]:
         """Per (sequence, n): the sum of the log-probs of its last ``n`` tokens, each given those before it, and
         whether each of them was the likeliest token at its position (greedy decoding would have written them).
         lm-eval's ``loglikelihood``: only those positions are computed and returned, in the order given. ``n`` is
-        0 (``(0.0, True)``) up to the sequence's length less one (the first token has no log-prob)."""
+        0 (``(0.0, True)``) up to the sequence's length less one (the first token has no log-prob).
+
+        ``between(done)``, when given, is called after each part of the work (a scoring group, a request) with the
+        number of pairs scored so far: progress; an exception it raises (a Stop) ends the call once the parts
+        already running have ended, and is raised from it."""
+
+
+Between = Callable[[int], None]  # score_continuations' call between its parts: pairs scored so far; raises to stop
 
 
 def checked_continuations(pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[list[int], int]]:

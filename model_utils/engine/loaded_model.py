@@ -15,7 +15,7 @@ from ..core.catalog import CONTEXT_LENGTH, EOS_TOKEN, PythiaModel
 from ..core.errors import ModelUnavailable
 from .batching import BatchingConfig, BatchScheduler
 from .devices import DeviceConfig
-from .interface import PromptScores, TokenChoices, checked_continuations
+from .interface import Between, PromptScores, TokenChoices, checked_continuations
 
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
@@ -179,25 +179,31 @@ class LoadedModel:
                 results.append(_prompt_scores(row[:len(ids)].astype(np.float32, copy=False), ids, top))
         return results
 
-    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool]]:
+    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]],
+                            between: Between | None = None) -> list[tuple[float, bool]]:
         """lm-eval's loglikelihood: per (sequence, n), the sum of its last ``n`` tokens' log-probs and whether each
         was the likeliest at its position, computed with numpy on those positions only (see GROUP_TOKENS and
         STEP_COST_TOKENS for the groups and the CT2 call that scores each).
 
         Groups of sequences alike in context length run on the base lanes' workers side by side; visitors come
         first: before each group the scheduler waits for their first tokens (bounded), and while they are about
-        the groups are short and go one at a time (``BatchScheduler.start_scoring_group``)."""
+        the groups are short and go one at a time (``BatchScheduler.start_scoring_group``). ``between`` is called
+        after each group ends (see the interface): a Stop it raises lets the groups already running end."""
         checked = checked_continuations(pairs)
         results: list[tuple[float, bool]] = [(0.0, True)] * len(checked)
         order = sorted((i for i, (_, n) in enumerate(checked) if n), key=lambda i: (
             -(len(checked[i][0]) - checked[i][1]), -len(checked[i][0])))  # by context length, longest first
         parts = max(1, self.batching.workers)
         running: set[Future] = set()
+        scored_so_far = len(checked) - len(order)  # the pairs with nothing to score
 
         def collect(done) -> None:
+            nonlocal scored_so_far
             for future in done:
-                for i, scored in zip(*future.result(), strict=True):
+                indices, scores = future.result()
+                for i, scored in zip(indices, scores, strict=True):
                     results[i] = scored
+                scored_so_far += len(indices)
 
         try:
             at = 0
@@ -205,6 +211,8 @@ class LoadedModel:
                 if running and (len(running) >= parts or self.scheduler.visitors_about()):
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     collect(done)
+                    if between is not None:
+                        between(scored_so_far)
                     continue
                 shared = self.scheduler.start_scoring_group()
                 group = self._next_group(checked, order, at, SHARED_GROUP_TOKENS if shared else GROUP_TOKENS,
@@ -214,6 +222,8 @@ class LoadedModel:
         finally:
             done, _ = wait(running)
         collect(done)
+        if between is not None:
+            between(scored_so_far)
         return results
 
     def _next_group(self, pairs: list[tuple[list[int], int]], order: list[int], at: int, tokens: int,

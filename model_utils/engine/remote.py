@@ -24,7 +24,7 @@ from ..core.errors import ModelUnavailable
 from ..core.progress import ProgressCallback
 from ..core.remote_spec import RemoteSpec
 from ..core.sampling import CONTROLS
-from .interface import Capabilities, PromptScores, TokenChoices, checked_continuations
+from .interface import Between, Capabilities, PromptScores, TokenChoices, checked_continuations
 from .model_status import ModelStatus
 from .vllm_client import RemoteProblem, VLLMClient
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engin
 SERVED_BY = "remote vLLM engine"
 CAPABILITIES = Capabilities(SERVED_BY, unsupported=tuple(c.name for c in CONTROLS if not c.remote))
 RETRY_S = 15.0  # a server found down is asked again at most this often by status checks
+SCORE_REQUEST = 64  # sequences per prompt_logprobs request of score_continuations: each request bounded, Stop between
 TOKEN_PREFIX = "token_id:"  # how vLLM names tokens when return_tokens_as_token_ids is on
 
 
@@ -187,15 +188,24 @@ class RemoteModel:
                 ((_token_id(t), lp) for t, lp in following[0].items()), top)))
         return results
 
-    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool]]:
-        """vLLM's ``prompt_logprobs`` (the likeliest token and the given one at every position), all sequences in
-        one request; only the last ``n`` positions of each are read."""
+    def score_continuations(self, pairs: Sequence[tuple[Sequence[int], int]],
+                            between: Between | None = None) -> list[tuple[float, bool]]:
+        """vLLM's ``prompt_logprobs`` (the likeliest token and the given one at every position), up to
+        SCORE_REQUEST sequences a request (``between`` called after each); only the last ``n`` positions of each
+        are read."""
         pairs = checked_continuations(pairs)
         asked = [i for i, (_, n) in enumerate(pairs) if n]
         results = [(0.0, True)] * len(pairs)
-        if not asked:
-            return results
-        answers = self._prompt_logprobs([pairs[i][0] for i in asked], 1)
+        for start in range(0, len(asked), SCORE_REQUEST):
+            part = asked[start:start + SCORE_REQUEST]
+            self._read_continuations(pairs, part, self._prompt_logprobs([pairs[i][0] for i in part], 1), results)
+            if between is not None:
+                between(len(pairs) - len(asked) + start + len(part))
+        return results
+
+    @staticmethod
+    def _read_continuations(pairs: list[tuple[list[int], int]], asked: list[int], answers: list[list[dict]],
+                            results: list[tuple[float, bool]]) -> None:
         for i, entries in zip(asked, answers, strict=True):
             ids, n = pairs[i]
             total, greedy = 0.0, True
@@ -206,7 +216,6 @@ class RemoteModel:
                 greedy &= rank == 1 if rank is not None else given["logprob"] >= max(
                     e["logprob"] for e in entry.values())
             results[i] = (total, greedy)
-        return results
 
     def _prompt_logprobs(self, prompts: list[list[int]], top: int) -> list[list[dict]]:
         body = {"prompt": prompts, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": top}

@@ -45,7 +45,6 @@ from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ServedModel
 from ..engine.prompts import PreparedPrompt
 
-SCORE_BATCH = 64  # pairs per score_continuations call: Stop and progress act between calls; the engine groups them
 GENERATE_BATCH = 8  # generations submitted together to the batch scheduler
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default when a task does not say
 
@@ -124,13 +123,18 @@ class ServiceLM(TemplateLM):
         # by context length, longest first: a batch holds alike lengths, and the engine's groups few decoding steps
         order = sorted(range(len(sequences)), key=lambda i: (-(len(sequences[i][0]) - sequences[i][1]),
                                                              -len(sequences[i][0])))
-        results: list[tuple[float, bool] | None] = [None] * len(sequences)
-        for start in range(0, len(order), SCORE_BATCH):
+        self._check_stop()
+
+        def between(done: int) -> None:  # after each of the engine's groups: progress shows, Stop acts there
+            self._report(done, len(order))
             self._check_stop()
-            batch = order[start:start + SCORE_BATCH]
-            for i, scored in zip(batch, self.model.score_continuations([sequences[i] for i in batch]), strict=True):
-                results[i] = scored
-            self._report(min(start + SCORE_BATCH, len(order)), len(order))
+
+        # one call: the engine keeps its workers busy from the first group to the last (calls of 64 pairs each
+        # ended on a group alone on its worker: 9% slower per checkpoint, BENCHMARKS.md)
+        scores = self.model.score_continuations([sequences[i] for i in order], between=between)
+        results: list[tuple[float, bool] | None] = [None] * len(sequences)
+        for i, scored in zip(order, scores, strict=True):
+            results[i] = scored
         return results  # type: ignore[return-value]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
