@@ -171,7 +171,8 @@ LONGEST_FILES = ("test_bench_smoke.py", "test_load.py", "test_remote_engine.py",
 
 def pytest_collection_modifyitems(config, items):
     """Keep the tests of this run's part (``PYTHIA_TESTS_PART``, set by tests/run.sh: ``parallel`` leaves out the
-    ``alone`` tests, ``alone`` keeps only them; unset keeps every test).
+    ``alone`` tests, ``alone`` keeps only them; unset keeps every test). An environment variable rather than a
+    ``-m`` of run.sh's own, so that a ``-m`` given to run.sh (the fast tier's) still applies to both parts.
 
     Then build the vLLM test venv (tests/vllm_server.py) before the first test that needs it, outside every test's
     time limit: on a cold cache pip downloads vLLM and its torch for minutes, bounded by
