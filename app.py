@@ -143,9 +143,14 @@ def api_rows(settings, resolved) -> int | None:
 
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound as uvicorn binds (SO_REUSEADDR: connections of the last run still in
-    TIME_WAIT on this port are no obstacle); raises OSError when it cannot listen there."""
+    TIME_WAIT on this port are no obstacle); raises OSError when it cannot listen there.
+
+    Made as an IPPROTO_TCP socket: its connections inherit that, and asyncio turns Nagle's algorithm off
+    (TCP_NODELAY) only on connections that say so. Without it every response after the first on a kept-alive
+    connection (the browser's, an API client's) waited ~40 ms for the client's delayed ACK (measured: 5 ms vs 48 ms
+    for /v1/models)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

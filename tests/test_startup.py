@@ -136,3 +136,28 @@ def test_the_page_keeps_the_sessions_of_its_last_visitors_only(tmp_path, monkeyp
         sessions[f"visitor-{visitor}"]
     assert len(sessions.session_data) == 5
     assert "visitor-2" not in sessions and "visitor-3" in sessions and "visitor-7" in sessions
+
+
+def test_the_servers_connections_send_each_response_at_once():
+    """uvicorn serves on the socket app.listen() makes, through asyncio, which turns Nagle's algorithm off
+    (TCP_NODELAY) on a connection only if the socket says it is TCP. With Nagle on, every response after the first
+    on a kept-alive connection (a browser's, an API client's) and a streamed token waited ~40 ms for the client's
+    delayed ACK."""
+    import asyncio
+
+    async def accepted_nodelay(sock: socket.socket) -> int:
+        loop = asyncio.get_running_loop()
+        connected: asyncio.Future = loop.create_future()
+
+        class Accept(asyncio.Protocol):
+            def connection_made(self, transport):
+                connected.set_result(transport.get_extra_info("socket"))
+
+        server = await loop.create_server(Accept, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            nodelay = (await asyncio.wait_for(connected, 10)).getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            writer.close()
+            return nodelay
+
+    assert asyncio.run(accepted_nodelay(app.listen("127.0.0.1", 0))) != 0
