@@ -259,6 +259,8 @@ def run_worker(kind: str, target: str, tasks_dir: Path, batch_size: int, server_
 def chat_user(url: str, prompt: str, tokens: int, release: threading.Barrier, record: dict) -> None:
     import httpx
 
+    from model_utils.core.sse import event_lines
+
     body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": tokens, "temperature": 0,
             "stream": True}
     with httpx.Client(timeout=600) as http:
@@ -267,7 +269,7 @@ def chat_user(url: str, prompt: str, tokens: int, release: threading.Barrier, re
         first = None
         with http.stream("POST", url + "/v1/chat/completions", json=body) as response:
             response.raise_for_status()
-            for line in response.iter_lines():
+            for line in event_lines(response.iter_text()):
                 if not line.startswith("data: {"):
                     continue
                 choices = json.loads(line[6:]).get("choices") or [{}]

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # model_utils
 sys.path.insert(0, str(ROOT / "bench"))
 
 from at_once import users_at_once  # noqa: E402
@@ -50,7 +51,6 @@ def raw_ct2(model_dir: str, prompts: list[list[int]], tokens: int) -> dict:
     import ctranslate2
     from tokenizers import Tokenizer
 
-    sys.path.insert(0, str(ROOT))
     from model_utils.engine.devices import usable_cpus
 
     tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
@@ -79,13 +79,15 @@ def raw_ct2(model_dir: str, prompts: list[list[int]], tokens: int) -> dict:
 def openai_user(url: str, ids: list[int], tokens: int, release: threading.Barrier, record: dict) -> None:
     import httpx
 
+    from model_utils.core.sse import event_lines
+
     body = {"prompt": ids, "max_tokens": tokens, "temperature": 0, "stream": True, "stop": None}
     with httpx.Client(timeout=600) as http:
         release.wait()
         start = time.perf_counter()
         count, first = 0, None
         with http.stream("POST", url + "/v1/completions", json=body) as response:
-            for line in response.iter_lines():
+            for line in event_lines(response.iter_text()):
                 if not line.startswith("data: {"):
                     continue
                 text = json.loads(line[6:])["choices"][0]["text"]

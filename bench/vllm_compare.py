@@ -98,6 +98,8 @@ def openai_user(base: str, model: str, tokens: int):
     from the stream's final usage."""
     import httpx
 
+    from model_utils.core.sse import event_lines
+
     client = httpx.Client(timeout=300)
 
     def one(prompt, sampling: dict, record: dict, start: float) -> None:
@@ -106,7 +108,7 @@ def openai_user(base: str, model: str, tokens: int):
         with client.stream("POST", base + "/completions", json=body) as response:
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}: {response.read().decode()[:200]}")
-            for line in response.iter_lines():
+            for line in event_lines(response.iter_text()):
                 if not line.startswith("data:") or line.endswith("[DONE]"):
                     continue
                 event = json.loads(line[5:])
@@ -143,6 +145,8 @@ def page_user(api: GradioApi, tokens: int):
     """A visitor of the page, as the browser talks to Gradio: join the queue, read the event stream."""
     import httpx
 
+    from model_utils.core.sse import event_lines
+
     client = httpx.Client(timeout=300)
 
     def one(prompt, sampling: dict, record: dict, start: float) -> None:
@@ -154,7 +158,7 @@ def page_user(api: GradioApi, tokens: int):
         if join.status_code != 200:
             raise RuntimeError(f"queue/join: HTTP {join.status_code}: {join.text[:200]}")
         with client.stream("GET", f"{api.url}/gradio_api/queue/data", params={"session_hash": session}) as events:
-            for line in events.iter_lines():
+            for line in event_lines(events.iter_text()):
                 if not line.startswith("data:"):
                     continue
                 message = json.loads(line[5:])

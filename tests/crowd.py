@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from model_utils.core.sse import event_lines
+
 FIRST_TOKEN = ("() => { const rows = document.querySelectorAll('#chatbot .bot-row');"
                " return rows.length > %d && rows[rows.length-1].innerText.trim().length > 0; }")
 REFUSED = "() => document.querySelector('#chat-notice').innerText.includes('⚠️')"  # e.g. "the server is busy"
@@ -72,7 +74,7 @@ class ApiFlood:
                             self.counts.admitted += 1
                             self.counts.streaming += 1
                         try:
-                            for line in r.iter_lines():
+                            for line in event_lines(r.iter_text()):
                                 if line.startswith("data: {"):
                                     with self.counts.lock:
                                         self.counts.tokens += 1

@@ -8,6 +8,8 @@ import uuid
 
 import httpx
 
+from model_utils.core.sse import event_lines
+
 
 def fn_index(url: str, api_name: str) -> int:
     config = httpx.get(f"{url}/config", timeout=10).json()
@@ -29,7 +31,7 @@ def raw_call(url: str, api_name: str, body_json: str, timeout: float = 30) -> di
         return {"msg": "http_error", "status": join.status_code, "text": join.text}
     with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
                       timeout=timeout) as events:
-        for line in events.iter_lines():
+        for line in event_lines(events.iter_text()):
             if not line.startswith("data:"):
                 continue
             message = json.loads(line[5:])

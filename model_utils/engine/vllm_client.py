@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import httpx
 
 from ..core.errors import InvalidParameter, ModelUnavailable, ServerBusy
+from ..core.sse import event_lines
 
 log = logging.getLogger(__package__)  # one logger per layer: "model_utils.engine"
 
@@ -63,7 +64,7 @@ class VLLMClient:
                 if response.status_code >= 400:
                     response.read()
                     self._raise_for(response)
-                for line in response.iter_lines():
+                for line in event_lines(response.iter_text()):
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
