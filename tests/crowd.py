@@ -191,12 +191,14 @@ class VisitorTimes:
         return statistics.median(self.served)
 
 
-def visitor_times(browser, url: str, tries: int = 3, *, loads: bool = True,
+def visitor_times(browser, url: str, tries: int = 3, *, loads: bool = True, chats: bool = True,
                   first_token_timeout_s: float = 120) -> VisitorTimes:
-    """A visitor's page loads (unless not ``loads``) and first tokens, ``tries`` of each (a fresh page per load;
-    one page chats; the one sent before is stopped, so each reply is the visitor's only one)."""
+    """A visitor's page loads (unless not ``loads``) and first tokens (unless not ``chats``), ``tries`` of each (a
+    fresh page per load; one page chats; the one sent before is stopped, so each reply is the visitor's only one)."""
     served: list[float] = []
     loads = [page_load_seconds(browser, url, served) for _ in range(tries)] if loads else []
+    if not chats:
+        return VisitorTimes([], loads, served=served)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(url)
