@@ -206,9 +206,11 @@ def gradio_client_user(url: str, tokens: int):
 # -- waves --------------------------------------------------------------------------------------------------------
 
 
-def settle(pid: int | None, idle_fraction: float = 0.05, window_s: float = 0.5, limit_s: float = 20.0) -> float:
+def settle(pid: int | None, idle_fraction: float = 0.15, window_s: float = 0.5, limit_s: float = 20.0) -> float:
     """Wait until the server's processes (``pid`` and its children) use under ``idle_fraction`` of a core over
-    ``window_s``: a server still busy with the last wave would rob the next one. Returns the seconds waited."""
+    ``window_s``: a server still busy with the last wave would rob the next one. Returns the seconds waited.
+    Idle, the app's event loop takes about 7% of a core here (Gradio's queue looks for work every millisecond):
+    a bound of 5% waited out the full ``limit_s`` before every wave."""
     import psutil
 
     if pid is None:
