@@ -138,6 +138,20 @@ def test_the_page_keeps_the_sessions_of_its_last_visitors_only(tmp_path, monkeyp
     assert "visitor-2" not in sessions and "visitor-3" in sessions and "visitor-7" in sessions
 
 
+def test_an_idle_page_does_not_poll_its_queue_every_millisecond(tmp_path):
+    """Gradio's queue looks for work every ``sleep_when_free`` seconds while it has none (a millisecond by default
+    on Linux: ~7% of a core with nobody here); the page sets QUEUE_POLL_S, and Gradio's loop still reads it."""
+    import inspect
+
+    from gradio.queueing import Queue
+
+    from model_utils.ui.blocks import QUEUE_POLL_S
+
+    demo = app.build(Settings(demo=True, cache_dir=str(tmp_path), device="cpu")).demo
+    assert demo._queue.sleep_when_free == QUEUE_POLL_S > 0.001
+    assert "await asyncio.sleep(self.sleep_when_free)" in inspect.getsource(Queue.start_processing)
+
+
 def test_the_servers_connections_send_each_response_at_once():
     """uvicorn serves on the socket app.listen() makes, through asyncio, which turns Nagle's algorithm off
     (TCP_NODELAY) on a connection only if the socket says it is TCP. With Nagle on, every response after the first
