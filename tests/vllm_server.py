@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -25,6 +26,9 @@ REQUIREMENTS = Path(__file__).with_name("vllm-requirements.txt")
 CACHE = Path(os.environ.get("PYTHIA_TEST_CACHE", Path.home() / ".cache" / "pythia-tests"))
 INSTALL_TIMEOUT_S = 1200
 START_TIMEOUT_S = 240
+# vLLM's first completion pays one-time costs (seen: no token for 20 s on a loaded 2-core machine, where later ones
+# take a fraction of a second), which would otherwise land on whichever test asks first, under its own timeout.
+WARM_UP_TIMEOUT_S = 120
 
 
 def venv_python() -> Path:
@@ -60,6 +64,15 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _warm_up(url: str) -> None:
+    with urllib.request.urlopen(url + "/models", timeout=10) as response:
+        model = json.load(response)["data"][0]["id"]  # the path, or --served-model-name
+    body = json.dumps({"model": model, "prompt": "In the beginning", "max_tokens": 2}).encode()
+    request = urllib.request.Request(url + "/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=WARM_UP_TIMEOUT_S) as response:
+        response.read()
+
+
 @contextmanager
 def vllm_server(model_dir: Path, *, log_path: Path, max_model_len: int = 2048, extra: tuple[str, ...] = ()):
     """Serve ``model_dir`` (a Hugging Face checkpoint folder); yield its OpenAI base URL (``.../v1``)."""
@@ -82,6 +95,7 @@ def vllm_server(model_dir: Path, *, log_path: Path, max_model_len: int = 2048, e
             if time.monotonic() > deadline:
                 raise RuntimeError(f"vLLM did not answer within {START_TIMEOUT_S} s; see {log_path}")
             time.sleep(0.5)
+        _warm_up(url)
         yield url
     finally:
         process.terminate()
