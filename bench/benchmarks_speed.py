@@ -188,7 +188,7 @@ def worker(kind: str, target: str, tasks_dir: str, batch_size: int, server_pid: 
         extra = {"compute_type": "the app's default (int8 on CPU)"}
     load = time.perf_counter() - start
     server = server_cpu(int(server_pid)) if server_pid else 0.0
-    from model_utils.service.benchmarks import lm_eval_for_a_server
+    from model_utils.service.lm_eval_server import lm_eval_for_a_server
 
     lm_eval_for_a_server()  # as the app runs lm-eval: every way is timed alike
     start, cpu = time.perf_counter(), time.process_time()

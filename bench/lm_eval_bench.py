@@ -50,7 +50,7 @@ def worker(kind: str, target: str, batch_size: int, tasks_to_run: list[str]) -> 
         model = target.split("/m/")[1].split("/")[0]  # the address names the model (the remote tokenizer's too)
         lm = LocalCompletionsAPI(base_url=target, model=model, tokenizer_backend="remote", batch_size=batch_size)
     tasks = task_manager([str(TASKS_DIR)])
-    from model_utils.service.benchmarks import lm_eval_for_a_server
+    from model_utils.service.lm_eval_server import lm_eval_for_a_server
 
     lm_eval_for_a_server()  # as the app runs lm-eval: every way is timed alike
     start = time.perf_counter()

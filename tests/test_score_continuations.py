@@ -167,3 +167,33 @@ def test_a_visitor_that_cannot_start_delays_a_group_only_for_the_bound(tiny_ct2_
         stream.close()
     finally:
         model.close()
+
+
+def test_an_evaluations_python_waits_for_a_visitors_first_token(two_lanes):
+    """``give_way`` (called by lm-eval's Python between documents) returns only once a waiting visitor has its first
+    token, and at once when no visitor waits."""
+    ids = two_lanes.tokenizer.encode("And God said", add_special_tokens=False).ids
+    gave_way = two_lanes.scheduler.stats.gave_way
+    stream = two_lanes.steps(ids, GREEDY)
+    try:
+        two_lanes.give_way()
+        assert stream.groups_before_first_token is not None, "it returned before the visitor's first token"
+        assert two_lanes.scheduler.stats.gave_way == gave_way + 1
+        list(stream)
+    finally:
+        stream.close()
+    two_lanes.give_way()
+    assert two_lanes.scheduler.stats.gave_way == gave_way + 1, "no visitor waited: it did not wait"
+
+
+def test_an_evaluations_python_waits_for_a_visitor_that_cannot_start_only_for_the_bound(tiny_ct2_dir, cpu_device):
+    info = Catalog().add(describe_local_dir(tiny_ct2_dir, name="tiny-pythia"))
+    model = load_ct2_model(tiny_ct2_dir, info, "main", cpu_device,
+                           BatchingConfig(max_batch_size=2, window_s=3600.0, quiet_s=3600.0))
+    try:
+        stream = model.steps([5, 6, 7], GREEDY)  # waits for a second row for an hour
+        model.scheduler.give_way(timeout=0.01)
+        assert model.scheduler.stats.gave_way == 1 and stream.groups_before_first_token is None
+        stream.close()
+    finally:
+        model.close()

@@ -141,7 +141,7 @@ class BatchStats:
     step_seconds: float = FIRST_STEP_GUESS_S
     steps_measured: int = 0
     scoring_groups: int = 0  # evaluation scoring groups started (start_scoring_group)
-    gave_way: int = 0  # of which waited for visitors' first tokens first
+    gave_way: int = 0  # times the evaluation waited for visitors' first tokens (give_way, start_scoring_group)
 
     def record(self, size: int, extra: bool = False) -> None:
         self.batches += 1
@@ -409,15 +409,25 @@ class BatchScheduler:
         with self._cond:
             return self._about()
 
-    def start_scoring_group(self, timeout: float = GIVE_WAY_S) -> bool:
-        """Called by an evaluation before each scoring group: waits, at most ``timeout`` seconds, until no visitor
-        waits for its first token (woken by the batches' first steps), counts the group as started (atomically: a
-        visitor arriving after this sees it), and returns whether visitors are about (then the evaluation scores
-        short groups, one at a time)."""
+    def give_way(self, timeout: float = GIVE_WAY_S) -> None:
+        """Called by an evaluation's Python work between small pieces (lm-eval rendering a document, encoding a
+        text): returns at once unless a visitor waits for its first token, then waits for it, at most ``timeout``
+        seconds (woken by the batches' first steps)."""
         with self._cond:
-            if self._awaiting_first_token():
-                self.stats.gave_way += 1
-                self._cond.wait_for(lambda: self._closing or not self._awaiting_first_token(), timeout)
+            self._give_way(timeout)
+
+    def _give_way(self, timeout: float) -> None:
+        """Holds the lock (and releases it while it waits)."""
+        if self._awaiting_first_token():
+            self.stats.gave_way += 1
+            self._cond.wait_for(lambda: self._closing or not self._awaiting_first_token(), timeout)
+
+    def start_scoring_group(self, timeout: float = GIVE_WAY_S) -> bool:
+        """Called by an evaluation before each scoring group: gives way to visitors awaiting a first token (as
+        ``give_way``), counts the group as started (atomically: a visitor arriving after this sees it), and returns
+        whether visitors are about (then the evaluation scores short groups, one at a time)."""
+        with self._cond:
+            self._give_way(timeout)
             self.stats.scoring_groups += 1
             return self._about()
 

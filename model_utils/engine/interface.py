@@ -94,6 +94,11 @@ class ServedModel(Protocol):
         number of pairs scored so far: progress; an exception it raises (a Stop) ends the call once the parts
         already running have ended, and is raised from it."""
 
+    def give_way(self) -> None:
+        """Called by an evaluation's Python work between small pieces (lm-eval rendering a document, encoding a
+        text): returns at once unless a visitor waits for a first token from this model, then waits (bounded) until
+        it is out. The evaluation's Python holds the interpreter lock that visitors' requests need."""
+
 
 Between = Callable[[int], None]  # score_continuations' call between its parts: pairs scored so far; raises to stop
 

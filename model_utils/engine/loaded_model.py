@@ -141,6 +141,9 @@ class LoadedModel:
         """Generated steps (``token_id``, ``log_prob``) through the batch scheduler; close to stop."""
         return self.scheduler.steps(self.tokens(prompt_ids), params, cancel=cancel)
 
+    def give_way(self) -> None:
+        self.scheduler.give_way()
+
     def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
         """For each sequence, the log-prob of each token after the first given those before it."""
         # score_batch truncates at 1024 tokens unless told otherwise.

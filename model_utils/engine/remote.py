@@ -165,6 +165,9 @@ class RemoteModel:
         finally:
             events.close()
 
+    def give_way(self) -> None:
+        """The remote server schedules its own visitors, and this app holds no queue of them for this model."""
+
     def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
         """Prompt log-probs (vLLM's ``prompt_logprobs``), all windows in one request."""
         result = self._prompt_logprobs([list(s) for s in sequences], 0)

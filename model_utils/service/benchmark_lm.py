@@ -44,6 +44,7 @@ from ..core.sampling import MAX_NEW_TOKENS, SamplingParams
 from ..engine.generation import ReplyBuilder, stream
 from ..engine.interface import ServedModel
 from ..engine.prompts import PreparedPrompt
+from .lm_eval_server import give_way
 
 GENERATE_BATCH = 8  # generations submitted together to the batch scheduler
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default when a task does not say
@@ -81,6 +82,7 @@ class ServiceLM(TemplateLM):
         return CONTEXT_LENGTH - 1
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        give_way()  # lm-eval encodes every request's texts one by one, in Python: visitors first (lm_eval_server.py)
         return self.model.tokenizer.encode(string, add_special_tokens=False).ids
 
     def tok_decode(self, tokens: Sequence[int]) -> str:

@@ -11,7 +11,6 @@ are told their place). Stop ends the job at its next scoring batch; finished uni
 from __future__ import annotations
 
 import difflib
-import functools
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from ..core.errors import InvalidParameter, PythiaError
 from ..engine.interface import ModelEngine
 from .benchmark_lm import EvaluationStopped, ServiceLM
 from .benchmark_store import Flight, Metric, ResultKey, ResultsStore, SingleFlight, StoredResult, run_once
+from .lm_eval_server import lm_eval_for_a_server, visitors_first
 from .published import PUBLISHED_STEPS
 from .task_index import task_manager
 
@@ -355,9 +355,10 @@ class Benchmarks:
         started = time.monotonic()
         log.info("benchmark %s %s %s: evaluating (%s documents, %d-shot)", key.model, key.revision, key.task,
                  "all" if key.limit is None else f"{key.limit:,}", key.num_fewshot)
-        out = lm_eval.simple_evaluate(model=lm, tasks=[key.task], num_fewshot=key.num_fewshot, limit=key.limit,
-                                      task_manager=self.tasks.manager(), bootstrap_iters=BOOTSTRAP_ITERS,
-                                      log_samples=False, torch_random_seed=None)
+        with visitors_first(loaded.give_way):
+            out = lm_eval.simple_evaluate(model=lm, tasks=[key.task], num_fewshot=key.num_fewshot, limit=key.limit,
+                                          task_manager=self.tasks.manager(), bootstrap_iters=BOOTSTRAP_ITERS,
+                                          log_samples=False, torch_random_seed=None)
         if out is None or key.task not in out.get("results", {}):
             raise RuntimeError(f"lm-eval returned no results for {key.task}")
         task_results = {k: v for k, v in out["results"][key.task].items()}
@@ -372,54 +373,6 @@ class Benchmarks:
                    "n-samples": out.get("n-samples", {}), "config": out.get("configs", {}).get(key.task),
                    "notes": notes}
         return StoredResult(key, step, metrics_of(task_results), results)
-
-
-def lm_eval_for_a_server() -> None:
-    """lm-eval as a library inside a server: no program started per evaluation.
-
-    ``simple_evaluate`` ends by describing the machine for a results file: ``git describe`` in the working directory
-    and, where torch is installed, torch's ``collect_env``, which runs pip, nvidia-smi and a dozen other programs,
-    with no time limit (3.5 s of CPU here per checkpoint, counted in each evaluation's time, and ahead of a Stop).
-    The app keeps none of it (its results JSON has the metrics, the task's config and versions, and the key): both
-    are replaced, in lm-eval's evaluator module, by what costs nothing. (Its process pool for bootstrapped errors is
-    off already: ``DISABLE_MULTIPROC`` above.)
-
-    lm-eval also compiles a task's Jinja templates (``doc_to_text``, ``doc_to_target``...) again for every document
-    it renders (``lm_eval.utils.apply_template``; upstream issue EleutherAI/lm-evaluation-harness#1286): most of the
-    Python time of building a task's requests, holding the interpreter lock that the server's event loop needs (a
-    profile of a 1,000-document evaluation: about half of lm-eval's samples in Jinja's compiler, while chat users'
-    first tokens took twice as long). Each template string is compiled once here, in lm-eval's own environment, and
-    rendered as lm-eval renders it.
-
-    Called before each evaluation (idempotent and stateless: safe with evaluations side by side); the benchmark
-    scripts call it for lm-eval's own ``hf`` and ``local-completions`` ways too, so that every way is timed alike."""
-    import lm_eval.evaluator
-    import lm_eval.utils
-
-    lm_eval.evaluator.add_env_info = _keep_no_machine_info
-    lm_eval.evaluator.get_git_commit_hash = _no_git_hash
-    lm_eval.utils.apply_template = _apply_compiled_template
-
-
-@functools.lru_cache(maxsize=1024)  # a task has a few templates; 1024 bounds a server that ran hundreds of tasks
-def _compiled_template(template: str):
-    import lm_eval.utils
-
-    return lm_eval.utils.env.from_string(template)
-
-
-def _apply_compiled_template(template: str, doc: dict) -> str:
-    """``lm_eval.utils.apply_template``, with the template compiled once (a compiled Jinja template renders safely
-    from many threads)."""
-    return _compiled_template(template).render(**doc)
-
-
-def _keep_no_machine_info(storage: dict) -> None:
-    storage["pretty_env_info"] = "not collected (pythia-ct2)"
-
-
-def _no_git_hash() -> None:
-    return None
 
 
 def _readable(exc: Exception) -> str:
