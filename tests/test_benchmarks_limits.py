@@ -19,7 +19,7 @@ from model_utils.service import BenchmarkRequest, PythiaService
 from model_utils.service.benchmark_lm import ServiceLM
 from model_utils.store.demo_model import DEMO_DIR, DEMO_MODEL, demo_model
 from model_utils.store.disk import ModelStore
-from model_utils.ui.benchmarks_tab import notes_line
+from model_utils.ui.benchmarks_tab import documents_limit, notes_line
 
 VERSES = [json.loads(line)["text"] for line in (DEMO_DIR / "tasks" / "kjv_lambada.jsonl").read_text().splitlines()]
 LAST_WORD = """output_type: loglikelihood
@@ -172,3 +172,15 @@ def test_a_generation_task_asking_for_more_tokens_than_a_reply_may_have_is_refus
     assert str(refused.value) == (f"long_answers asks for up to {MAX_NEW_TOKENS + 1:,} generated tokens per answer; "
                                   f"this server generates at most {MAX_NEW_TOKENS:,} per reply (the model's context "
                                   f"holds 2,048 tokens).")
+
+
+@pytest.mark.parametrize("typed, limit", [("", None), ("   ", None), (None, None), ("100", 100), (" 1,000 ", 1000),
+                                          ("1", 1)])
+def test_the_documents_box_reads_empty_as_every_document_and_a_number_as_the_first_n(typed, limit):
+    assert documents_limit(typed) == limit
+
+
+@pytest.mark.parametrize("typed", ["0", "-5", "ten", "3.5", "1e3", "²", "100 documents"])
+def test_the_documents_box_refuses_anything_else_in_words(typed):
+    with pytest.raises(InvalidParameter, match="whole number of at least 1, or empty for every document"):
+        documents_limit(typed)

@@ -134,3 +134,30 @@ def test_the_tab_fits_a_phone(browser, demo_url, output_dir):
         page.screenshot(path=str(output_dir / "benchmarks-phone.png"), full_page=True)
     finally:
         page.close()
+
+
+def test_the_documents_box_left_empty_evaluates_every_document(browser, demo_url, output_dir):
+    """The tab's default Run: "Documents per task" shows nothing and means every document. (Gradio's number field
+    showed an empty value as 0, sent 0, and the Run was refused: "Value 0 is less than minimum value 1.")"""
+    page = new_page(browser, viewport={"width": 1200, "height": 1100})
+    try:
+        page.goto(demo_url)
+        page.get_by_role("tab", name="Benchmarks", exact=True).click()
+        box = page.locator("#benchmark-limit input")
+        box.wait_for()
+        assert box.input_value() == "" and box.get_attribute("placeholder") == "every document"
+        page.click("#benchmark-run")
+        page.wait_for_selector("#benchmark-charts svg.wide circle.point", timeout=120000)  # the first checkpoint
+        page.click("#benchmark-stop")
+        wait_for_status(page, ["stopped", "done"], 120000, output_dir)
+        assert page.locator("[data-testid=status-tracker] .error").count() == 0
+        with page.expect_download() as download:
+            page.click("#benchmark-json")
+        first = json.load(open(download.value.path()))[0]
+        assert first["limit"] is None and first["n-samples"]["kjv_lambada"]["effective"] == 706, first["n-samples"]
+        page.fill("#benchmark-limit input", "ten")  # a word: refused in words, and nothing runs
+        page.click("#benchmark-run")
+        page.wait_for_function("document.querySelector('#benchmark-notice').innerText.includes('whole number')",
+                               timeout=60000)
+    finally:
+        page.close()

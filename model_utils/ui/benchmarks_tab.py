@@ -11,7 +11,7 @@ import tempfile
 
 import gradio as gr
 
-from ..service import BenchmarkRequest, PythiaService
+from ..service import BenchmarkRequest, InvalidParameter, PythiaService
 from ..service.benchmarks import default_revisions, quick_revisions
 from ..service.published import PUBLISHED_TASKS, published_curve
 from ..service.requests import MAX_MODELS, MAX_TASKS
@@ -32,6 +32,19 @@ INTRO = ("Evaluate the field's own benchmarks at each training checkpoint with E
          "numbers (dashed). Results are kept: a curve computed once comes back at once, for everyone.")
 LIMIT_INFO = ("Empty: every document. Fewer documents run faster but widen the error bars (about ∝ 1/√N; "
               "100 documents give ±4–5 points of accuracy).")
+
+
+def documents_limit(text: str | None) -> int | None:
+    """The "Documents per task" box: empty for every document, else a whole number of at least 1. A text box, not a
+    number field: Gradio's number field shows an empty value as 0 and sends 0 (measured, Gradio 6.31), which read
+    as "no documents" and was refused ("Value 0 is less than minimum value 1.") on the tab's default Run."""
+    text = (text or "").strip().replace(",", "").replace("_", "")
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise InvalidParameter(f"Documents per task must be a whole number of at least 1, or empty for every "
+                               f"document (it was {text!r:.40}).")
+    return int(text)
 
 
 def _fmt(value: float | None) -> str:
@@ -149,8 +162,8 @@ def build_benchmarks_tab(service: PythiaService, h: Handlers, concurrency: int) 
                                     multiselect=True, label="Checkpoints to evaluate", elem_id="benchmark-revisions",
                                     min_width=260, scale=2)
         with gr.Row():
-            limit = gr.Number(value=None, precision=0, minimum=1, label="Documents per task",
-                              elem_id="benchmark-limit", info=LIMIT_INFO, min_width=200)
+            limit = gr.Textbox(value="", placeholder="every document", max_lines=1, label="Documents per task",
+                               elem_id="benchmark-limit", info=LIMIT_INFO, min_width=200)
             shots = gr.Radio([0, 5], value=0, label="Shots (examples before each question)",
                              elem_id="benchmark-shots", min_width=200)
         with gr.Row():
@@ -183,7 +196,7 @@ def build_benchmarks_tab(service: PythiaService, h: Handlers, concurrency: int) 
                     parsed = service.parse(BenchmarkRequest, model=names[0] if names else None,
                                            models=names or None, revisions=revision_names or None,
                                            tasks=list(task_names or []), num_fewshot=int(num_shots or 0),
-                                           limit=None if doc_limit in (None, "") else doc_limit)
+                                           limit=documents_limit(doc_limit))
                     last = None
                     for update in service.benchmark(parsed, cancel=job.stop):
                         last = update
