@@ -38,13 +38,14 @@ def documents_limit(text: str | None) -> int | None:
     """The "Documents per task" box: empty for every document, else a whole number of at least 1. A text box, not a
     number field: Gradio's number field shows an empty value as 0 and sends 0 (measured, Gradio 6.31), which read
     as "no documents" and was refused ("Value 0 is less than minimum value 1.") on the tab's default Run."""
-    text = (text or "").strip().replace(",", "").replace("_", "")
-    if not text:
+    typed = (text or "").strip()
+    digits = typed.replace(",", "").replace("_", "")  # 1,000 as people write it
+    if not digits:
         return None
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    if not (digits.isascii() and digits.isdigit()) or int(digits) < 1:
         raise InvalidParameter(f"Documents per task must be a whole number of at least 1, or empty for every "
-                               f"document (it was {text!r:.40}).")
-    return int(text)
+                               f"document (it was {typed!r:.40}).")
+    return int(digits)
 
 
 def _fmt(value: float | None) -> str:
