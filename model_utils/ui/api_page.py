@@ -56,15 +56,27 @@ _MCP_OFF_SCRIPT = """<script>
 
 # A single-choice picker (a model, a checkpoint of 154) shows its value in its text box: typing there appended to
 # it ("main1430"), so the list filtered to nothing. Focusing it selects that text, so what is typed replaces it
-# and filters the list; the value stays until an option is picked.
+# and filters the list; the value stays until an option is picked. The selection waits a tick for the picker's own
+# focus handling, and Chromium runs typed keys before timers: keys typed at once after the click (a fast typist on a
+# busy machine; seen in a test run) came first and appended again. So the first key after focusing selects the text
+# itself, before it is typed.
 PICKER_SCRIPT = """<script>
-document.addEventListener("focusin", (event) => {
-  const box = event.target;
-  if (box.matches && box.matches("input[role=combobox]") && !box.closest(".token")
-      && !box.closest("[class*=multiselect]")) {
-    setTimeout(() => box.select(), 0);  // after the picker's own focus handling
-  }
-});
+(() => {
+  const picker = (box) => box.matches && box.matches("input[role=combobox]") && !box.closest(".token")
+      && !box.closest("[class*=multiselect]");
+  const fresh = new WeakSet();  // pickers focused whose text is not yet selected
+  document.addEventListener("focusin", (event) => {
+    const box = event.target;
+    if (!picker(box)) return;
+    fresh.add(box);
+    setTimeout(() => { if (fresh.delete(box)) box.select(); }, 0);  // after the picker's own focus handling
+  });
+  document.addEventListener("keydown", (event) => {
+    const box = event.target;
+    if (fresh.delete(box) && event.key.length === 1) box.select();  // a character: it replaces the text
+  }, true);
+  document.addEventListener("focusout", (event) => fresh.delete(event.target));
+})();
 </script>"""
 
 
