@@ -53,6 +53,17 @@ def check_vllm_compare(out: str, tmp: Path) -> None:
     assert "ratios" in out and "| 2 |" in out
 
 
+def check_length_groups(out: str, tmp: Path) -> None:
+    rows = _json_written(out)["rows"]
+    assert {(r["workload"], r["batches"]) for r in rows} == {(w, b) for w in ("ids, greedy, equal",
+                                                                          "ids, greedy, varied") for b in (1, 2, 3, 4)}
+    assert all(r["tok_s"] > 0 and r["ttft_p95_s"] > 0 for r in rows)
+    spans = {(r["workload"], r["batches"]): r["longest_span"] for r in rows}
+    assert all(spans["ids, greedy, equal", b] == 0 for b in (1, 2, 3, 4))  # one length: nothing read step by step
+    # sorted by length, more batches span fewer tokens each (4 users' prompts: 24, 29, 34 and 39 tokens)
+    assert [spans["ids, greedy, varied", b] for b in (1, 2, 3, 4)] == [15, 5, 5, 0]
+
+
 def check_openai_bench(out: str, tmp: Path) -> None:
     modes = _json_written(out)["modes"]
     assert set(modes) == {"openai", "gradio", "raw CT2"}
@@ -159,6 +170,7 @@ SMOKES = {
     "bench/convert_bench.py": Smoke(out("convert.json"), check_convert_bench),
     "bench/crowd_bench.py": Smoke(out("crowd.json"), check_crowd_bench),
     "bench/gpu_check.py": Smoke(lambda t: ["--smoke", str(t / "gpu_check.json")], check_gpu_check),
+    "bench/length_groups.py": Smoke(out("length_groups.json"), check_length_groups),
     "bench/lm_eval_bench.py": Smoke(out("lm_eval.json"), check_lm_eval_bench),
     "bench/openai_bench.py": Smoke(out("openai_stream.json"), check_openai_bench),
     "bench/scheduler_bench.py": Smoke(out("scheduler.json"), check_rows("scheduler, 2 concurrent")),
