@@ -164,9 +164,24 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
-LONGEST_FILES = ("test_bench_smoke.py", "test_load.py", "test_remote_engine.py", "test_task_index.py",
-                 "test_lm_eval.py", "test_benchmarks_page.py", "test_app_process.py", "test_page_words.py",
-                 "test_hub_trouble.py", "test_stop_and_undo_page.py", "test_benchmarks_parity.py")
+# Seconds per file in the parallel part (JUnit times of `bash tests/run.sh --junitxml=...`, 2026-12-08), longest first.
+LONGEST_FILES = ("test_bench_smoke.py",  # 261
+                 "test_load.py",  # 160
+                 "test_browser.py",  # 69
+                 "test_stop_and_undo_page.py",  # 67
+                 "test_remote_engine.py",  # 54
+                 "test_app_process.py",  # 50
+                 "test_page_polish.py",  # 50
+                 "test_page_words.py",  # 37
+                 "test_lm_eval.py",  # 31
+                 "test_crowd.py",  # 28
+                 "test_hub_trouble.py",  # 28
+                 "test_benchmarks_page.py",  # 24
+                 "test_task_index.py",  # 22
+                 "test_hardening.py",  # 19
+                 "test_offline_page.py",  # 13
+                 "test_app_api.py",  # 12
+                 "test_server_stop.py")  # 9
 
 
 def pytest_collection_modifyitems(config, items):
@@ -177,8 +192,8 @@ def pytest_collection_modifyitems(config, items):
     Then build the vLLM test venv (tests/vllm_server.py) before the first test that needs it, outside every test's
     time limit: on a cold cache pip downloads vLLM and its torch for minutes, bounded by
     vllm_server.INSTALL_TIMEOUT_S."""
-    # The longest files first: two workers take whole files in this order, so a long one started last would run
-    # alone at the end (durations from `bash tests/run.sh --durations=60`).
+    # The longest files first: two workers take whole files in this order (tests/run.sh turns off xdist's own
+    # reordering), so a long one started last would run alone at the end.
     items.sort(key=lambda item: LONGEST_FILES.index(item.path.name) if item.path.name in LONGEST_FILES
                else len(LONGEST_FILES))
     part = os.environ.get("PYTHIA_TESTS_PART")
