@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_model import bench_model_dir, results_path  # noqa: E402
-from vllm_compare import GREEDY, WORKLOADS, _ct2_sampling, percentile, prompts_for  # noqa: E402
+from vllm_compare import GREEDY, WORKLOADS, _ct2_sampling, percentile, prompts_for, run_batches  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "length_groups.json"
 
@@ -43,28 +41,11 @@ def cut(rows: list[list[str]], groups: int) -> list[list[list[str]]]:
 
 
 def wave(generator, batches: list[list[list[str]]], tokens: int) -> dict:
-    first: dict[tuple[int, int], float] = {}
-    lock = threading.Lock()
-    start = time.perf_counter()
-
-    def timer(part: int):
-        def callback(step) -> bool:
-            with lock:
-                first.setdefault((part, step.batch_id), time.perf_counter() - start)
-            return False
-
-        return callback
-
     options = dict(max_length=tokens, min_length=tokens, end_token=[], include_prompt_in_result=False,
                    **_ct2_sampling(GREEDY))
-    pending = [generator.generate_batch(rows, asynchronous=True, callback=timer(i), **options)
-               for i, rows in enumerate(batches)]
-    for results in pending:
-        for result in results:
-            result.result()
-    wall = time.perf_counter() - start
+    ttfts, wall = run_batches(generator, batches, options)
     rows = sum(len(b) for b in batches)
-    return {"tok_s": rows * tokens / wall, "ttft_p95_s": percentile(list(first.values()), 0.95)}
+    return {"tok_s": rows * tokens / wall, "ttft_p95_s": percentile(ttfts, 0.95)}
 
 
 def main() -> int:

@@ -361,9 +361,9 @@ def _ct2_sampling(sampling: dict) -> dict:
             "sampling_topp": sampling["top_p"], "repetition_penalty": sampling["repetition_penalty"]}
 
 
-def _raw_wave(generator, rows: list[list[str]], tokens: int, options: dict, split: bool) -> dict:
-    """One wave of the rows; each row's first token timed from the start (CT2 reads a batch's prompts at once only
-    up to the shortest one, then a token per step: a longer prompt's first token comes that many steps later)."""
+def run_batches(generator, batches: list[list[list[str]]], options: dict) -> tuple[list[float], float]:
+    """``batches`` started at once, side by side (``generator``'s inter_threads); each row's first token in seconds
+    from the start, and the seconds until the last batch ended."""
     first: dict[tuple[int, int], float] = {}  # (batch, row) -> seconds to its first token
     lock = threading.Lock()
     start = time.perf_counter()
@@ -376,18 +376,23 @@ def _raw_wave(generator, rows: list[list[str]], tokens: int, options: dict, spli
 
         return callback
 
+    pending = [generator.generate_batch(rows, asynchronous=True, callback=timer(i), **options)
+               for i, rows in enumerate(batches)]
+    for results in pending:
+        for result in results:
+            result.result()
+    return list(first.values()), time.perf_counter() - start
+
+
+def _raw_wave(generator, rows: list[list[str]], tokens: int, options: dict, split: bool) -> dict:
+    """One wave of the rows; each row's first token timed from the start (CT2 reads a batch's prompts at once only
+    up to the shortest one, then a token per step: a longer prompt's first token comes that many steps later)."""
     common = dict(max_length=tokens, min_length=tokens, end_token=[], include_prompt_in_result=False, **options)
+    batches = [rows]
     if split:  # as the app's two idle lanes share a burst: the shorter half of the prompts and the longer half
         ordered, half = sorted(rows, key=len), (len(rows) + 1) // 2
-        pending = [generator.generate_batch(part, asynchronous=True, callback=timer(i), **common)
-                   for i, part in enumerate((ordered[:half], ordered[half:]))]
-        for results in pending:
-            for result in results:
-                result.result()
-    else:
-        generator.generate_batch(rows, callback=timer(0), **common)
-    wall = time.perf_counter() - start
-    ttfts = list(first.values())
+        batches = [ordered[:half], ordered[half:]]
+    ttfts, wall = run_batches(generator, batches, common)
     return {"errors": 0, "tokens": len(rows) * tokens, "wall_s": wall, "tok_s": len(rows) * tokens / wall,
             "ttft_p50_s": statistics.median(ttfts), "ttft_p95_s": percentile(ttfts, 0.95), "error_samples": []}
 
