@@ -21,7 +21,7 @@ ulimit -c unlimited 2>/dev/null || true
 # Two parts: most tests on two workers (pytest-xdist; a test file stays on one worker, so its app and browser start
 # once), then the tests that judge a time against a bound (marked `alone`), with nothing beside them. The workers
 # take the files in the order conftest.py gives them, the longest first (xdist's default reorders them by how many
-# tests each holds, which started a 2-test file of 150 s last and left one worker idle for minutes at the end).
+# tests each holds, which started the soak's file, 2 tests and 150 s, 8 minutes into a run).
 # Three workers were measured no faster: the run is CPU-bound on two cores.
 # Exit status 5 means that a part had no test to run (e.g. `-m "not slow"` leaves the second part empty).
 set +e

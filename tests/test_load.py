@@ -146,8 +146,9 @@ def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint)
     model), which is reuse, not a leak. With the slow model's long batches in every phase the mark kept rising
     for minutes by tens of MiB at a time (786 to 938 MiB over 110 s in one run), so after a warm-up on both
     models the measured phases use the demo model only, whose marks settle within a few phases (measured:
-    945, 957, 972, 978, 968, 968, 967 MiB after each 10 s). The same visitors all along: new ones would each
-    add a Gradio session (~0.3 MiB), which the page bounds separately. A leak sets a new high with every
+    945, 957, 972, 978, 968, 968, 967 MiB after each 10 s with twelve visitors; 814, 822, 825 with six). The
+    same visitors all along: new ones would each add a Gradio session (~0.3 MiB), which the page bounds
+    separately. A leak sets a new high with every
     phase; reused memory stops doing so. So the traffic runs until two phases in a row set no new high, up to
     PHASES phases: a leak of ~70 KiB a request keeps setting new highs and fails."""
     app = AppProcess("--demo", "--model-dir", str(slow_checkpoint), "--cache-dir", str(tmp_path),
