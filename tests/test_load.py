@@ -1,8 +1,10 @@
 """Bounded load and soak tests against `python app.py` on loopback (tiny models)."""
 
+import os
 import random
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from gradio_client import Client
@@ -55,10 +57,18 @@ def test_32_users_complete_correctly_or_are_told_busy(tmp_path):
     assert stopped == 0 and "Traceback" not in app.output(), app.output()[-3000:]
 
 
+IDLE_S = 1.0  # the soak's app ends anyio's idle pool threads after this long, not 10 s
+
+
+def short_idle_env() -> dict:
+    """The environment for an app whose idle pool threads end after IDLE_S (tests/short_idle_threads/)."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).parent / "short_idle_threads"), "ANYIO_IDLE_S": str(IDLE_S)}
+
+
 def settle(client):
-    """Let idle pool threads expire. anyio ends a worker thread that has been idle for 10 s when it next
-    hands out work: an idle time that only passes by waiting it out, then one request."""
-    time.sleep(11)
+    """Let idle pool threads expire. anyio ends a worker thread that has been idle for its idle time (IDLE_S in the
+    soak's app) when it next hands out work: a time that only passes by waiting it out, then one request."""
+    time.sleep(IDLE_S + 0.5)
     client.predict(prompt="x", model=DEMO, max_new_tokens=1, api_name="/complete")
 
 
@@ -152,7 +162,7 @@ def test_soak_mixed_traffic_memory_and_threads_return(tmp_path, slow_checkpoint)
     phase; reused memory stops doing so. So the traffic runs until two phases in a row set no new high, up to
     PHASES phases: a leak of ~70 KiB a request keeps setting new highs and fails."""
     app = AppProcess("--demo", "--model-dir", str(slow_checkpoint), "--cache-dir", str(tmp_path),
-                     "--device", "cpu")
+                     "--device", "cpu", env=short_idle_env())
     try:
         warm = Client(app.url, verbose=False)
         visitors = Visitors(app.url, VISITORS)
