@@ -139,7 +139,7 @@ class Visitors:
         return done[0], errors
 
 
-WARM_S = 20  # both models, long replies left mid-way included: every kind of batch is allocated once
+WARM_S = 10  # both models, long replies left mid-way included: every kind of batch is allocated once
 PHASE_S = 10  # seconds of traffic between two readings of the app's memory (~180 requests here)
 # Six visitors (twelve sessions) make as many requests a phase as twelve did (~180 each way, measured alone: the
 # server is the bound) for 27% less CPU (110 against 150 CPU s for the whole test), which the rest of the test run
