@@ -164,24 +164,28 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
-# Seconds per file in the parallel part (JUnit times of `bash tests/run.sh --junitxml=...`, 2026-12-08), longest first.
-LONGEST_FILES = ("test_bench_smoke.py",  # 261
-                 "test_load.py",  # 160
-                 "test_browser.py",  # 69
-                 "test_stop_and_undo_page.py",  # 67
-                 "test_remote_engine.py",  # 54
-                 "test_app_process.py",  # 50
-                 "test_page_polish.py",  # 50
-                 "test_page_words.py",  # 37
-                 "test_lm_eval.py",  # 31
-                 "test_crowd.py",  # 28
-                 "test_hub_trouble.py",  # 28
-                 "test_benchmarks_page.py",  # 24
-                 "test_task_index.py",  # 22
-                 "test_hardening.py",  # 19
-                 "test_offline_page.py",  # 13
-                 "test_app_api.py",  # 12
-                 "test_server_stop.py")  # 9
+# The order in which the two workers take whole files (tests/run.sh turns off xdist's own reordering): first the file
+# that mostly waits (test_hub_trouble.py: 28 s for 2 CPU s, huggingface_hub's own one-second resume waits and read
+# timeouts), while the other worker's files keep both cores busy; at the end of a run it left a core idle for its
+# 28 s. Then the longest first (JUnit seconds of `bash tests/run.sh --junitxml=...`, 2026-12-08), so that no long
+# file starts last and runs alone at the end.
+FILE_ORDER = ("test_hub_trouble.py",  # 28
+              "test_bench_smoke.py",  # 273
+              "test_load.py",  # 103
+              "test_browser.py",  # 75
+              "test_stop_and_undo_page.py",  # 72
+              "test_app_process.py",  # 70
+              "test_page_polish.py",  # 49
+              "test_lm_eval.py",  # 44
+              "test_page_words.py",  # 42
+              "test_remote_engine.py",  # 40
+              "test_crowd.py",  # 35
+              "test_benchmarks_page.py",  # 34
+              "test_task_index.py",  # 19
+              "test_hardening.py",  # 16
+              "test_app_api.py",  # 13
+              "test_offline_page.py",  # 12
+              "test_server_stop.py")  # 9
 
 
 def pytest_collection_modifyitems(config, items):
@@ -192,10 +196,8 @@ def pytest_collection_modifyitems(config, items):
     Then build the vLLM test venv (tests/vllm_server.py) before the first test that needs it, outside every test's
     time limit: on a cold cache pip downloads vLLM and its torch for minutes, bounded by
     vllm_server.INSTALL_TIMEOUT_S."""
-    # The longest files first: two workers take whole files in this order (tests/run.sh turns off xdist's own
-    # reordering), so a long one started last would run alone at the end.
-    items.sort(key=lambda item: LONGEST_FILES.index(item.path.name) if item.path.name in LONGEST_FILES
-               else len(LONGEST_FILES))
+    items.sort(key=lambda item: FILE_ORDER.index(item.path.name) if item.path.name in FILE_ORDER
+               else len(FILE_ORDER))
     part = os.environ.get("PYTHIA_TESTS_PART")
     if part in ("parallel", "alone"):
         keep, left_out = [], []
