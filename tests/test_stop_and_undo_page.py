@@ -192,7 +192,12 @@ def test_undo_during_a_reply_takes_the_turn_back_for_good(page, live, moment, ou
         page.click("#chat-undo")
     else:
         send_behind(page, "Tell me a long story.", busy)
-        page.click("#chat-undo")
+        # The page takes the turn back at once; the Undo reaches the server after (its queue/join). Wait for it to
+        # be in the server's hands before the other visitor's reply is cancelled below: otherwise, on busy cores,
+        # the freed slot could go to the reply before the Undo arrived (CI once: it started, and was stopped at
+        # its next token by the Undo, nothing of it shown), which is a race of the test's own making.
+        with page.expect_response(lambda r: "/queue/join" in r.url):
+            page.click("#chat-undo")
     page.wait_for_function("document.querySelector('#chat-input textarea').value === 'Tell me a long story.'")
     page.wait_for_function("document.querySelectorAll('#chatbot .message-row').length === 0")
     if busy is not None:
