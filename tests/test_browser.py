@@ -6,6 +6,7 @@ Screenshots are saved under test-output/ for people to look at.
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from model_utils.settings import Settings
 from model_utils.store.demo_model import HELD_OUT_TEXT, demo_model
@@ -254,8 +255,6 @@ def test_demo_compare_fills_three_different_columns(page, demo_url, output_dir):
     open_app(page, demo_url)
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare-button")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     try:
         page.wait_for_function("[0, 1, 2].every(i => document.querySelector('#compare-metrics-' + i)"
                                ".innerText.includes('tokens'))", timeout=120000)
